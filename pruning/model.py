@@ -1,0 +1,83 @@
+"""The bias-free ReLU MLP whose layers own their pruning masks."""
+from __future__ import annotations
+
+import numpy as np
+
+import keras  # pruning/__init__.py has set KERAS_BACKEND before this import
+import tensorflow as tf
+
+from .config import ModelConfig
+
+
+@keras.saving.register_keras_serializable(package="pruning")
+class MaskedDense(keras.layers.Layer):
+    """``out = tf.maximum(tf.matmul(x, W * M), 0.0)`` with no bias.
+
+    ``M`` is a non-trainable weight owned by the layer, created as ones in ``build``.
+    Because the mask multiplies the kernel inside the forward pass, the gradient of a
+    masked entry is exactly zero: it cannot be revived by any optimizer. Layers built
+    with ``prunable=False`` (the output layer) have no mask at all.
+    """
+
+    def __init__(self, units: int, relu: bool = True, prunable: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.relu = bool(relu)
+        self.prunable = bool(prunable)
+
+    def build(self, input_shape):
+        shape = (int(input_shape[-1]), self.units)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer="glorot_uniform")
+        self.mask = None
+        if self.prunable:
+            self.mask = self.add_weight(name="mask", shape=shape, initializer="ones", trainable=False)
+
+    def effective_kernel(self):
+        return self.kernel * self.mask if self.mask is not None else self.kernel
+
+    def call(self, x):
+        out = tf.matmul(x, self.effective_kernel())
+        return tf.maximum(out, 0.0) if self.relu else out
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "relu": self.relu, "prunable": self.prunable}
+
+
+def build_mlp(input_dim: int, cfg: ModelConfig = ModelConfig(), n_classes: int = 10) -> keras.Model:
+    """784-1000-1000-500-200-10 by default: hidden layers ``hidden1..`` are prunable,
+    the output layer ``output`` is not; it gives logits (or ReLU'd logits with
+    ``cfg.output_relu``, the literal form of the original challenge)."""
+    inputs = keras.Input(shape=(input_dim,), name="pixels")
+    h = inputs
+    for i, width in enumerate(cfg.hidden, start=1):
+        h = MaskedDense(width, relu=True, prunable=True, name=f"hidden{i}")(h)
+    logits = MaskedDense(n_classes, relu=cfg.output_relu, prunable=False, name="output")(h)
+    return keras.Model(inputs, logits, name="mlp")
+
+
+def masked_layers(model: keras.Model) -> list[MaskedDense]:
+    """The model's prunable layers, in order, found by type and flag (never by position)."""
+    return [l for l in model.layers if isinstance(l, MaskedDense) and l.prunable]
+
+
+def all_dense_layers(model: keras.Model) -> list[MaskedDense]:
+    return [l for l in model.layers if isinstance(l, MaskedDense)]
+
+
+def effective_kernels(model: keras.Model) -> dict[str, np.ndarray]:
+    """Layer name -> kernel x mask, as NumPy (what the forward pass really uses)."""
+    return {l.name: np.asarray(l.effective_kernel()) for l in all_dense_layers(model)}
+
+
+def load_model(path) -> keras.Model:
+    return keras.models.load_model(path, custom_objects={"MaskedDense": MaskedDense}, compile=False)
+
+
+def numpy_forward(kernels: list[np.ndarray], x: np.ndarray, output_relu: bool = False) -> np.ndarray:
+    """Reference forward pass in NumPy (float64) over the effective kernels, for tests."""
+    h = np.asarray(x, dtype=np.float64)
+    for i, w in enumerate(kernels):
+        h = h @ np.asarray(w, dtype=np.float64)
+        if i < len(kernels) - 1 or output_relu:
+            h = np.maximum(h, 0.0)
+    return h

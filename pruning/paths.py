@@ -1,0 +1,63 @@
+"""Every output file and directory name, defined once.
+
+A study lives in one log directory (``--logdir``)::
+
+    logs/
+      study.json              the study's configuration (main.py)
+      results.csv             one row per (strategy, sparsity)
+      dense/                  the dense network, shared by all pruned runs of the study
+        config.json           the resolved configuration, written when the run starts
+        train/ validation/    TensorBoard event files (validation = the MNIST test set)
+        model.keras           the final model
+        result.json           written last, atomically: its presence marks the run finished
+      weight_k90/ ...         one directory per (strategy, sparsity)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+DENSE = "dense"
+RESULT = "result.json"
+CONFIG = "config.json"
+MODEL = "model.keras"
+TRAIN_EVENTS = "train"
+TEST_EVENTS = "validation"  # Keras' name for the evaluation stream; it holds the test set
+STUDY = "study.json"
+RESULTS_CSV = "results.csv"
+PLOTS = "plots"
+
+
+def format_sparsity(k: float) -> str:
+    """90.0 -> '90', 97.5 -> '97.5' (no trailing zeros, no exponent)."""
+    return f"{float(k):.6f}".rstrip("0").rstrip(".")
+
+
+def run_name(strategy: str, sparsity: float) -> str:
+    """The directory name of one run; every sparsity-0 run is the shared dense run."""
+    if float(sparsity) == 0.0:
+        return DENSE
+    return f"{strategy}_k{format_sparsity(sparsity)}"
+
+
+def run_dir(logdir: str | Path, name: str) -> Path:
+    return Path(logdir) / name
+
+
+def result_file(logdir: str | Path, name: str) -> Path:
+    return run_dir(logdir, name) / RESULT
+
+
+def model_file(logdir: str | Path, name: str) -> Path:
+    return run_dir(logdir, name) / MODEL
+
+
+def config_file(logdir: str | Path, name: str) -> Path:
+    return run_dir(logdir, name) / CONFIG
+
+
+def results_csv(logdir: str | Path) -> Path:
+    return Path(logdir) / RESULTS_CSV
+
+
+def study_file(logdir: str | Path) -> Path:
+    return Path(logdir) / STUDY

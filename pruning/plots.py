@@ -1,0 +1,143 @@
+"""Figures from a study's written results (result.json files), never its internals.
+
+``make_figures(logdir, out)`` writes every figure it can from the runs that exist and
+returns (written files, missing run names). Missing runs are named in the figures'
+footers and in the return value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from . import paths  # noqa: E402
+from .results import read_all_results, read_json  # noqa: E402
+
+COLORS = {"weight": "tab:blue", "neuron": "tab:orange"}
+LABELS = {"weight": "weight pruning", "neuron": "neuron (unit) pruning"}
+
+
+def _ok(results):
+    return [r for r in results if r.get("status") == "ok"]
+
+
+def _curve(results, strategy, key):
+    """(sparsities, values) for one strategy, the dense run as k = 0, sorted by sparsity."""
+    pts = sorted(
+        (float(r["config"]["sparsity"]), r[key])
+        for r in _ok(results)
+        if (r["config"]["strategy"] in (strategy, "none")) and r.get(key) is not None
+    )
+    return [p[0] for p in pts], [100 * p[1] for p in pts]
+
+
+def _finish(fig, path: Path, footer: str) -> Path:
+    if footer:
+        fig.text(0.01, 0.005, footer, fontsize=7, color="dimgray", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.04 if footer else 0, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sparsity_axes(ax, title):
+    ax.set_xlabel("sparsity of each hidden layer (% of weights or units removed)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def epochs_figure(results, strategy, path, footer="") -> Path:
+    runs = sorted(
+        (r for r in _ok(results) if r["config"]["strategy"] in (strategy, "none") and r.get("history")),
+        key=lambda r: float(r["config"]["sparsity"]),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    cmap = plt.get_cmap("viridis")
+    for i, r in enumerate(runs):
+        k = paths.format_sparsity(r["config"]["sparsity"])
+        color = cmap(i / max(1, len(runs) - 1))
+        for ax, key in zip(axes, ("accuracy", "test_accuracy")):
+            ys = [100 * v for v in r["history"].get(key, [])]
+            ax.plot(range(1, len(ys) + 1), ys, marker=".", color=color, label=f"k = {k}%")
+    for ax, which in zip(axes, ("train (running mean over each epoch)", "test")):
+        ax.set_xlabel("epoch of this run's training (k = 0: dense training; k > 0: retraining)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{LABELS[strategy]}: {which} accuracy per epoch")
+        ax.grid(alpha=0.3)
+    if runs:
+        axes[1].legend(fontsize=7, ncol=2)
+    return _finish(fig, path, footer)
+
+
+def sparsity_figure(results, strategy, path, footer="") -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for key, style, label in (("train_accuracy", "--", "train"), ("test_accuracy", "-", "test")):
+        xs, ys = _curve(results, strategy, key)
+        ax.plot(xs, ys, style, marker="o", color=COLORS[strategy], label=f"{label} (retrained)")
+    _sparsity_axes(ax, f"{LABELS[strategy]}: accuracy against sparsity")
+    return _finish(fig, path, footer)
+
+
+def compare_figure(results, strategies, key, path, footer="") -> Path:
+    which = "train" if key == "train_accuracy" else "test"
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for s in strategies:
+        xs, ys = _curve(results, s, key)
+        ax.plot(xs, ys, marker="o", color=COLORS[s], label=LABELS[s])
+    _sparsity_axes(ax, f"weight vs neuron pruning: {which} accuracy (retrained)")
+    return _finish(fig, path, footer)
+
+
+def oneshot_figure(results, strategies, path, footer="") -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for s in strategies:
+        for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained")):
+            xs, ys = _curve(results, s, key)
+            ax.plot(xs, ys, style, marker="o", color=COLORS[s], label=f"{LABELS[s]}, {label}")
+    _sparsity_axes(ax, "one-shot (no retraining) against retrained: test accuracy")
+    return _finish(fig, path, footer)
+
+
+FIGURES = {
+    "accuracy_vs_epoch_{s}.png": "train and test accuracy per epoch for each k, one figure per strategy",
+    "accuracy_vs_sparsity_{s}.png": "train and test accuracy against sparsity, one figure per strategy",
+    "compare_train.png": "the two strategies compared, train accuracy",
+    "compare_test.png": "the two strategies compared, test accuracy",
+    "oneshot_vs_retrained.png": "one-shot against retrained test accuracy, both strategies",
+}
+
+
+def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
+    """Write every figure from the runs under ``logdir``; return (files, missing run names)."""
+    logdir, out = Path(logdir), Path(out)
+    results = read_all_results(logdir)
+    expected, strategies = [], ["weight", "neuron"]
+    if paths.study_file(logdir).exists():
+        study = read_json(paths.study_file(logdir))
+        expected, strategies = study.get("runs", []), study["study"]["strategies"]
+    finished = {r["run"] for r in _ok(results)}
+    failed = sorted(r["run"] for r in results if r.get("status") != "ok")
+    missing = [n for n in expected if n not in finished and n not in failed]
+    parts = []
+    if results:
+        d = results[0].get("data") or {}
+        parts.append(f"data: {d.get('source', '?')} ({d.get('train_examples', '?')} train / {d.get('test_examples', '?')} test)")
+    if missing:
+        parts.append("missing runs: " + ", ".join(missing))
+    if failed:
+        parts.append("failed runs: " + ", ".join(failed))
+    footer = "; ".join(parts)
+    files = []
+    for s in strategies:
+        files.append(epochs_figure(results, s, out / f"accuracy_vs_epoch_{s}.png", footer))
+        files.append(sparsity_figure(results, s, out / f"accuracy_vs_sparsity_{s}.png", footer))
+    files.append(compare_figure(results, strategies, "train_accuracy", out / "compare_train.png", footer))
+    files.append(compare_figure(results, strategies, "test_accuracy", out / "compare_test.png", footer))
+    files.append(oneshot_figure(results, strategies, out / "oneshot_vs_retrained.png", footer))
+    return files, missing + failed

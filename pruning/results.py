@@ -1,0 +1,156 @@
+"""Writing and reading a run's result and the study's table, atomically.
+
+A run is finished exactly when its ``result.json`` exists: it is written last, to a
+temporary file that is renamed into place, so a killed run leaves nothing that
+looks finished.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from . import paths
+
+RESULT_FORMAT = 1
+CSV_COLUMNS = (
+    "strategy",
+    "sparsity",
+    "status",
+    "oneshot_test_accuracy",
+    "oneshot_train_accuracy",
+    "pruned_test_accuracy",
+    "test_accuracy",
+    "train_accuracy",
+    "weight_sparsity",
+    "epochs",
+    "wall_time_s",
+    "run",
+    "parent",
+)
+
+
+class ResultError(Exception):
+    """A written result cannot be read; the message names the file and the fix."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _clean(obj):
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(_clean(obj), indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ResultError(f"{path} cannot be read ({e}). Delete that run's directory (or pass --overwrite) to redo it.") from None
+
+
+def read_result(logdir: str | Path, name: str) -> dict | None:
+    """The run's written result, or None if the run has not finished."""
+    path = paths.result_file(logdir, name)
+    return read_json(path) if path.exists() else None
+
+
+def read_all_results(logdir: str | Path) -> list[dict]:
+    """Every finished run under ``logdir``, sorted by (strategy, sparsity), never by directory order."""
+    out = []
+    logdir = Path(logdir)
+    if not logdir.is_dir():
+        return out
+    for sub in logdir.iterdir():
+        f = sub / paths.RESULT
+        if f.is_file():
+            out.append(read_json(f))
+    return sorted(out, key=lambda r: (r["config"]["strategy"], float(r["config"]["sparsity"])))
+
+
+def table_rows(results: list[dict], strategies, sparsities) -> list[dict]:
+    """One row per (strategy, sparsity) that has a result; sparsity 0 is the shared dense run."""
+    by_name = {r["run"]: r for r in results}
+    rows = []
+    for strategy in strategies:
+        for k in sparsities:
+            r = by_name.get(paths.run_name(strategy, k))
+            if r is None:
+                continue
+            rows.append(
+                {
+                    "strategy": strategy,
+                    "sparsity": float(k),
+                    "status": r["status"],
+                    "oneshot_test_accuracy": r.get("oneshot_test_accuracy"),
+                    "oneshot_train_accuracy": r.get("oneshot_train_accuracy"),
+                    "pruned_test_accuracy": r.get("pruned_test_accuracy"),
+                    "test_accuracy": r.get("test_accuracy"),
+                    "train_accuracy": r.get("train_accuracy"),
+                    "weight_sparsity": (r.get("sparsity") or {}).get("weight_sparsity"),
+                    "epochs": len((r.get("history") or {}).get("loss", [])),
+                    "wall_time_s": r.get("wall_time_s"),
+                    "run": r["run"],
+                    "parent": r["config"].get("parent"),
+                }
+            )
+    return rows
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def write_table(path: str | Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _fmt(row.get(k)) for k in CSV_COLUMNS})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def format_table(rows: list[dict]) -> str:
+    """The results table as aligned text for the terminal (accuracies in percent)."""
+    head = f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'retrained':>9} {'train':>7} {'zeros':>7} {'time':>6}  status"
+    lines = [head, "-" * len(head)]
+    pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    for r in rows:
+        lines.append(
+            f"{r['strategy']:<8} {paths.format_sparsity(r['sparsity']):>5} {pct(r['oneshot_test_accuracy']):>9} "
+            f"{pct(r['test_accuracy']):>9} {pct(r['train_accuracy']):>7} {pct(r['weight_sparsity']):>7} "
+            f"{(r['wall_time_s'] or 0):>5.0f}s  {r['status']}"
+        )
+    return "\n".join(lines)
