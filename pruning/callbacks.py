@@ -52,6 +52,22 @@ def measure_sparsity(model: keras.Model) -> dict:
     }
 
 
+def cubic_schedule(start: float, end: float, ramp_epochs: int) -> Callable[[int], float]:
+    """Sparsity for epoch ``e``: rises from ``start`` to ``end`` over ``ramp_epochs`` epochs along
+    Zhu & Gupta's cubic curve (fast first, gentle last), then stays at ``end``.
+
+    Epoch 0 already takes the first step; ``ramp_epochs <= 1`` prunes to ``end`` at once.
+    """
+
+    def at(epoch: int) -> float:
+        if ramp_epochs <= 1 or epoch + 1 >= ramp_epochs:
+            return float(end)
+        frac = 1.0 - (epoch + 1) / ramp_epochs
+        return float(end + (start - end) * frac**3)
+
+    return at
+
+
 class MaskingCallback(keras.callbacks.Callback):
     """Computes and applies the pruning masks, and logs the measured sparsity.
 
@@ -75,6 +91,11 @@ class MaskingCallback(keras.callbacks.Callback):
 
     def _update(self, epoch: int) -> None:
         target = float(self.schedule(epoch))
+        if self.current is not None and target < self.current:
+            raise ValueError(
+                f"the sparsity schedule falls from {self.current}% to {target}% at epoch {epoch}; masks only "
+                f"grow (a pruned weight's value is gone), so use a non-decreasing schedule"
+            )
         if target != self.current:
             self.thresholds = apply_masks(self.model, self.strategy, target)
             self.current = target

@@ -65,7 +65,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = hp(20, "epochs of dense training (and of each model under --protocol scratch)")
+    epochs: int = hp(10, "epochs of dense training (and of each model under --protocol scratch)")
     batch_size: int = hp(128, "mini-batch size")
     lr: float = hp(1e-3, "peak learning rate of AdamW (cosine-decayed to zero over each run)")
     weight_decay: float = hp(
@@ -90,8 +90,13 @@ class PruneConfig:
         "under the mask; scratch: train each pruned model from a fresh initialisation under the mask",
         choices=PROTOCOLS,
     )
-    retrain_epochs: int = hp(4, "epochs of retraining after each pruning step (--protocol retrain)")
+    retrain_epochs: int = hp(5, "epochs of retraining after each pruning step (--protocol retrain)")
     retrain_lr: float = hp(1e-3, "peak learning rate of each retraining (cosine-decayed to zero)")
+    ramp_epochs: int = hp(
+        3,
+        "retraining epochs over which the sparsity rises from the starting model's to k along a cubic "
+        "schedule (Zhu & Gupta 2017), the masks recomputed at each epoch; 0 prunes to k at once",
+    )
     iterative: bool = hp(
         True,
         "reach each sparsity from the retrained model of the sparsity below it (iterative magnitude "
@@ -102,6 +107,7 @@ class PruneConfig:
         _check_choice("--protocol", self.protocol, PROTOCOLS)
         _check_positive("--retrain-epochs", self.retrain_epochs, allow_zero=True)
         _check_positive("--retrain-lr", self.retrain_lr)
+        _check_positive("--ramp-epochs", self.ramp_epochs, allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,8 @@ class RunConfig:
         if self.sparsity > 0:
             ident["protocol"] = h.prune.protocol
             if h.prune.protocol == "retrain":
-                ident["retrain"] = {"epochs": h.prune.retrain_epochs, "lr": h.prune.retrain_lr}
+                ident["retrain"] = {"epochs": h.prune.retrain_epochs, "lr": h.prune.retrain_lr,
+                                    "ramp_epochs": h.prune.ramp_epochs}
         return ident
 
 

@@ -78,15 +78,17 @@ def _read_bytes(path: Path) -> bytes:
 def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode an IDX byte string into an array of its declared type and shape."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
-        magic = raw[:4].hex() if raw else "empty file"
+        magic = f"0x{raw[:4].hex()}" if raw else "missing: the file is empty"
         raise DataError(
-            f"{name} is not an IDX file (magic number 0x{magic}; IDX files start with 0x0000 then a "
+            f"{name} is not an IDX file (magic number {magic}; IDX files start with 0x0000 then a "
             f"type code such as 0x08 and the number of dimensions). Point --data-dir at the original "
             f"MNIST files (e.g. train-images-idx3-ubyte.gz)."
         )
     dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
     header = 4 + 4 * ndim
-    if ndim == 0 or len(raw) < header:
+    if ndim == 0:
+        raise DataError(f"{name} is not an MNIST IDX file: its header declares 0 dimensions. Download it again.")
+    if len(raw) < header:
         raise DataError(f"{name} is truncated: its IDX header declares {ndim} dimensions but is cut short. Download it again.")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     expected = int(np.prod(shape)) * dtype.itemsize
@@ -211,6 +213,9 @@ def load_tfds(allow_download: bool = True) -> Dataset:
         import tensorflow_datasets as tfds
     except Exception as e:  # ImportError, or a missing undeclared dependency
         raise SourceUnavailable(f"tensorflow-datasets cannot be imported ({e})") from None
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)  # "no dataset_info.json" notices on a cold cache
     builder = tfds.builder("mnist")
     try:
         prepared = builder.is_prepared()

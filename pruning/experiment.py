@@ -178,9 +178,12 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     """Run one configuration to its written result (returned). Never raises for a NaN loss
     or a failed parent: those are recorded as ``status: failed`` with the reason."""
     import keras
+    import tensorflow as tf
 
-    from .callbacks import MaskingCallback, apply_masks, measure_sparsity
-    from .model import build_mlp, load_model
+    from .callbacks import MaskingCallback, apply_masks, cubic_schedule, measure_sparsity
+    from .model import build_mlp, load_model, masked_layers
+
+    tf.get_logger().setLevel("ERROR")  # each run compiles anew: retracing notices are expected
 
     progress = progress or (lambda event: None)
     hyper, name = cfg.hyper, cfg.name
@@ -229,14 +232,18 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         _progress_callback(name, epochs, progress),
     ]
     if cfg.sparsity > 0:
-        masking = MaskingCallback(cfg.strategy, cfg.sparsity, log_dir=rdir / paths.TRAIN_EVENTS)
+        start_k = float(parent["config"]["sparsity"]) if cfg.parent is not None else 0.0
+        ramp = hyper.prune.ramp_epochs if protocol == "retrain" else 0
+        schedule = cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
+        masking = MaskingCallback(cfg.strategy, schedule, log_dir=rdir / paths.TRAIN_EVENTS)
         callbacks.insert(0, masking)
-        # Prune now to measure the pruned-but-not-retrained accuracy; the callback's own
-        # pass at the start of fit then finds the same masks already in place.
-        masking.set_model(model)
-        masking.thresholds = apply_masks(model, cfg.strategy, cfg.sparsity)
-        masking.current = cfg.sparsity
+        # The starting model pruned straight to k, not retrained (restored afterwards).
+        saved = [(l.kernel.numpy(), l.mask.numpy()) for l in masked_layers(model)]
+        apply_masks(model, cfg.strategy, cfg.sparsity)
         result["pruned_test_accuracy"] = evaluate(model, data.x_test, data.y_test)[1]
+        for l, (kernel, mask) in zip(masked_layers(model), saved):
+            l.kernel.assign(kernel)
+            l.mask.assign(mask)
         dense = read_result(logdir, paths.DENSE)
         if dense is not None and dense.get("status") == "ok":
             result["oneshot_train_accuracy"], result["oneshot_test_accuracy"] = _oneshot(
@@ -257,8 +264,11 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         )
         history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
         history = {("test_" + k[4:] if k.startswith("val_") else k): v for k, v in history.items()}
-    elif cfg.sparsity > 0:
-        callbacks[0].on_train_end()  # one-shot: no training; keep the kernels exactly zero
+    elif cfg.sparsity > 0:  # one-shot: no training, just the masks
+        masking.set_model(model)
+        masking.on_train_begin()
+        masking.on_epoch_end(0)
+        masking.on_train_end()
     result["history"] = history
 
     losses = history.get("loss", [])
@@ -325,7 +335,7 @@ class ProgressPrinter:
         self.epochs = {c.name: planned_epochs(c) for c in runs}
         self.order = {c.name: i + 1 for i, c in enumerate(runs)}
         self.total = sum(self.epochs.values())
-        self.done_epochs, self.durations, self.jobs = 0, [], jobs
+        self.done_epochs, self.durations, self.jobs, self.seen = 0, [], jobs, {}
         self.t0 = time.perf_counter()
 
     def _eta(self) -> str:
@@ -347,8 +357,11 @@ class ProgressPrinter:
         elif ev["event"] == "done" and ev["status"] == "ok":
             line = f"{tag} {run}: done, test acc {100 * ev['test_accuracy']:.2f}% in {ev['seconds']:.0f}s"
         else:
-            self.done_epochs += 0
             line = f"{tag} {run}: FAILED: {ev.get('reason')}"
+        if ev["event"] == "done":  # a run that stopped early frees its remaining epochs
+            self.done_epochs += self.epochs.get(run, 0) - self.seen.get(run, 0)
+        elif ev["event"] == "epoch":
+            self.seen[run] = self.seen.get(run, 0) + 1
         print(line, file=self.out, flush=True)
 
 
@@ -374,7 +387,13 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     logdir = Path(logdir)
     chains = plan_study(hyper, study)
     runs = [c for chain in chains for c in chain]
-    todo = {c.name for c in runs if overwrite or check_existing(c, logdir) == "todo"}
+    todo = set()
+    for chain in chains:
+        stale = False  # a run redone invalidates every later run of its chain (they start from it)
+        for c in chain:
+            stale = stale or overwrite or check_existing(c, logdir) == "todo"
+            if stale:
+                todo.add(c.name)
     skipped = [c.name for c in runs if c.name not in todo]
     if skipped:
         print(f"resuming: {len(skipped)} finished run(s) kept ({', '.join(skipped)}); --overwrite retrains them",

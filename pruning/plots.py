@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 
 from . import paths  # noqa: E402
 from .results import read_all_results, read_json  # noqa: E402
@@ -52,23 +53,50 @@ def _sparsity_axes(ax, title):
     ax.legend(fontsize=8)
 
 
+def _epoch_offsets(results) -> dict[str, int]:
+    """Where each run's first epoch sits on a shared axis: after all epochs of its parent chain."""
+    by_name = {r["run"]: r for r in results}
+    offsets: dict[str, int] = {}
+
+    def offset(name, depth=0):
+        if name in offsets:
+            return offsets[name]
+        r = by_name.get(name)
+        parent = r["config"].get("parent") if r else None
+        if parent is None or parent not in by_name or depth > 100:
+            offsets[name] = 0
+        else:
+            p = by_name[parent]
+            offsets[name] = offset(parent, depth + 1) + len((p.get("history") or {}).get("loss", []))
+        return offsets[name]
+
+    for name in by_name:
+        offset(name)
+    return offsets
+
+
 def epochs_figure(results, strategy, path, footer="") -> Path:
+    """Accuracy per epoch, each k in its colour, on one epoch axis: a run that starts from another
+    run's model (retraining, iterative chains) is drawn after that run's epochs."""
     runs = sorted(
         (r for r in _ok(results) if r["config"]["strategy"] in (strategy, "none") and r.get("history")),
         key=lambda r: float(r["config"]["sparsity"]),
     )
+    offsets = _epoch_offsets(_ok(results))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     cmap = plt.get_cmap("viridis")
     for i, r in enumerate(runs):
         k = paths.format_sparsity(r["config"]["sparsity"])
         color = cmap(i / max(1, len(runs) - 1))
+        start = offsets.get(r["run"], 0)
         for ax, key in zip(axes, ("accuracy", "test_accuracy")):
             ys = [100 * v for v in r["history"].get(key, [])]
-            ax.plot(range(1, len(ys) + 1), ys, marker=".", color=color, label=f"k = {k}%")
+            ax.plot(range(start + 1, start + len(ys) + 1), ys, marker=".", color=color, label=f"k = {k}%")
     for ax, which in zip(axes, ("train (running mean over each epoch)", "test")):
-        ax.set_xlabel("epoch of this run's training (k = 0: dense training; k > 0: retraining)")
+        ax.set_xlabel("epoch (a retrained run follows the run it started from)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{LABELS[strategy]}: {which} accuracy per epoch")
+        ax.set_title(f"{LABELS[strategy]}: {which} accuracy")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if runs:
         axes[1].legend(fontsize=7, ncol=2)

@@ -1,0 +1,149 @@
+"""The scripts as a user runs them, on synthetic IDX files: main.py (a study, then its resume)
+and plotting.py. These are the suite's only slow tests: one subprocess each."""
+import csv
+import re
+import shutil
+
+import pytest
+
+from pruning import paths
+from helpers import expected_weight_sparsity, prunable_shapes, run_script
+
+# widths whose every k% below is a whole number of weights and of units in every layer,
+# so the measured weight_sparsity is exactly 0.5 and 0.9
+HIDDEN = "40,40,20,10"
+RUNS = ("dense", "weight_k50", "weight_k90", "neuron_k50", "neuron_k90")
+PROGRESS = re.compile(r"^\[\d+/\d+\] \w+: (started|epoch)", re.M)  # a line of a run being trained
+FIGURES = ("accuracy_vs_epoch_weight.png", "accuracy_vs_epoch_neuron.png", "accuracy_vs_sparsity_weight.png",
+           "accuracy_vs_sparsity_neuron.png", "compare_train.png", "compare_test.png", "oneshot_vs_retrained.png")
+
+
+def _study_args(root):
+    return ["--data-dir", root / "data", "--hidden", HIDDEN, "--epochs", "2", "--retrain-epochs", "1",
+            "--sparsities", "0,50,90", "--batch-size", "32", "--lr", "0.01", "--retrain-lr", "0.01",
+            "--logdir", root / "logs", "--plots", root / "plots"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, mnist_dir):
+    root = tmp_path_factory.mktemp("e2e")
+    shutil.copytree(mnist_dir, root / "data")
+    proc, seconds = run_script("main.py", *_study_args(root), timeout=200, cwd=root)
+    return {"root": root, "proc": proc, "seconds": seconds, "logs": root / "logs"}
+
+
+def _csv(logs):
+    with open(paths.results_csv(logs), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_main_exits_0_and_reports_the_data_source(study):
+    proc = study["proc"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert f"data: idx:{(study['root'] / 'data').resolve()} (600 train / 200 test)" in proc.stdout
+    assert "figures: 7 in" in proc.stdout
+    for name in RUNS:
+        assert f"{name}: done" in proc.stdout
+    assert len(PROGRESS.findall(proc.stdout)) == 5 + 2 + 4  # 5 starts, 2 dense epochs, 4 retraining epochs
+
+
+def test_results_csv_has_one_row_per_strategy_and_sparsity_with_exact_sparsity(study):
+    rows = _csv(study["logs"])
+    for column in ("strategy", "sparsity", "oneshot_test_accuracy", "test_accuracy", "train_accuracy",
+                   "weight_sparsity", "status", "epochs", "run", "parent"):
+        assert column in rows[0], column
+    assert [(r["strategy"], r["sparsity"], r["run"], r["parent"], r["epochs"]) for r in rows] == [
+        ("weight", "0", "dense", "", "2"), ("weight", "50", "weight_k50", "dense", "1"),
+        ("weight", "90", "weight_k90", "weight_k50", "1"),
+        ("neuron", "0", "dense", "", "2"), ("neuron", "50", "neuron_k50", "dense", "1"),
+        ("neuron", "90", "neuron_k90", "neuron_k50", "1")]
+    assert [r["weight_sparsity"] for r in rows] == ["0", "0.5", "0.9"] * 2
+    assert all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        for key in ("oneshot_test_accuracy", "test_accuracy", "train_accuracy"):
+            assert 0.0 <= float(r[key]) <= 1.0
+        if r["parent"] in ("", "dense"):  # pruned straight from the dense model: one-shot == before retraining
+            assert r["oneshot_test_accuracy"] == r["pruned_test_accuracy"]
+    assert float(rows[0]["test_accuracy"]) > 0.2, "the dense model learned nothing from learnable digits"
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_each_run_has_its_result_model_and_events(study, name):
+    from pruning.results import read_json
+
+    rdir = study["logs"] / name
+    for f in ("result.json", "model.keras", "config.json"):
+        assert (rdir / f).is_file(), f
+    assert any((rdir / "train").glob("events.out.tfevents.*"))
+    assert any((rdir / "validation").glob("events.out.tfevents.*"))
+    r = read_json(rdir / "result.json")
+    k = float(r["config"]["sparsity"])
+    strategy = "weight" if name == "dense" else r["config"]["strategy"]
+    hidden = tuple(int(w) for w in HIDDEN.split(","))
+    assert r["sparsity"]["weight_sparsity"] == expected_weight_sparsity(prunable_shapes(784, hidden), strategy, k)
+    assert r["sparsity"]["weight_sparsity"] == {0.0: 0.0, 50.0: 0.5, 90.0: 0.9}[k]
+    assert r["data"]["train_examples"] == 600
+
+
+def test_main_writes_the_seven_figures(study):
+    plots = study["root"] / "plots"
+    assert sorted(p.name for p in plots.iterdir()) == sorted(FIGURES)
+    for name in FIGURES:
+        data = (plots / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_rerun_resumes_quickly_without_retraining(study):
+    assert study["proc"].returncode == 0
+    logs = study["logs"]
+    before = {p.parent.name: p.stat().st_mtime_ns for p in logs.glob("*/result.json")}
+    table = paths.results_csv(logs).read_text()
+    proc, seconds = run_script("main.py", *_study_args(study["root"]), timeout=120, cwd=study["root"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming: 5 finished run(s) kept ({', '.join(RUNS)})" in proc.stdout
+    assert not PROGRESS.search(proc.stdout), proc.stdout
+    assert {p.parent.name: p.stat().st_mtime_ns for p in logs.glob("*/result.json")} == before
+    assert paths.results_csv(logs).read_text() == table
+    assert seconds < 20 and seconds < study["seconds"], (seconds, study["seconds"])
+
+
+def test_plotting_names_a_missing_run_and_still_draws(study, tmp_path):
+    logs = tmp_path / "logs"
+    shutil.copytree(study["logs"], logs)
+    shutil.rmtree(logs / "neuron_k50")
+    proc, _ = run_script("plotting.py", "--logdir", logs, "--out", tmp_path / "plots2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "missing or failed runs (not plotted): neuron_k50" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "plots2").iterdir()) == sorted(FIGURES)
+    assert sum(line.endswith(".png") for line in proc.stdout.splitlines()) == 7
+
+
+def test_plotting_an_empty_logdir_exits_2_with_a_message(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc, _ = run_script("plotting.py", "--logdir", tmp_path / "empty", "--out", tmp_path / "p", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"error: {tmp_path / 'empty'} holds no finished run" in proc.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_alternate_study_with_nan_loss_records_failures_plots_and_exits_1(tmp_path, mnist_dir, capsys):
+    """main_alternate.py's code path, in process (it spawns one worker): a NaN dense run fails, the
+    run that starts from it fails naming it, the table and figures are still written, exit 1."""
+    from pruning import cli
+
+    logs = tmp_path / "logs"
+    argv = ["--data-dir", str(mnist_dir), "--hidden", "16,8", "--epochs", "1", "--retrain-epochs", "1",
+            "--sparsities", "0,50", "--strategies", "weight", "--lr", "1e30", "--logdir", str(logs),
+            "--plots", str(tmp_path / "plots")]
+    assert cli.alternate_main_guarded(argv) == 1
+    out = capsys.readouterr().out
+    assert "dense: FAILED: loss became NaN or infinite at epoch 1 of 1" in out
+    assert "weight_k50: FAILED: parent run dense failed (loss became NaN" in out
+    assert "not ok: dense, weight_k50" in out
+    rows = _csv(logs)
+    assert [(r["strategy"], r["sparsity"], r["status"]) for r in rows] == [
+        ("weight", "0", "failed"), ("weight", "50", "failed")]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
+        f for f in FIGURES if "neuron" not in f)

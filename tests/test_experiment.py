@@ -1,0 +1,382 @@
+"""pruning.experiment and pruning.results: the study plan, one run's written result,
+failures, resume, and atomic writes."""
+import io
+import json
+import math
+import os
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pruning import paths, results
+from pruning.config import (DataConfig, Hyper, ModelConfig, PruneConfig, RunConfig, StudyConfig,
+                            TrainConfig)
+from pruning.experiment import StudyError, check_existing, dense_config, plan_study, planned_epochs
+from helpers import expected_pruned, expected_weight_sparsity, prunable_shapes, read_scalars, write_mnist_dir
+
+HIDDEN = (16, 12, 8)
+
+
+def _hyper(**kw) -> Hyper:
+    base = Hyper(model=ModelConfig(hidden=HIDDEN), train=TrainConfig(epochs=3, batch_size=16, lr=1e-2),
+                 prune=PruneConfig(retrain_epochs=1))
+    return replace(base, **kw)
+
+
+def _as_written(obj):
+    """``obj`` as it reads back from JSON (tuples as lists, NaN as null)."""
+    return json.loads(json.dumps(results._clean(obj)))
+
+
+def _chain_names(chains):
+    return [[(c.name, c.parent) for c in chain] for chain in chains]
+
+
+# --------------------------------------------------------------------------- plan
+def test_plan_retrain_iterative_is_dense_then_one_ascending_chain_per_strategy():
+    chains = plan_study(_hyper(), StudyConfig(sparsities=(90, 0, 50, 25, 50.0), strategies=("weight", "neuron")))
+    assert _chain_names(chains) == [
+        [("dense", None)],
+        [("weight_k25", "dense"), ("weight_k50", "weight_k25"), ("weight_k90", "weight_k50")],
+        [("neuron_k25", "dense"), ("neuron_k50", "neuron_k25"), ("neuron_k90", "neuron_k50")],
+    ]
+    assert [planned_epochs(c) for chain in chains for c in chain] == [3, 1, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("protocol, iterative, parent, epochs", [
+    ("retrain", False, "dense", 1),
+    ("oneshot", True, "dense", 0),
+    ("oneshot", False, "dense", 0),
+    ("scratch", True, None, 3),
+    ("scratch", False, None, 3),
+])
+def test_plan_non_iterative_protocols_start_every_run_from_dense_or_scratch(protocol, iterative, parent, epochs):
+    hyper = _hyper(prune=PruneConfig(protocol=protocol, retrain_epochs=1, iterative=iterative))
+    chains = plan_study(hyper, StudyConfig(sparsities=(0, 50, 97.5), strategies=("neuron", "weight")))
+    assert _chain_names(chains) == [[("dense", None)], [("neuron_k50", parent)], [("neuron_k97.5", parent)],
+                                    [("weight_k50", parent)], [("weight_k97.5", parent)]]
+    assert [planned_epochs(c) for chain in chains[1:] for c in chain] == [epochs] * 4
+    assert planned_epochs(chains[0][0]) == 3
+
+
+def test_every_sparsity_zero_run_is_the_one_dense_run():
+    assert RunConfig(_hyper(), "neuron", 0.0, None).name == "dense"
+    assert RunConfig(_hyper(), "neuron", 0.0, None).strategy == "none"
+    assert dense_config(_hyper()).identity() == RunConfig(_hyper(), "weight", 0).identity()
+
+
+# --------------------------------------------------------------------------- a small study, in process
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, tiny_data):
+    """dense -> weight_k50 -> weight_k75 (the study), plus neuron_k50 from dense, trained in process."""
+    from pruning.experiment import train_run
+
+    root = tmp_path_factory.mktemp("study")
+    data_dir = write_mnist_dir(root / "data", 300, 100, side=10)
+    hyper = _hyper(data=DataConfig(data_dir=str(data_dir)))
+    sc = StudyConfig(sparsities=(0, 50, 75), strategies=("weight",), jobs=1)
+    logdir = root / "logs"
+    out = {}
+    for chain in plan_study(hyper, sc):
+        for cfg in chain:
+            out[cfg.name] = train_run(cfg, logdir, tiny_data)
+    neuron = RunConfig(hyper, "neuron", 50, "dense")
+    out[neuron.name] = train_run(neuron, logdir, tiny_data)
+    return {"logdir": logdir, "hyper": hyper, "study": sc, "results": out, "data": tiny_data}
+
+
+def _load(study, name):
+    from pruning.model import load_model
+
+    return load_model(paths.model_file(study["logdir"], name))
+
+
+def test_train_run_writes_result_config_model_and_events(study):
+    logdir = study["logdir"]
+    for name, epochs in (("dense", 3), ("weight_k50", 1), ("weight_k75", 1), ("neuron_k50", 1)):
+        rdir = logdir / name
+        assert {"result.json", "config.json", "model.keras", "train", "validation"} <= {p.name for p in rdir.iterdir()}
+        r = results.read_json(rdir / "result.json")
+        assert r == _as_written(study["results"][name])  # what train_run returned is what it wrote
+        assert r["status"] == "ok" and r["reason"] is None and r["run"] == name
+        assert r["config"] == results.read_json(rdir / "config.json")
+        assert r["data"] == {"source": "synthetic", "train_examples": 300, "test_examples": 100, "input_dim": 100,
+                             "note": None}
+        assert set(r["history"]) == {"loss", "accuracy", "test_loss", "test_accuracy"}
+        assert all(len(v) == epochs for v in r["history"].values())
+        for key in ("test_accuracy", "train_accuracy", "oneshot_test_accuracy", "oneshot_train_accuracy",
+                    "pruned_test_accuracy"):
+            assert 0.0 <= r[key] <= 1.0, key
+        assert r["history"]["test_accuracy"][-1] == pytest.approx(r["test_accuracy"], abs=1e-6)
+    dense = study["results"]["dense"]
+    assert dense["oneshot_test_accuracy"] == dense["pruned_test_accuracy"] == dense["test_accuracy"]
+    assert dense["test_accuracy"] > 0.3, "the synthetic digits are learnable: dense must beat chance (0.1) clearly"
+
+
+@pytest.mark.parametrize("name, strategy, k", [("dense", "weight", 0), ("weight_k50", "weight", 50),
+                                               ("weight_k75", "weight", 75), ("neuron_k50", "neuron", 50)])
+def test_written_sparsity_is_the_exact_fraction_and_saved_kernels_are_zero_where_masked(study, name, strategy, k):
+    from pruning.model import masked_layers
+
+    r = study["results"][name]
+    shapes = prunable_shapes(100, HIDDEN)
+    assert r["sparsity"]["weight_sparsity"] == expected_weight_sparsity(shapes, strategy, k)
+    model = _load(study, name)
+    for layer, (rows, cols) in zip(masked_layers(model), shapes):
+        mask, kernel = layer.mask.numpy(), layer.kernel.numpy()
+        assert np.all(kernel[mask == 0] == 0.0)
+        assert np.count_nonzero(kernel == 0) == np.count_nonzero(mask == 0)
+        n = expected_pruned(rows * cols, k) if strategy == "weight" else rows * expected_pruned(cols, k)
+        assert np.count_nonzero(mask == 0) == n
+        assert r["sparsity"]["per_layer"][layer.name] == n / (rows * cols)
+
+
+def test_iterative_chain_keeps_the_previous_runs_zeros(study):
+    from pruning.model import masked_layers
+
+    k50, k75 = _load(study, "weight_k50"), _load(study, "weight_k75")
+    for a, b in zip(masked_layers(k50), masked_layers(k75)):
+        assert np.all(b.mask.numpy()[a.mask.numpy() == 0] == 0)
+    assert study["results"]["weight_k75"]["config"]["parent"] == "weight_k50"
+
+
+@pytest.mark.parametrize("name, strategy, k", [("weight_k50", "weight", 50), ("weight_k75", "weight", 75),
+                                               ("neuron_k50", "neuron", 50)])
+def test_oneshot_accuracy_is_the_dense_model_pruned_to_k_in_numpy(study, name, strategy, k):
+    from pruning import masks
+    from pruning.model import MaskedDense, numpy_forward
+
+    dense = _load(study, "dense")
+    kernels = []
+    for layer in (l for l in dense.layers if isinstance(l, MaskedDense)):
+        w = layer.kernel.numpy()
+        kernels.append(w * masks.compute_mask(strategy, w, k) if layer.prunable else w)
+    data, r = study["data"], study["results"][name]
+    for x, y, key in ((data.x_test, data.y_test, "oneshot_test_accuracy"),
+                      (data.x_train, data.y_train, "oneshot_train_accuracy")):
+        correct = int(np.count_nonzero(np.argmax(numpy_forward(kernels, x), axis=1) == y))
+        assert round(r[key] * len(y)) == correct, key
+    if r["config"]["parent"] == "dense":  # pruned from the dense model itself: one-shot == pruned
+        assert r["pruned_test_accuracy"] == r["oneshot_test_accuracy"]
+
+
+def test_final_accuracy_is_that_of_the_saved_model(study):
+    from pruning.model import MaskedDense, numpy_forward
+
+    data = study["data"]
+    for name in ("dense", "weight_k75", "neuron_k50"):
+        model = _load(study, name)
+        kernels = [np.asarray(l.effective_kernel()) for l in model.layers if isinstance(l, MaskedDense)]
+        correct = int(np.count_nonzero(np.argmax(numpy_forward(kernels, data.x_test), axis=1) == data.y_test))
+        assert round(study["results"][name]["test_accuracy"] * len(data.y_test)) == correct, name
+
+
+def test_pruned_run_logs_masking_scalars_to_tensorboard(study):
+    scalars = read_scalars(study["logdir"] / "weight_k50" / paths.TRAIN_EVENTS)
+    for layer, (rows, cols) in zip(("hidden1", "hidden2", "hidden3"), prunable_shapes(100, HIDDEN)):
+        assert scalars[f"sparsity/{layer}"][0] == pytest.approx(expected_pruned(rows * cols, 50) / (rows * cols), abs=1e-7)
+        assert scalars[f"threshold/{layer}"][0] > 0
+
+
+# --------------------------------------------------------------------------- other protocols
+def test_oneshot_and_scratch_runs(study, tmp_path):
+    from pruning.experiment import train_run
+    from pruning.model import masked_layers
+
+    logdir = tmp_path / "logs"
+    shutil.copytree(study["logdir"] / "dense", logdir / "dense")
+    one = replace(study["hyper"], prune=PruneConfig(protocol="oneshot"))
+    r = train_run(RunConfig(one, "weight", 75, "dense"), logdir, study["data"])
+    assert r["status"] == "ok" and r["history"] == {}
+    # no training: the final model is the one-shot model
+    assert r["test_accuracy"] == r["oneshot_test_accuracy"] == r["pruned_test_accuracy"]
+    assert r["train_accuracy"] == r["oneshot_train_accuracy"]
+    assert r["sparsity"]["weight_sparsity"] == expected_weight_sparsity(prunable_shapes(100, HIDDEN), "weight", 75)
+
+    scratch = replace(study["hyper"], prune=PruneConfig(protocol="scratch"))
+    r = train_run(RunConfig(scratch, "neuron", 75, None), logdir, study["data"])
+    assert r["status"] == "ok" and len(r["history"]["loss"]) == 3
+    assert r["sparsity"]["weight_sparsity"] == expected_weight_sparsity(prunable_shapes(100, HIDDEN), "neuron", 75)
+    model = _load({"logdir": logdir}, "neuron_k75")
+    for layer in masked_layers(model):
+        assert np.all(layer.kernel.numpy()[layer.mask.numpy() == 0] == 0.0)
+
+
+# --------------------------------------------------------------------------- failures
+@pytest.fixture(scope="module")
+def failed_study(tmp_path_factory, tiny_data):
+    from pruning.experiment import train_run
+
+    logdir = tmp_path_factory.mktemp("failed") / "logs"
+    hyper = _hyper(train=TrainConfig(epochs=2, batch_size=16, lr=1e30))
+    events = []
+    dense = train_run(dense_config(hyper), logdir, tiny_data, progress=events.append)
+    child = train_run(RunConfig(hyper, "weight", 50, "dense"), logdir, tiny_data, progress=events.append)
+    return {"logdir": logdir, "hyper": hyper, "dense": dense, "child": child, "events": events}
+
+
+def test_absurd_learning_rate_fails_the_run_with_a_nan_reason(failed_study):
+    r = failed_study["dense"]
+    assert r["status"] == "failed"
+    assert "NaN" in r["reason"] and "--lr" in r["reason"]
+    assert results.read_json(failed_study["logdir"] / "dense" / "result.json") == _as_written(r)
+    assert math.isnan(r["history"]["loss"][-1])  # NaN in memory, null on disk
+    assert results.read_json(failed_study["logdir"] / "dense" / "result.json")["history"]["loss"][-1] is None
+    assert not (failed_study["logdir"] / "dense" / "model.keras").exists()
+    assert {"event": "done", "run": "dense", "status": "failed", "reason": r["reason"]} in failed_study["events"]
+
+
+def test_run_whose_parent_failed_is_failed_naming_the_parent(failed_study):
+    r = failed_study["child"]
+    assert r["status"] == "failed"
+    assert r["reason"].startswith("parent run dense failed")
+    assert results.read_json(failed_study["logdir"] / "weight_k50" / "result.json")["status"] == "failed"
+    assert not (failed_study["logdir"] / "weight_k50" / "model.keras").exists()
+
+
+def test_run_whose_parent_never_ran_is_failed_naming_the_parent(tmp_path, tiny_data):
+    from pruning.experiment import train_run
+
+    r = train_run(RunConfig(_hyper(), "neuron", 50, "neuron_k25"), tmp_path, tiny_data)
+    assert r["status"] == "failed" and r["reason"] == "parent run neuron_k25 has not finished"
+
+
+def test_failed_run_is_todo_on_resume(failed_study):
+    assert check_existing(dense_config(failed_study["hyper"]), failed_study["logdir"]) == "todo"
+
+
+# --------------------------------------------------------------------------- resume
+def test_check_existing_done_todo_and_conflict(study):
+    logdir, hyper = study["logdir"], study["hyper"]
+    assert check_existing(dense_config(hyper), logdir) == "done"
+    assert check_existing(RunConfig(hyper, "weight", 75, "weight_k50"), logdir) == "done"
+    assert check_existing(RunConfig(hyper, "neuron", 90, "neuron_k50"), logdir) == "todo"
+    # settings that cannot change the dense run do not invalidate it
+    other = replace(hyper, prune=PruneConfig(retrain_epochs=7, retrain_lr=0.5), data=DataConfig(data_dir="/elsewhere"))
+    assert check_existing(dense_config(other), logdir) == "done"
+    changed = replace(hyper, train=replace(hyper.train, epochs=4))
+    with pytest.raises(StudyError) as info:
+        check_existing(dense_config(changed), logdir)
+    msg = str(info.value)
+    assert str(logdir / "dense") in msg and "train.epochs: 3 there, 4 now" in msg and "--overwrite" in msg
+    # a different parent is a different run
+    with pytest.raises(StudyError, match="parent: 'weight_k50' there, 'dense' now"):
+        check_existing(RunConfig(hyper, "weight", 75, "dense"), logdir)
+
+
+def test_run_study_resumes_without_retraining_finished_runs(study):
+    from pruning.experiment import run_study
+
+    logdir = study["logdir"]
+    before = {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/result.json")}
+    models = {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/model.keras")}
+    out = io.StringIO()
+    runs = run_study(study["hyper"], study["study"], logdir, out=out)
+    assert [c.name for c in runs] == ["dense", "weight_k50", "weight_k75"]
+    assert "resuming: 3 finished run(s) kept (dense, weight_k50, weight_k75)" in out.getvalue()
+    assert {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/result.json")} == before
+    assert {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/model.keras")} == models
+    written = results.read_json(paths.study_file(logdir))
+    assert written["runs"] == ["dense", "weight_k50", "weight_k75"]
+    assert written["study"]["sparsities"] == [0, 50, 75]
+
+
+def test_run_study_refuses_a_logdir_holding_another_configuration(study):
+    from pruning.experiment import run_study
+
+    changed = replace(study["hyper"], model=ModelConfig(hidden=(16, 12, 9)))
+    with pytest.raises(StudyError, match="model.hidden"):
+        run_study(changed, study["study"], study["logdir"], out=io.StringIO())
+
+
+# --------------------------------------------------------------------------- results table
+def test_results_table_has_one_row_per_strategy_and_sparsity(study):
+    found = results.read_all_results(study["logdir"])
+    # sorted by (strategy, sparsity), never by directory order; the dense run's strategy is "none"
+    assert [r["run"] for r in found] == ["neuron_k50", "dense", "weight_k50", "weight_k75"]
+    rows = results.table_rows(found, ("weight", "neuron"), (0, 50, 75))
+    assert [(r["strategy"], r["sparsity"], r["run"]) for r in rows] == [
+        ("weight", 0.0, "dense"), ("weight", 50.0, "weight_k50"), ("weight", 75.0, "weight_k75"),
+        ("neuron", 0.0, "dense"), ("neuron", 50.0, "neuron_k50")]
+    assert [r["epochs"] for r in rows] == [3, 1, 1, 3, 1]
+    path = study["logdir"].parent / "table.csv"
+    results.write_table(path, rows)
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(results.CSV_COLUMNS)
+    assert lines[2].split(",")[:3] == ["weight", "50", "ok"]
+    assert len(lines) == 6
+    text = results.format_table(rows).splitlines()
+    assert len(text) == 2 + 5
+    acc = 100 * study["results"]["weight_k75"]["test_accuracy"]
+    assert text[4].split()[:2] == ["weight", "75"] and f"{acc:.2f}" in text[4] and text[4].endswith("ok")
+
+
+def test_write_json_turns_nan_and_inf_into_null(tmp_path):
+    results.write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.5, None], "c": {"d": None}}
+
+
+def test_read_json_of_a_corrupt_result_names_the_file(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_text('{"status": "ok", ')
+    with pytest.raises(results.ResultError, match=str(tmp_path / "run" / "result.json")):
+        results.read_result(tmp_path, "run")
+
+
+def test_atomic_write_leaves_the_old_file_and_no_temporary_when_the_write_fails(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    path.write_bytes(b"old contents\n")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        results.atomic_write_bytes(path, b"new contents that never land\n")
+    with pytest.raises(OSError, match="disk full"):
+        results.write_table(path, [{"strategy": "weight", "sparsity": 50.0}])
+    assert path.read_bytes() == b"old contents\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv"]
+
+
+def test_write_table_that_fails_while_formatting_writes_nothing(tmp_path):
+    class Bad:
+        def __str__(self):
+            raise RuntimeError("unprintable")
+
+    with pytest.raises(RuntimeError, match="unprintable"):
+        results.write_table(tmp_path / "results.csv", [{"strategy": "weight", "run": "a"}, {"strategy": Bad()}])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_interrupted_by_keyboard_interrupt_leaves_no_file(tmp_path, monkeypatch):
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        results.write_json(tmp_path / "sub" / "result.json", {"status": "ok"})
+    assert list((tmp_path / "sub").iterdir()) == []
+    assert not os.path.exists(tmp_path / "sub" / "result.json")
+
+
+# --------------------------------------------------------------------------- progress lines
+def test_progress_printer_prints_one_line_per_event():
+    from pruning.experiment import ProgressPrinter
+
+    hyper = _hyper()
+    runs = [dense_config(hyper), RunConfig(hyper, "weight", 50, "dense")]
+    out = io.StringIO()
+    p = ProgressPrinter(runs, jobs=1, out=out)
+    p({"event": "start", "run": "dense", "threads": 2})
+    p({"event": "epoch", "run": "dense", "epoch": 1, "epochs": 3, "loss": 1.23456, "accuracy": 0.5,
+       "test_accuracy": 0.25, "seconds": 2.0})
+    p({"event": "done", "run": "dense", "status": "ok", "test_accuracy": 0.875, "seconds": 7.0})
+    p({"event": "done", "run": "weight_k50", "status": "failed", "reason": "parent run dense failed (x)"})
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[1/2] dense: started (3 epochs, 2 thread(s))"
+    assert lines[1].startswith("[1/2] dense: epoch 1/3  loss 1.2346  train acc 50.00%  test acc 25.00%  2.0s/epoch")
+    assert lines[2] == "[1/2] dense: done, test acc 87.50% in 7s"
+    assert lines[3] == "[2/2] weight_k50: FAILED: parent run dense failed (x)"

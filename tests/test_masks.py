@@ -1,0 +1,172 @@
+"""pruning.masks: exact counts, ties, whole columns, monotone chains, lowest scores first."""
+import numpy as np
+import pytest
+
+from pruning import masks
+from helpers import assert_mask_count, expected_pruned
+
+STRATEGIES = ("weight", "neuron")
+SPARSITIES = (0, 25, 50, 90, 97.5, 99)
+SHAPES = ((784, 1000), (7, 13), (13, 7), (1, 1), (3, 1))
+
+
+def _kernel(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def big_kernel():
+    return _kernel((784, 1000), seed=1)
+
+
+@pytest.mark.parametrize("k", SPARSITIES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_mask_prunes_exactly_round_half_up_of_k_percent(strategy, k, shape, big_kernel):
+    kernel = big_kernel if shape == (784, 1000) else _kernel(shape)
+    mask = masks.compute_mask(strategy, kernel, k)
+    assert mask.shape == kernel.shape and mask.dtype == np.float32
+    assert_mask_count(mask, strategy, k)
+
+
+@pytest.mark.parametrize(
+    "count, k, expected",
+    [(10, 25, 3), (10, 15, 2), (10, 5, 1), (2, 25, 1), (13, 50, 7), (7, 50, 4), (1000, 97.5, 975),
+     (1000, 99, 990), (91, 0, 0), (1, 49.9, 0), (1, 50, 1), (784000, 90, 705600), (3, 99.9, 3)],
+)
+def test_n_pruned_rounds_halves_up(count, k, expected):
+    assert masks.n_pruned(count, k) == expected == expected_pruned(count, k)
+
+
+@pytest.mark.parametrize("k", (100, 100.0, 150, -1, -0.001, float("nan"), float("inf")))
+def test_n_pruned_rejects_sparsity_outside_0_100(k):
+    with pytest.raises(ValueError, match="outside"):
+        masks.n_pruned(10, k)
+
+
+@pytest.mark.parametrize("k", (25, 50, 90, 97.5))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("shape", ((7, 13), (40, 30)), ids=lambda s: f"{s[0]}x{s[1]}")
+def test_all_equal_kernel_still_masks_the_exact_count(strategy, k, shape):
+    mask = masks.compute_mask(strategy, np.ones(shape, np.float32), k)
+    assert_mask_count(mask, strategy, k)
+
+
+@pytest.mark.parametrize("k", (25, 50, 90))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_ties_go_to_the_lower_index_so_masks_are_reproducible(strategy, k):
+    mask = masks.compute_mask(strategy, np.full((40, 30), 0.5, np.float32), k)
+    if strategy == "weight":
+        n = expected_pruned(1200, k)
+        assert np.array_equal(np.flatnonzero(mask.ravel() == 0), np.arange(n))
+    else:
+        n = expected_pruned(30, k)
+        assert np.array_equal(np.flatnonzero((mask == 0).all(axis=0)), np.arange(n))
+
+
+@pytest.mark.parametrize("k", (25, 50, 90))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_ties_among_few_distinct_scores_go_to_the_lower_index(strategy, k):
+    rng = np.random.default_rng(9)
+    kernel = rng.choice(np.array([-0.3, 0.1, 0.2, 0.3], np.float32), size=(40, 30))
+    if strategy == "neuron":
+        kernel = np.repeat(rng.choice(np.array([0.1, 0.2, 0.3], np.float32), size=(1, 30)), 40, axis=0)
+    mask = masks.compute_mask(strategy, kernel, k)
+    scores = np.abs(kernel).ravel() if strategy == "weight" else np.abs(kernel[0])
+    ranked = sorted(range(scores.size), key=lambda i: (round(float(scores[i]), 6), i))  # score, then position
+    dead = np.flatnonzero(mask.ravel() == 0) if strategy == "weight" else np.flatnonzero((mask == 0).all(axis=0))
+    assert np.array_equal(dead, np.sort(ranked[: expected_pruned(scores.size, k)]))
+
+
+@pytest.mark.parametrize("k", (25, 50, 90))
+def test_neuron_mask_is_whole_columns_with_lowest_l2_norms(k):
+    kernel = _kernel((50, 40), seed=3)
+    mask = masks.compute_mask("neuron", kernel, k)
+    dead = (mask == 0).all(axis=0)
+    assert np.all(dead | (mask == 1).all(axis=0))
+    norms = np.linalg.norm(kernel.astype(np.float64), axis=0)
+    assert norms[dead].max() <= norms[~dead].min()
+    assert np.array_equal(np.sort(np.flatnonzero(dead)), np.sort(np.argsort(norms)[: expected_pruned(40, k)]))
+
+
+@pytest.mark.parametrize("k", (25, 50, 90, 99))
+@pytest.mark.parametrize("shape", ((7, 13), (200, 300)), ids=lambda s: f"{s[0]}x{s[1]}")
+def test_weight_mask_removes_the_lowest_magnitudes(k, shape):
+    kernel = _kernel(shape, seed=4)
+    mask = masks.compute_mask("weight", kernel, k)
+    scores = np.abs(kernel)
+    assert scores[mask == 0].max() <= scores[mask == 1].min()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_threshold_is_the_largest_pruned_score(strategy):
+    kernel = _kernel((30, 20), seed=5)
+    mask = masks.compute_mask(strategy, kernel, 50)
+    scores = masks.SCORES[strategy](kernel)
+    pruned = (mask == 0) if strategy == "weight" else (mask == 0).all(axis=0)
+    t = masks.threshold(strategy, kernel, mask)
+    assert t == float(scores[pruned].max())
+    assert np.all(scores[~pruned] >= t)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_threshold_is_zero_when_nothing_is_pruned(strategy):
+    kernel = _kernel((6, 5))
+    assert masks.threshold(strategy, kernel, masks.compute_mask(strategy, kernel, 0)) == 0.0
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_iterative_chain_masks_only_grow_and_keep_exact_counts(strategy):
+    kernel = _kernel((60, 50), seed=6)
+    mask = None
+    for k in (25, 50, 60, 90, 97.5, 99):
+        new = masks.compute_mask(strategy, kernel if mask is None else kernel * mask, k, current=mask)
+        assert_mask_count(new, strategy, k)
+        if mask is not None:
+            assert np.all(new[mask == 0] == 0), f"k={k}: an entry masked earlier was revived"
+        mask = new
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_current_mask_zeros_are_pruned_first_even_if_their_scores_are_high(strategy):
+    kernel = _kernel((20, 30), seed=7)
+    rng = np.random.default_rng(8)
+    current = np.ones_like(kernel)
+    if strategy == "weight":
+        high = np.argsort(np.abs(kernel).ravel())[-100:]  # the 100 largest entries (of 600)
+        current.ravel()[rng.choice(high, 60, replace=False)] = 0
+        n_dead = 60
+    else:
+        high = np.argsort(np.linalg.norm(kernel, axis=0))[-10:]  # the 10 strongest units (of 30)
+        current[:, rng.choice(high, 6, replace=False)] = 0
+        n_dead = 6
+    mask = masks.compute_mask(strategy, kernel, 50, current=current)  # the raw kernel, not kernel * current
+    assert_mask_count(mask, strategy, 50)
+    assert np.all(mask[current == 0] == 0)
+    # the remaining prunes are the lowest scores among the items still alive
+    if strategy == "weight":
+        scores, alive, new_dead = np.abs(kernel), current == 1, (mask == 0) & (current == 1)
+        assert new_dead.sum() == expected_pruned(600, 50) - n_dead
+    else:
+        scores = np.linalg.norm(kernel, axis=0)
+        alive, new_dead = (current == 1).all(axis=0), (mask == 0).all(axis=0) & (current == 1).all(axis=0)
+        assert new_dead.sum() == expected_pruned(30, 50) - n_dead
+    assert scores[new_dead].max() <= scores[alive & ~new_dead].min()
+
+
+def test_unknown_strategy_raises_value_error_naming_it():
+    with pytest.raises(ValueError, match="foo"):
+        masks.compute_mask("foo", np.ones((3, 3)), 50)
+
+
+@pytest.mark.parametrize("k", (100, -1))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_compute_mask_rejects_sparsity_outside_0_100(strategy, k):
+    with pytest.raises(ValueError):
+        masks.compute_mask(strategy, np.ones((3, 3)), k)
+
+
+@pytest.mark.parametrize("array, expected", [(np.zeros((2, 5)), 1.0), (np.eye(4), 0.75), (np.ones(3), 0.0),
+                                             (np.array([0.0, -0.0, 1e-30, 2.0]), 0.5)])
+def test_sparsity_of_counts_exact_zeros(array, expected):
+    assert masks.sparsity_of(array) == expected
