@@ -81,6 +81,19 @@ def check_existing(cfg: RunConfig, logdir) -> str:
     return "done"
 
 
+def runs_to_do(chains: list[list[RunConfig]], logdir, overwrite: bool = False) -> set[str]:
+    """Names of the runs to (re)train: unfinished or failed ones, and every later run of the same
+    chain (it starts from a model that will change). Raises StudyError on a configuration clash."""
+    todo = set()
+    for chain in chains:
+        stale = False
+        for c in chain:
+            stale = stale or overwrite or check_existing(c, logdir) == "todo"
+            if stale:
+                todo.add(c.name)
+    return todo
+
+
 def _diff(a, b, prefix="") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
@@ -335,18 +348,20 @@ class ProgressPrinter:
         self.epochs = {c.name: planned_epochs(c) for c in runs}
         self.order = {c.name: i + 1 for i, c in enumerate(runs)}
         self.total = sum(self.epochs.values())
-        self.done_epochs, self.durations, self.jobs, self.seen = 0, [], jobs, {}
+        self.done_epochs, self.durations, self.jobs, self.seen, self.active = 0, [], jobs, {}, set()
         self.t0 = time.perf_counter()
 
     def _eta(self) -> str:
         if not self.durations:
             return "?"
         recent = sorted(self.durations[-8:])[len(self.durations[-8:]) // 2]
-        return "~" + _fmt_time((self.total - self.done_epochs) * recent / self.jobs)
+        parallel = max(1, min(self.jobs, len(self.active)))
+        return "~" + _fmt_time((self.total - self.done_epochs) * recent / parallel)
 
     def __call__(self, ev: dict) -> None:
         run, tag = ev.get("run", ""), f"[{self.order.get(ev.get('run'), '?')}/{len(self.order)}]"
         if ev["event"] == "start":
+            self.active.add(run)
             line = f"{tag} {run}: started ({self.epochs.get(run, 0)} epochs, {ev.get('threads')} thread(s))"
         elif ev["event"] == "epoch":
             self.done_epochs += 1
@@ -359,6 +374,7 @@ class ProgressPrinter:
         else:
             line = f"{tag} {run}: FAILED: {ev.get('reason')}"
         if ev["event"] == "done":  # a run that stopped early frees its remaining epochs
+            self.active.discard(run)
             self.done_epochs += self.epochs.get(run, 0) - self.seen.get(run, 0)
         elif ev["event"] == "epoch":
             self.seen[run] = self.seen.get(run, 0) + 1
@@ -387,13 +403,7 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     logdir = Path(logdir)
     chains = plan_study(hyper, study)
     runs = [c for chain in chains for c in chain]
-    todo = set()
-    for chain in chains:
-        stale = False  # a run redone invalidates every later run of its chain (they start from it)
-        for c in chain:
-            stale = stale or overwrite or check_existing(c, logdir) == "todo"
-            if stale:
-                todo.add(c.name)
+    todo = runs_to_do(chains, logdir, overwrite)
     skipped = [c.name for c in runs if c.name not in todo]
     if skipped:
         print(f"resuming: {len(skipped)} finished run(s) kept ({', '.join(skipped)}); --overwrite retrains them",

@@ -45,12 +45,25 @@ def _finish(fig, path: Path, footer: str) -> Path:
     return path
 
 
-def _sparsity_axes(ax, title):
-    ax.set_xlabel("sparsity of each hidden layer (% of weights or units removed)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+ZOOM_FLOOR = 95.0  # the right-hand panel of accuracy-vs-sparsity figures shows 95-100 %
+
+
+def _sparsity_plot(series, title: str, path: Path, footer: str) -> Path:
+    """Accuracy against sparsity: the full range on the left, a zoom on 95-100 % on the right
+    (where the strategies differ at high sparsity). ``series``: (xs, ys, style, color, label)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, zoom in zip(axes, (False, True)):
+        for xs, ys, style, color, label in series:
+            ax.plot(xs, ys, style, marker="o", color=color, label=label)
+        ax.set_xlabel("sparsity of each hidden layer (% of weights or units removed)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(title if not zoom else f"zoom on {ZOOM_FLOOR:g}-100 %")
+        ax.grid(alpha=0.3)
+        if zoom:
+            ax.set_ylim(ZOOM_FLOOR, 100.2)
+    if series:
+        axes[0].legend(fontsize=8)
+    return _finish(fig, path, footer)
 
 
 def _epoch_offsets(results) -> dict[str, int]:
@@ -104,32 +117,22 @@ def epochs_figure(results, strategy, path, footer="") -> Path:
 
 
 def sparsity_figure(results, strategy, path, footer="") -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    for key, style, label in (("train_accuracy", "--", "train"), ("test_accuracy", "-", "test")):
-        xs, ys = _curve(results, strategy, key)
-        ax.plot(xs, ys, style, marker="o", color=COLORS[strategy], label=f"{label} (retrained)")
-    _sparsity_axes(ax, f"{LABELS[strategy]}: accuracy against sparsity")
-    return _finish(fig, path, footer)
+    series = [(*_curve(results, strategy, key), style, COLORS[strategy], f"{label} (retrained)")
+              for key, style, label in (("train_accuracy", "--", "train"), ("test_accuracy", "-", "test"))]
+    return _sparsity_plot(series, f"{LABELS[strategy]}: accuracy against sparsity", path, footer)
 
 
 def compare_figure(results, strategies, key, path, footer="") -> Path:
     which = "train" if key == "train_accuracy" else "test"
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    for s in strategies:
-        xs, ys = _curve(results, s, key)
-        ax.plot(xs, ys, marker="o", color=COLORS[s], label=LABELS[s])
-    _sparsity_axes(ax, f"weight vs neuron pruning: {which} accuracy (retrained)")
-    return _finish(fig, path, footer)
+    series = [(*_curve(results, s, key), "-", COLORS[s], LABELS[s]) for s in strategies]
+    return _sparsity_plot(series, f"weight vs neuron pruning: {which} accuracy (retrained)", path, footer)
 
 
 def oneshot_figure(results, strategies, path, footer="") -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.6))
-    for s in strategies:
-        for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained")):
-            xs, ys = _curve(results, s, key)
-            ax.plot(xs, ys, style, marker="o", color=COLORS[s], label=f"{LABELS[s]}, {label}")
-    _sparsity_axes(ax, "one-shot (no retraining) against retrained: test accuracy")
-    return _finish(fig, path, footer)
+    series = [(*_curve(results, s, key), style, COLORS[s], f"{LABELS[s]}, {label}")
+              for s in strategies
+              for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained"))]
+    return _sparsity_plot(series, "one-shot (no retraining) against retrained: test accuracy", path, footer)
 
 
 FIGURES = {

@@ -144,3 +144,10 @@ def test_cubic_schedule_in_fit_prunes_gradually_to_the_exact_target(tmp_path):
     assert measure_sparsity(m)["per_layer"] == {n: _fraction("weight", 75.0, s) for n, s in SHAPES.items()}
     logged = read_scalars(tmp_path / "tb")["sparsity/hidden1"]
     assert [round(logged[e] * 320) for e in range(4)] == [expected_pruned(320, schedule(e)) for e in range(4)]
+
+
+def test_a_falling_schedule_is_refused_because_masks_only_grow(tmp_path):
+    m, x, y = _model_and_data(2)
+    schedule = lambda epoch: 80.0 if epoch == 0 else 50.0  # noqa: E731
+    with pytest.raises(ValueError, match="falls from 80.0% to 50.0%"):
+        m.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[MaskingCallback("weight", schedule)])

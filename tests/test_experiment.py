@@ -380,3 +380,41 @@ def test_progress_printer_prints_one_line_per_event():
     assert lines[1].startswith("[1/2] dense: epoch 1/3  loss 1.2346  train acc 50.00%  test acc 25.00%  2.0s/epoch")
     assert lines[2] == "[1/2] dense: done, test acc 87.50% in 7s"
     assert lines[3] == "[2/2] weight_k50: FAILED: parent run dense failed (x)"
+
+
+def test_resume_redoes_every_later_run_of_a_chain_whose_middle_run_is_missing(study, tmp_path):
+    from pruning.experiment import runs_to_do
+
+    logdir = tmp_path / "logs"
+    shutil.copytree(study["logdir"], logdir)
+    chains = plan_study(study["hyper"], study["study"])
+    assert runs_to_do(chains, logdir) == set()
+    (logdir / "weight_k50" / paths.RESULT).unlink()
+    assert runs_to_do(chains, logdir) == {"weight_k50", "weight_k75"}
+    assert runs_to_do(chains, logdir, overwrite=True) == {"dense", "weight_k50", "weight_k75"}
+
+
+def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(study, tmp_path):
+    """--ramp-epochs 3: the masks grow along the cubic schedule from the parent's k (50) to 75;
+    pruned_test_accuracy is the parent pruned straight to 75, and the parent's model is untouched."""
+    from pruning.callbacks import apply_masks, cubic_schedule
+    from pruning.experiment import _compile, evaluate, train_run
+
+    logdir = tmp_path / "logs"
+    shutil.copytree(study["logdir"], logdir)
+    hyper = replace(study["hyper"], prune=PruneConfig(retrain_epochs=4, ramp_epochs=3))
+    r = train_run(RunConfig(hyper, "weight", 75, "weight_k50"), logdir, study["data"])
+    assert r["status"] == "ok"
+    shapes = dict(zip(("hidden1", "hidden2", "hidden3"), prunable_shapes(study["data"].input_dim, HIDDEN)))
+    logged = read_scalars(logdir / "weight_k75" / "train")
+    schedule = cubic_schedule(50.0, 75.0, 3)
+    for name, (rows, cols) in shapes.items():
+        want = [expected_pruned(rows * cols, schedule(e)) / (rows * cols) for e in range(4)]
+        assert [logged[f"sparsity/{name}"][e] == pytest.approx(w, abs=1e-7) for e, w in enumerate(want)] == [True] * 4
+        assert want[0] < want[1] < want[2] == want[3]
+    assert r["sparsity"]["weight_sparsity"] == pytest.approx(
+        expected_weight_sparsity(shapes.values(), "weight", 75), abs=1e-12)
+    parent = _load(study, "weight_k50")
+    apply_masks(parent, "weight", 75)
+    _compile(parent, 1e-3, 0.0, 0)
+    assert r["pruned_test_accuracy"] == evaluate(parent, study["data"].x_test, study["data"].y_test)[1]
