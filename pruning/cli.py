@@ -96,11 +96,12 @@ def train_main(argv=None) -> int:
         if read_result(out.logdir, target.parent) is None:
             raise ConfigError(f"--from-run {target.parent}: {paths.run_dir(out.logdir, target.parent)} holds no "
                               f"finished run. Name a finished run of --logdir {out.logdir}, or leave --from-run out.")
-    todo = [c for c in plan if (out.overwrite and c is target) or check_existing(c, out.logdir) == "todo"]
+    data = _load_data(hyper)
+    info = data.describe()
+    todo = [c for c in plan if (out.overwrite and c is target) or check_existing(c, out.logdir, info) == "todo"]
     if not todo:
         print(f"{paths.run_dir(out.logdir, target.name)} is already finished; pass --overwrite to retrain it.")
         return _print_run(out.logdir, target.name)
-    data = _load_data(hyper)
     printer = ProgressPrinter(todo, jobs=1)
     for cfg in todo:
         printer({"event": "start", "run": cfg.name, "threads": "all"})
@@ -153,9 +154,9 @@ def study_main(argv=None, alternate: bool = False) -> int:
         study = from_args(args, StudyConfig, **({"jobs": 1} if alternate else {}))
     except ConfigError as e:
         p.error(str(e))
-    _load_data(hyper)  # fail fast on bad data, and show which source the study uses
+    data = _load_data(hyper)  # fail fast on bad data, and show which source the study uses
     t0 = time.perf_counter()
-    runs = run_study(hyper, study, out.logdir, overwrite=out.overwrite)
+    runs = run_study(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe())
     wall = time.perf_counter() - t0
     results = [r for r in read_all_results(out.logdir) if r["run"] in {c.name for c in runs}]
     rows = table_rows(results, study.strategies, study.sparsities)

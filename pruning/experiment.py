@@ -64,12 +64,22 @@ def planned_epochs(cfg: RunConfig) -> int:
     return 0
 
 
-def check_existing(cfg: RunConfig, logdir) -> str:
+def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None) -> str:
     """'todo' or 'done' for this run in ``logdir``; raises StudyError when a finished run
-    there was made with another configuration (it would be silently mixed in)."""
+    there was made with another configuration or, given ``data_info`` (``Dataset.describe()``),
+    on other data: it would be silently mixed in."""
     result = read_result(logdir, cfg.name)
     if result is None or result.get("status") != "ok":
         return "todo"
+    theirs_data = result.get("data") or {}
+    keys = ("fingerprint",) if "fingerprint" in theirs_data else ("source", "train_examples", "test_examples")
+    if data_info and any(theirs_data.get(k) != data_info.get(k) for k in keys):
+        raise StudyError(
+            f"{paths.run_dir(logdir, cfg.name)} holds a finished run trained on other data "
+            f"({theirs_data.get('source')}, {theirs_data.get('train_examples')} train examples) than this one "
+            f"({data_info['source']}, {data_info['train_examples']}). Pass --overwrite to retrain it, or "
+            f"--logdir to write this study elsewhere."
+        )
     theirs = RunConfig.from_dict(result["config"]).identity()
     ours = cfg.identity()
     if theirs != ours:
@@ -81,14 +91,15 @@ def check_existing(cfg: RunConfig, logdir) -> str:
     return "done"
 
 
-def runs_to_do(chains: list[list[RunConfig]], logdir, overwrite: bool = False) -> set[str]:
+def runs_to_do(chains: list[list[RunConfig]], logdir, overwrite: bool = False,
+               data_info: dict | None = None) -> set[str]:
     """Names of the runs to (re)train: unfinished or failed ones, and every later run of the same
     chain (it starts from a model that will change). Raises StudyError on a configuration clash."""
     todo = set()
     for chain in chains:
         stale = False
         for c in chain:
-            stale = stale or overwrite or check_existing(c, logdir) == "todo"
+            stale = stale or overwrite or check_existing(c, logdir, data_info) == "todo"
             if stale:
                 todo.add(c.name)
     return todo
@@ -389,7 +400,8 @@ def _drain(queue, printer: ProgressPrinter) -> None:
         printer(ev)
 
 
-def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None) -> list[RunConfig]:
+def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
+              data_info: dict | None = None) -> list[RunConfig]:
     """Run (or resume) every run of the study; returns the planned runs, in order.
 
     The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
@@ -403,7 +415,7 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     logdir = Path(logdir)
     chains = plan_study(hyper, study)
     runs = [c for chain in chains for c in chain]
-    todo = runs_to_do(chains, logdir, overwrite)
+    todo = runs_to_do(chains, logdir, overwrite, data_info)
     skipped = [c.name for c in runs if c.name not in todo]
     if skipped:
         print(f"resuming: {len(skipped)} finished run(s) kept ({', '.join(skipped)}); --overwrite retrains them",

@@ -56,7 +56,9 @@ def test_load_idx_dir_accepts_both_name_styles_gz_or_raw(tmp_path, dotted, gz):
     assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0
     assert np.array_equal(ds.y_train, ytr) and np.array_equal(ds.y_test, yte)
     assert ds.source == f"idx:{d.resolve()}"
-    assert ds.describe() == {"source": ds.source, "train_examples": 50, "test_examples": 20, "input_dim": 36, "note": None}
+    assert ds.describe() == {"source": ds.source, "fingerprint": ds.fingerprint(), "train_examples": 50,
+                             "test_examples": 20, "input_dim": 36, "note": None}
+    assert len(ds.fingerprint()) == 16
 
 
 def test_load_mnist_uses_the_env_var_directory(tmp_path, monkeypatch):

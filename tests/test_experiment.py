@@ -102,7 +102,7 @@ def test_train_run_writes_result_config_model_and_events(study):
         assert r == _as_written(study["results"][name])  # what train_run returned is what it wrote
         assert r["status"] == "ok" and r["reason"] is None and r["run"] == name
         assert r["config"] == results.read_json(rdir / "config.json")
-        assert r["data"] == {"source": "synthetic", "train_examples": 300, "test_examples": 100, "input_dim": 100,
+        assert r["data"] == {"source": "synthetic", "fingerprint": study["data"].fingerprint(), "train_examples": 300, "test_examples": 100, "input_dim": 100,
                              "note": None}
         assert set(r["history"]) == {"loss", "accuracy", "test_loss", "test_accuracy"}
         assert all(len(v) == epochs for v in r["history"].values())
@@ -418,3 +418,17 @@ def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(s
     apply_masks(parent, "weight", 75)
     _compile(parent, 1e-3, 0.0, 0)
     assert r["pruned_test_accuracy"] == evaluate(parent, study["data"].x_test, study["data"].y_test)[1]
+
+
+def test_check_existing_refuses_a_finished_run_trained_on_other_data(study):
+    """The data directory's path is not part of a run's identity, but the data themselves are."""
+    from pruning.data import Dataset
+
+    logdir, hyper, data = study["logdir"], study["hyper"], study["data"]
+    same = data.describe()
+    assert check_existing(dense_config(hyper), logdir, same) == "done"
+    flipped = Dataset(data.x_train, (data.y_train + 1) % 10, data.x_test, data.y_test, source=data.source)
+    assert flipped.fingerprint() != data.fingerprint()
+    with pytest.raises(StudyError, match="trained on other data") as info:
+        check_existing(dense_config(hyper), logdir, flipped.describe())
+    assert "--overwrite" in str(info.value) and str(logdir / "dense") in str(info.value)
