@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from . import paths
 from .config import (STRATEGIES, ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,

@@ -15,15 +15,14 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import paths
-from .config import DEFAULT_SPARSITIES, Hyper, RunConfig, StudyConfig
-from .results import read_json, read_result, write_json
+from .config import Hyper, RunConfig, StudyConfig
+from .results import read_result, write_json
 
 Progress = Callable[[dict], None]
 EVAL_BATCH = 2000

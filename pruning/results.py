@@ -144,7 +144,7 @@ def write_table(path: str | Path, rows: list[dict]) -> None:
 
 def format_table(rows: list[dict]) -> str:
     """The results table as aligned text for the terminal (accuracies in percent)."""
-    head = f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'retrained':>9} {'train':>7} {'zeros':>7} {'time':>6}  status"
+    head = f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'time':>6}  status"
     lines = [head, "-" * len(head)]
     pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
     for r in rows:

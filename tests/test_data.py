@@ -1,7 +1,6 @@
 """pruning.data: IDX round-trips, both file-name styles, every bad input as a DataError naming
 the file, and the offline fallback."""
 import gzip
-import shutil
 import socket
 import time
 
