@@ -71,8 +71,7 @@ def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None) -> str
     if result is None or result.get("status") != "ok":
         return "todo"
     theirs_data = result.get("data") or {}
-    keys = ("fingerprint",) if "fingerprint" in theirs_data else ("source", "train_examples", "test_examples")
-    if data_info and any(theirs_data.get(k) != data_info.get(k) for k in keys):
+    if data_info and theirs_data.get("fingerprint") != data_info["fingerprint"]:
         raise StudyError(
             f"{paths.run_dir(logdir, cfg.name)} holds a finished run trained on other data "
             f"({theirs_data.get('source')}, {theirs_data.get('train_examples')} train examples) than this one "
@@ -359,7 +358,6 @@ class ProgressPrinter:
         self.order = {c.name: i + 1 for i, c in enumerate(runs)}
         self.total = sum(self.epochs.values())
         self.done_epochs, self.durations, self.jobs, self.seen, self.active = 0, [], jobs, {}, set()
-        self.t0 = time.perf_counter()
 
     def _eta(self) -> str:
         if not self.durations:

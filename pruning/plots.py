@@ -12,7 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402,F401
+import matplotlib.ticker  # noqa: E402
 
 from . import paths  # noqa: E402
 from .results import read_all_results, read_json  # noqa: E402
