@@ -22,11 +22,20 @@ def apply_masks(model: keras.Model, strategy: str, sparsity: float) -> dict[str,
     thresholds = {}
     for layer in masked_layers(model):
         kernel = layer.kernel.numpy()
-        mask = masks.compute_mask(strategy, kernel, sparsity, current=layer.mask.numpy())
+        mask = masks.compute_mask(strategy, kernel, sparsity, current=layer.mask.numpy(),
+                                  removed=_removed(strategy, layer))
         thresholds[layer.name] = masks.threshold(strategy, kernel, mask)
         layer.mask.assign(mask)
         layer.kernel.assign(kernel * mask)
     return thresholds
+
+
+def _removed(strategy: str, layer) -> int:
+    """How many of the layer's prunable items a shrunk layer no longer has (see masks.compute_mask)."""
+    full_in, full_out = layer.full_shape
+    if strategy == "neuron":
+        return full_out - layer.units
+    return int(layer.kernel.shape[0]) * full_out - int(np.prod(layer.kernel.shape))
 
 
 def measure_sparsity(model: keras.Model) -> dict:
@@ -34,17 +43,21 @@ def measure_sparsity(model: keras.Model) -> dict:
 
     ``per_layer``: each prunable layer; ``weight_sparsity``: over all prunable kernels
     together; ``overall``: over every kernel, the unpruned output layer included.
+    A shrunk layer is measured over its current inputs and its *original* units: a removed
+    unit's column counts as pruned; the rows that went because the unit feeding them died
+    count toward the effective sparsity (``pruning.shrink``), not here.
     """
     per_layer, zeros, total, all_zeros, all_total = {}, 0, 0, 0, 0
     for layer in model.layers:
         if not hasattr(layer, "effective_kernel"):
             continue
         w = np.asarray(layer.effective_kernel())
-        z = int(np.count_nonzero(w == 0))
-        all_zeros, all_total = all_zeros + z, all_total + w.size
+        size = int(w.shape[0]) * layer.full_shape[1]
+        z = size - int(np.count_nonzero(w))
+        all_zeros, all_total = all_zeros + z, all_total + size
         if layer.prunable:
-            per_layer[layer.name] = z / w.size
-            zeros, total = zeros + z, total + w.size
+            per_layer[layer.name] = z / size
+            zeros, total = zeros + z, total + size
     return {
         "per_layer": per_layer,
         "weight_sparsity": zeros / total if total else 0.0,
@@ -100,10 +113,15 @@ class MaskingCallback(keras.callbacks.Callback):
             self.thresholds = apply_masks(self.model, self.strategy, target)
             self.current = target
 
+    def update(self, epoch: int) -> None:
+        """Bring the masks to the schedule's target for ``epoch`` (also callable between fits)."""
+        self._update(epoch)
+
     def on_train_begin(self, logs=None):
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
-        self._update(0)
+        if self.current is None:  # a callback reused across fit() calls keeps its masks' state
+            self._update(0)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._update(epoch)

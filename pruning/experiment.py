@@ -183,6 +183,81 @@ def _progress_callback(name: str, epochs: int, progress: Progress):
     return _Report()
 
 
+def _extend(history: dict, new: dict) -> None:
+    """Append one fit() call's history to the run's (``val_*`` keys become ``test_*``)."""
+    for k, vals in new.items():
+        key = "test_" + k[4:] if k.startswith("val_") else k
+        history.setdefault(key, []).extend(float(v) for v in vals)
+
+
+def _phases(schedule, epochs: int) -> list[tuple[int, int]]:
+    """[start, end) epoch ranges over which the schedule's target sparsity is constant."""
+    bounds = [0] + [e for e in range(1, epochs) if schedule(e) != schedule(e - 1)] + [epochs]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _fit_shrinking(model, masking, data, epochs: int, fit_args: dict, history: dict, compile_fn):
+    """Neuron pruning that costs what its size says: at each change of the target sparsity the
+    masks are updated, the dead units are physically removed (``shrink.shrink_model``) and
+    training goes on in the smaller network, with Adam's moments of the surviving weights
+    carried over. Returns the final (smallest) model."""
+    from .shrink import carry_optimizer_state, shrink_model
+
+    for start, end in _phases(masking.schedule, epochs):
+        masking.set_model(model)
+        masking.update(start)
+        smaller, keep = shrink_model(model)
+        compile_fn(smaller)
+        if model.optimizer is not None and model.optimizer.built:
+            carry_optimizer_state(model, smaller, keep)
+        model = smaller
+        h = model.fit(data.x_train, data.y_train, initial_epoch=start, epochs=end, **fit_args)
+        _extend(history, h.history)
+        if len(h.history.get("loss", [])) < end - start:
+            break  # TerminateOnNaN stopped it; the caller records the failure
+    return model
+
+
+def _final_shrink(model, x_test) -> tuple:
+    """The model without its dead units, and the largest |logit difference| on ``x_test``
+    between it and the full-size masked network it stands for (``shrink.expand_model``)."""
+    from .shrink import expand_model, shrink_model
+
+    smaller = shrink_model(model)[0]
+    full = expand_model(smaller)
+    diff = np.abs(smaller.predict(x_test, batch_size=EVAL_BATCH, verbose=0)
+                  - full.predict(x_test, batch_size=EVAL_BATCH, verbose=0)).max()
+    _compile(smaller, 1e-3, 0.0, 0)
+    return smaller, float(diff)
+
+
+def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
+    """Write ``model``'s weights in the sparse format and return what it costs: the counts of
+    ``shrink.network_counts`` and the bytes of its weights stored dense (float32, the unpruned
+    network's shapes) and sparse, each also after gzip."""
+    from .model import all_dense_layers
+    from .shrink import expand_arrays, network_counts
+    from .sparse_io import SparseLayer, encode, gzip_nbytes, save_sparse
+
+    layers = all_dense_layers(model)
+    kernels = [np.asarray(l.effective_kernel()) for l in layers]
+    full_shapes = [l.full_shape for l in layers]
+    sparse_layers = [SparseLayer(l.name, k, None if l.mask is None else l.mask.numpy(), l.relu)
+                     for l, k in zip(layers, kernels)]
+    meta = {**(meta or {}), "full_shapes": [list(s) for s in full_shapes],
+            "kept": {l.name: l.kept for l in layers if l.kept is not None}}
+    blob = encode(sparse_layers, meta)
+    save_sparse(sparse_path, sparse_layers, meta)
+    dense_blob = b"".join(k.astype(np.float32).tobytes() for k in expand_arrays(model)[0])
+    return {
+        **network_counts(kernels, full_shapes),
+        "dense_bytes": len(dense_blob),
+        "sparse_bytes": len(blob),
+        "dense_gzip_bytes": gzip_nbytes(dense_blob),
+        "sparse_gzip_bytes": gzip_nbytes(blob),
+    }
+
+
 def _save_model(model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     model.save(tmp)
@@ -272,20 +347,16 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
                 logdir, cfg.strategy, cfg.sparsity, data
             )
 
-    history = {}
+    history: dict[str, list[float]] = {}
     if epochs > 0:
-        h = model.fit(
-            data.x_train,
-            data.y_train,
-            batch_size=hyper.train.batch_size,
-            epochs=epochs,
-            validation_data=(data.x_test, data.y_test),
-            validation_batch_size=EVAL_BATCH,
-            callbacks=callbacks,
-            verbose=0,
-        )
-        history = {k: [float(v) for v in vals] for k, vals in h.history.items()}
-        history = {("test_" + k[4:] if k.startswith("val_") else k): v for k, v in history.items()}
+        fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
+                        validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
+        if cfg.strategy == "neuron" and cfg.sparsity > 0:
+            model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
+                                   lambda m: _compile(m, lr, hyper.train.weight_decay, steps))
+        else:
+            h = model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args)
+            _extend(history, h.history)
     elif cfg.sparsity > 0:  # one-shot: no training, just the masks
         masking.set_model(model)
         masking.on_train_begin()
@@ -304,6 +375,9 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         result["oneshot_train_accuracy"] = result["train_accuracy"]
         result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
     result["sparsity"] = measure_sparsity(model)
+    if cfg.strategy == "neuron" and cfg.sparsity > 0:
+        model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
+    result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
     _save_model(model, paths.model_file(logdir, name))
     result["wall_time_s"] = time.perf_counter() - t0
     write_json(paths.result_file(logdir, name), result)

@@ -66,19 +66,23 @@ def lowest_mask(scores: np.ndarray, n: int, alive: np.ndarray | None = None) -> 
 
 
 def compute_mask(
-    strategy: str, kernel: np.ndarray, sparsity: float, current: np.ndarray | None = None
+    strategy: str, kernel: np.ndarray, sparsity: float, current: np.ndarray | None = None,
+    removed: int = 0,
 ) -> np.ndarray:
     """The float32 0/1 mask, shaped like ``kernel``, that prunes ``sparsity`` percent.
 
     ``weight`` masks exactly round(k% x kernel.size) entries; ``neuron`` masks exactly
     round(k% x units) whole columns. ``current`` (a previous mask) is pruned first.
+    ``removed`` items (entries or units) of the layer are already physically gone (a shrunk
+    layer): k% is of the original count, and the removed ones count as pruned.
     """
     if strategy not in SCORES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(SCORES)}")
     kernel = np.asarray(kernel)
     scores = SCORES[strategy](kernel)
     alive = None if current is None else _unit_view(strategy, np.asarray(current))
-    keep = lowest_mask(scores, n_pruned(scores.size, sparsity), alive)
+    n = max(0, n_pruned(scores.size + removed, sparsity) - removed)
+    keep = lowest_mask(scores, n, alive)
     return np.broadcast_to(keep, kernel.shape).astype(np.float32)
 
 

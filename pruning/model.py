@@ -17,13 +17,32 @@ class MaskedDense(keras.layers.Layer):
     Because the mask multiplies the kernel inside the forward pass, the gradient of a
     masked entry is exactly zero: it cannot be revived by any optimizer. Layers built
     with ``prunable=False`` (the output layer) have no mask at all.
+
+    A layer of a physically shrunk network (``pruning.shrink``) remembers where it came
+    from: ``full_shape`` is the kernel shape of the unpruned network and ``kept`` the
+    original indices of the units it still has (``None``: all of them, in order).
     """
 
-    def __init__(self, units: int, relu: bool = True, prunable: bool = True, **kwargs):
+    def __init__(self, units: int, relu: bool = True, prunable: bool = True,
+                 full_shape: tuple[int, int] | None = None, kept: list[int] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
         self.relu = bool(relu)
         self.prunable = bool(prunable)
+        self._full_shape = None if full_shape is None else (int(full_shape[0]), int(full_shape[1]))
+        self.kept = None if kept is None else [int(i) for i in kept]
+        if self.kept is not None and len(self.kept) != self.units:
+            raise ValueError(f"{len(self.kept)} kept unit indices for a layer of {self.units} units")
+
+    @property
+    def full_shape(self) -> tuple[int, int]:
+        """The kernel shape this layer had in the unpruned network."""
+        return self._full_shape or tuple(int(d) for d in self.kernel.shape)
+
+    @property
+    def kept_units(self) -> np.ndarray:
+        """Original indices of this layer's units (all of them when never shrunk)."""
+        return np.arange(self.units) if self.kept is None else np.asarray(self.kept, dtype=np.int64)
 
     def build(self, input_shape):
         shape = (int(input_shape[-1]), self.units)
@@ -40,19 +59,26 @@ class MaskedDense(keras.layers.Layer):
         return tf.maximum(out, 0.0) if self.relu else out
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "relu": self.relu, "prunable": self.prunable}
+        return {**super().get_config(), "units": self.units, "relu": self.relu, "prunable": self.prunable,
+                "full_shape": None if self._full_shape is None else list(self._full_shape), "kept": self.kept}
 
 
 def build_mlp(input_dim: int, cfg: ModelConfig = ModelConfig(), n_classes: int = 10) -> keras.Model:
     """784-1000-1000-500-200-10 by default: hidden layers ``hidden1..`` are prunable,
     the output layer ``output`` is not; it gives logits (or ReLU'd logits with
     ``cfg.output_relu``, the literal form of the original challenge)."""
+    specs = [dict(name=f"hidden{i}", units=w, relu=True, prunable=True) for i, w in enumerate(cfg.hidden, start=1)]
+    specs.append(dict(name="output", units=n_classes, relu=cfg.output_relu, prunable=False))
+    return mlp_from_specs(input_dim, specs)
+
+
+def mlp_from_specs(input_dim: int, specs: list[dict]) -> keras.Model:
+    """A chain of MaskedDense layers, one per spec (``MaskedDense`` keyword arguments)."""
     inputs = keras.Input(shape=(input_dim,), name="pixels")
     h = inputs
-    for i, width in enumerate(cfg.hidden, start=1):
-        h = MaskedDense(width, relu=True, prunable=True, name=f"hidden{i}")(h)
-    logits = MaskedDense(n_classes, relu=cfg.output_relu, prunable=False, name="output")(h)
-    return keras.Model(inputs, logits, name="mlp")
+    for spec in specs:
+        h = MaskedDense(**spec)(h)
+    return keras.Model(inputs, h, name="mlp")
 
 
 def masked_layers(model: keras.Model) -> list[MaskedDense]:

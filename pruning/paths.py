@@ -8,7 +8,8 @@ A study lives in one log directory (``--logdir``)::
       dense/                  the dense network, shared by all pruned runs of the study
         config.json           the resolved configuration, written when the run starts
         train/ validation/    TensorBoard event files (validation = the MNIST test set)
-        model.keras           the final model
+        model.keras           the final model (neuron runs: physically shrunk)
+        model.sparse          the same weights in the compact sparse format (pruning.sparse_io)
         result.json           written last, atomically: its presence marks the run finished
       weight_k90/ ...         one directory per (strategy, sparsity)
 """
@@ -20,6 +21,7 @@ DENSE = "dense"
 RESULT = "result.json"
 CONFIG = "config.json"
 MODEL = "model.keras"
+SPARSE_MODEL = "model.sparse"
 TRAIN_EVENTS = "train"
 TEST_EVENTS = "validation"  # Keras' name for the evaluation stream; it holds the test set
 STUDY = "study.json"
@@ -49,6 +51,10 @@ def result_file(logdir: str | Path, name: str) -> Path:
 
 def model_file(logdir: str | Path, name: str) -> Path:
     return run_dir(logdir, name) / MODEL
+
+
+def sparse_model_file(logdir: str | Path, name: str) -> Path:
+    return run_dir(logdir, name) / SPARSE_MODEL
 
 
 def config_file(logdir: str | Path, name: str) -> Path:

@@ -135,12 +135,47 @@ def oneshot_figure(results, strategies, path, footer="") -> Path:
     return _sparsity_plot(series, "one-shot (no retraining) against retrained: test accuracy", path, footer)
 
 
+def _effective_curve(results, strategy):
+    """(effective sparsity %, test accuracy %) of one strategy's retrained runs and the dense run."""
+    pts = sorted(
+        (100 * r["size"]["effective_sparsity"], 100 * r["test_accuracy"])
+        for r in _ok(results)
+        if r["config"]["strategy"] in (strategy, "none") and (r.get("size") or {}).get("effective_sparsity") is not None
+    )
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def effective_figure(results, strategies, path, footer="") -> Path:
+    """Test accuracy against *effective* sparsity: the fraction of the dense network's weights that
+    are zero or can no longer reach the output. Neuron pruning at k% removes more than k% of the
+    weights (a dead unit takes its outgoing row too), so this is the like-for-like comparison."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for s in strategies:
+        xs, ys = _effective_curve(results, s)
+        axes[0].plot(xs, ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
+        axes[1].plot([100 - x for x in xs], ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
+    axes[0].set_xlabel("effective sparsity (% of the dense network's weights gone or unable to matter)")
+    axes[0].set_title("test accuracy against effective sparsity")
+    axes[1].set_xscale("log")
+    axes[1].invert_xaxis()
+    axes[1].set_ylim(ZOOM_FLOOR, 100.2)
+    axes[1].set_xlabel("weights that still matter (% of dense, log scale)")
+    axes[1].set_title(f"the same, zoom on {ZOOM_FLOOR:g}-100 % accuracy")
+    for ax in axes:
+        ax.set_ylabel("test accuracy (%), retrained")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    return _finish(fig, path, footer)
+
+
 FIGURES = {
     "accuracy_vs_epoch_{s}.png": "train and test accuracy per epoch for each k, one figure per strategy",
     "accuracy_vs_sparsity_{s}.png": "train and test accuracy against sparsity, one figure per strategy",
     "compare_train.png": "the two strategies compared, train accuracy",
     "compare_test.png": "the two strategies compared, test accuracy",
     "oneshot_vs_retrained.png": "one-shot against retrained test accuracy, both strategies",
+    "accuracy_vs_effective_sparsity.png": "test accuracy against effective sparsity (weights that can no "
+                                          "longer reach the output count as pruned), both strategies",
 }
 
 
@@ -171,4 +206,5 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     files.append(compare_figure(results, strategies, "train_accuracy", out / "compare_train.png", footer))
     files.append(compare_figure(results, strategies, "test_accuracy", out / "compare_test.png", footer))
     files.append(oneshot_figure(results, strategies, out / "oneshot_vs_retrained.png", footer))
+    files.append(effective_figure(results, strategies, out / "accuracy_vs_effective_sparsity.png", footer))
     return files, missing + failed

@@ -17,6 +17,16 @@ from pathlib import Path
 from . import paths
 
 RESULT_FORMAT = 1
+# result.json's "size" block (experiment.size_report): what the pruned network really costs
+SIZE_COLUMNS = (
+    "effective_sparsity",
+    "params_nonzero",
+    "flops_per_example",
+    "dense_bytes",
+    "sparse_bytes",
+    "dense_gzip_bytes",
+    "sparse_gzip_bytes",
+)
 CSV_COLUMNS = (
     "strategy",
     "sparsity",
@@ -27,6 +37,7 @@ CSV_COLUMNS = (
     "test_accuracy",
     "train_accuracy",
     "weight_sparsity",
+    *SIZE_COLUMNS,
     "epochs",
     "wall_time_s",
     "run",
@@ -116,6 +127,7 @@ def table_rows(results: list[dict], strategies, sparsities) -> list[dict]:
                     "test_accuracy": r.get("test_accuracy"),
                     "train_accuracy": r.get("train_accuracy"),
                     "weight_sparsity": (r.get("sparsity") or {}).get("weight_sparsity"),
+                    **{k: (r.get("size") or {}).get(k) for k in SIZE_COLUMNS},
                     "epochs": len((r.get("history") or {}).get("loss", [])),
                     "wall_time_s": r.get("wall_time_s"),
                     "run": r["run"],
@@ -142,15 +154,21 @@ def write_table(path: str | Path, rows: list[dict]) -> None:
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
+def _ratio(a, b) -> str:
+    return f"{a / b:.1f}x" if a and b else ""
+
+
 def format_table(rows: list[dict]) -> str:
     """The results table as aligned text for the terminal (accuracies in percent)."""
-    head = f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'time':>6}  status"
+    head = (f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'effective':>9} "
+            f"{'smaller':>7} {'time':>6}  status")
     lines = [head, "-" * len(head)]
     pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
     for r in rows:
         lines.append(
             f"{r['strategy']:<8} {paths.format_sparsity(r['sparsity']):>5} {pct(r['oneshot_test_accuracy']):>9} "
             f"{pct(r['test_accuracy']):>9} {pct(r['train_accuracy']):>7} {pct(r['weight_sparsity']):>7} "
+            f"{pct(r.get('effective_sparsity')):>9} {_ratio(r.get('dense_bytes'), r.get('sparse_bytes')):>7} "
             f"{(r['wall_time_s'] or 0):>5.0f}s  {r['status']}"
         )
     return "\n".join(lines)

@@ -4,10 +4,11 @@ import csv
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 from pruning import paths
-from helpers import expected_weight_sparsity, prunable_shapes, run_script
+from helpers import expected_pruned, expected_weight_sparsity, prunable_shapes, run_script
 
 # widths whose every k% below is a whole number of weights and of units in every layer,
 # so the measured weight_sparsity is exactly 0.5 and 0.9
@@ -15,7 +16,8 @@ HIDDEN = "40,40,20,10"
 RUNS = ("dense", "weight_k50", "weight_k90", "neuron_k50", "neuron_k90")
 PROGRESS = re.compile(r"^\[\d+/\d+\] \w+: (started|epoch)", re.M)  # a line of a run being trained
 FIGURES = ("accuracy_vs_epoch_weight.png", "accuracy_vs_epoch_neuron.png", "accuracy_vs_sparsity_weight.png",
-           "accuracy_vs_sparsity_neuron.png", "compare_train.png", "compare_test.png", "oneshot_vs_retrained.png")
+           "accuracy_vs_sparsity_neuron.png", "compare_train.png", "compare_test.png", "oneshot_vs_retrained.png",
+           "accuracy_vs_effective_sparsity.png")
 
 
 def _study_args(root):
@@ -42,7 +44,7 @@ def test_main_exits_0_and_reports_the_data_source(study):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert f"data: idx:{(study['root'] / 'data').resolve()} (600 train / 200 test)" in proc.stdout
-    assert "figures: 7 in" in proc.stdout
+    assert "figures: 8 in" in proc.stdout
     for name in RUNS:
         assert f"{name}: done" in proc.stdout
     assert len(PROGRESS.findall(proc.stdout)) == 5 + 2 + 4  # 5 starts, 2 dense epochs, 4 retraining epochs
@@ -86,7 +88,7 @@ def test_each_run_has_its_result_model_and_events(study, name):
     assert r["data"]["train_examples"] == 600
 
 
-def test_main_writes_the_seven_figures(study):
+def test_main_writes_the_eight_figures(study):
     plots = study["root"] / "plots"
     assert sorted(p.name for p in plots.iterdir()) == sorted(FIGURES)
     for name in FIGURES:
@@ -116,7 +118,7 @@ def test_plotting_names_a_missing_run_and_still_draws(study, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "missing or failed runs (not plotted): neuron_k50" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "plots2").iterdir()) == sorted(FIGURES)
-    assert sum(line.endswith(".png") for line in proc.stdout.splitlines()) == 7
+    assert sum(line.endswith(".png") for line in proc.stdout.splitlines()) == 8
 
 
 def test_plotting_an_empty_logdir_exits_2_with_a_message(tmp_path):
@@ -147,3 +149,37 @@ def test_alternate_study_with_nan_loss_records_failures_plots_and_exits_1(tmp_pa
         ("weight", "0", "failed"), ("weight", "50", "failed")]
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
         f for f in FIGURES if "neuron" not in f)
+
+
+def test_size_columns_match_the_saved_models_and_sparse_files(study):
+    """results.csv's size columns are recomputed here from each run's model.keras and model.sparse."""
+    from pruning.model import all_dense_layers, load_model
+    from pruning.shrink import expand_arrays, network_counts
+    from pruning.results import read_json
+    from pruning.sparse_io import load_sparse
+
+    hidden = tuple(int(w) for w in HIDDEN.split(","))
+    full = list(zip((784,) + hidden, hidden + (10,)))
+    for row in _csv(study["logs"]):
+        rdir = study["logs"] / row["run"]
+        model = load_model(rdir / paths.MODEL)
+        layers = all_dense_layers(model)
+        kernels = [np.asarray(l.effective_kernel()) for l in layers]
+        counts = network_counts(kernels, full)
+        assert float(row["effective_sparsity"]) == pytest.approx(counts["effective_sparsity"], abs=1e-6)
+        assert int(row["params_nonzero"]) == counts["params_nonzero"]
+        assert int(row["flops_per_example"]) == counts["flops_per_example"]
+        assert int(row["dense_bytes"]) == 4 * sum(a * b for a, b in full)
+        assert int(row["sparse_bytes"]) == (rdir / paths.SPARSE_MODEL).stat().st_size
+        stored, meta = load_sparse(rdir / paths.SPARSE_MODEL)
+        for s, k in zip(stored, kernels):
+            assert np.array_equal(s.kernel, k)
+        # what neuron pruning removes is more than its k% of each layer: the dead units' rows go too
+        k = float(row["sparsity"])
+        if row["strategy"] == "neuron" and k > 0:
+            assert float(row["effective_sparsity"]) > float(row["weight_sparsity"])
+            assert [l.units for l in layers[:-1]] == [w - expected_pruned(w, k) for w in hidden]
+            assert read_json(rdir / paths.RESULT)["shrink_max_logit_diff"] <= 1e-4
+            assert sum(e.size for e in expand_arrays(model)[0]) == sum(a * b for a, b in full)
+        if row["run"] == "dense":
+            assert float(row["effective_sparsity"]) == 0.0
