@@ -66,7 +66,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = hp(10, "epochs of dense training (and of each model under --protocol scratch)")
-    batch_size: int = hp(128, "mini-batch size")
+    batch_size: int = hp(256, "mini-batch size")
     lr: float = hp(1e-3, "peak learning rate of AdamW (cosine-decayed to zero over each run)")
     weight_decay: float = hp(
         0.5,

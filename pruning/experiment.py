@@ -418,6 +418,23 @@ def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
     return out
 
 
+def run_cost(cfg: RunConfig) -> float:
+    """Relative training cost of a run: epochs x the fraction of the dense network's hidden-layer
+    weights it trains. Neuron runs train physically shrunk, so they cost about (1 - k)^2 of it."""
+    keep = 1.0 - cfg.sparsity / 100.0 if cfg.strategy == "neuron" else 1.0
+    return planned_epochs(cfg) * (keep * keep if cfg.sparsity > 0 and cfg.strategy == "neuron" else 1.0)
+
+
+def chain_threads(chains: list[list[RunConfig]], cores: int) -> list[int]:
+    """Threads per chain when each chain has its own worker: shares of the cores proportional to
+    the chains' cost, at least one each. The sum can exceed ``cores`` (a cheap chain keeps one
+    thread while the costly one gets all cores): the costly chain then runs at full speed once
+    the cheap one is done, which is most of the study."""
+    costs = [sum(run_cost(c) for c in chain) for chain in chains]
+    total = sum(costs) or 1.0
+    return [max(1, min(cores, round(cores * c / total))) for c in costs]
+
+
 def _fmt_time(s: float) -> str:
     s = max(0, int(round(s)))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
@@ -506,17 +523,27 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     queue = ctx.Queue()
     drainer = threading.Thread(target=_drain, args=(queue, printer), daemon=True)
     drainer.start()
-    phases = [(first, 1, cores), (rest, study.jobs, max(1, cores // study.jobs))]
+    # (chains, workers, threads per worker) per phase; a phase's pools run concurrently
+    phases = [[(first, 1, cores)], [(rest, study.jobs, max(1, cores // study.jobs))]]
     if study.jobs == 1:
-        phases = [(first + rest, 1, cores)]
+        phases = [[(first + rest, 1, cores)]]
+    elif 1 < len(rest) <= study.jobs:  # one worker per chain: share the cores by the chains' cost
+        phases[1] = [([c], 1, t) for c, t in zip(rest, chain_threads([[RunConfig.from_dict(d) for d in c]
+                                                                      for c in rest], cores))]
     try:
-        for chain_list, workers, threads in phases:
-            if not chain_list:
-                continue
-            with ProcessPoolExecutor(min(workers, len(chain_list)), mp_context=ctx, initializer=_init_worker,
-                                     initargs=(threads, hyper.data.data_dir, hyper.data.data_source, queue)) as pool:
-                for f in [pool.submit(_run_chain, chain, str(logdir)) for chain in chain_list]:
+        for phase in phases:
+            live = [(chain_list, workers, threads) for chain_list, workers, threads in phase if chain_list]
+            pools = [ProcessPoolExecutor(min(workers, len(chain_list)), mp_context=ctx, initializer=_init_worker,
+                                         initargs=(threads, hyper.data.data_dir, hyper.data.data_source, queue))
+                     for chain_list, workers, threads in live]
+            futures = [pool.submit(_run_chain, chain, str(logdir))
+                       for pool, (chain_list, _, _) in zip(pools, live) for chain in chain_list]
+            try:
+                for f in futures:
                     f.result()
+            finally:
+                for pool in pools:
+                    pool.shutdown()
     except BrokenProcessPool:
         raise StudyError("a worker process died (out of memory, or killed). Rerun the same command to resume; "
                          "finished runs are kept. Try --jobs 1 if memory is short.") from None

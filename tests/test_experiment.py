@@ -439,3 +439,16 @@ def test_check_existing_refuses_a_finished_run_trained_on_other_data(study):
     with pytest.raises(StudyError, match="trained on other data") as info:
         check_existing(dense_config(hyper), logdir, flipped.describe())
     assert "--overwrite" in str(info.value) and str(logdir / "dense") in str(info.value)
+
+
+def test_chain_threads_give_the_costly_chain_all_cores_and_every_chain_one():
+    from pruning.config import Hyper, StudyConfig
+    from pruning.experiment import chain_threads, plan_study, run_cost
+
+    chains = plan_study(Hyper(), StudyConfig())[1:]  # weight chain, neuron chain
+    assert [c[0].strategy for c in chains] == ["weight", "neuron"]
+    assert sum(run_cost(c) for c in chains[0]) == 9 * 5
+    assert run_cost(chains[1][-1]) == pytest.approx(5 * 0.01 ** 2)
+    assert chain_threads(chains, 2) == [2, 1]
+    assert chain_threads(chains, 8) == [7, 1]  # neuron: 5 x sum((1 - k)^2) = 5.58 of 50.58
+    assert chain_threads(chains[:1], 2) == [2]
