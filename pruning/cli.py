@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from . import paths
 from .config import (STRATEGIES, ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
@@ -12,7 +13,9 @@ from .config import (STRATEGIES, ConfigError, OutputConfig, RunConfig, StudyConf
 from .data import DataError
 from .results import ResultError
 
-USER_ERRORS = (ConfigError, DataError, ResultError)
+from .sparse_io import SparseFormatError
+
+USER_ERRORS = (ConfigError, DataError, ResultError, SparseFormatError)
 EXIT_USAGE = 2
 
 
@@ -198,3 +201,90 @@ def plotting_main(argv=None) -> int:
     if missing:
         print(f"missing or failed runs (not plotted): {', '.join(missing)}")
     return 0
+
+
+# --------------------------------------------------------------------------- benchmark.py
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(b) for b in text.split(","))
+    except ValueError:
+        out = ()
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, comma-separated, got {text!r}")
+    return out
+
+
+def benchmark_parser() -> argparse.ArgumentParser:
+    from .bench import ENGINE_HELP
+
+    p = argparse.ArgumentParser(
+        prog="benchmark.py",
+        description="Measure what pruning buys on this machine, for every finished run of a study: inference "
+        "latency at each batch size of " + "; ".join(f"{k} ({v})" for k, v in ENGINE_HELP.items()) + ". "
+        "Each is a ratio to dense measured in the same run (warm-up, then the median of interleaved repeats). "
+        "Also measures the float32 matmul peak and the dense training throughput as a fraction of it. "
+        "Writes <logdir>/benchmark.csv, benchmark.json and a figure.",
+    )
+    p.add_argument("--logdir", default="logs", help="a study's log directory (default: logs)")
+    p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX directory: the inputs timed, and the data the "
+                   "training throughput is measured on (default: the source the study used, found as train.py does)")
+    p.add_argument("--batches", type=_batches, default=(1, 100, 1000), metavar="B1,B2,...",
+                   help="batch sizes (default: 1,100,1000)")
+    p.add_argument("--repeats", type=int, default=15, help="timed calls per engine and batch (default: 15)")
+    p.add_argument("--no-training", action="store_true",
+                   help="skip the dense training throughput measurement (about a minute)")
+    p.add_argument("--plots", default=paths.PLOTS, metavar="DIR", help="where the figure goes (default: plots)")
+    return p
+
+
+@guarded
+def benchmark_main(argv=None) -> int:
+    from .bench import ENGINES, dense_training_throughput, finished_runs, latency_rows, matmul_peak
+    from .config import DataConfig
+    from .data import load_mnist
+    from .plots import speedup_figure
+    from .results import read_result, write_json, write_rows
+
+    p = benchmark_parser()
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    dense = read_result(args.logdir, paths.DENSE)
+    if not finished_runs(args.logdir) or dense is None or dense.get("status") != "ok":
+        raise ResultError(f"{args.logdir} holds no finished study (no finished {paths.DENSE}/{paths.RESULT}). "
+                          f"Run python main.py --logdir {args.logdir} first, or pass --logdir to a finished study.")
+    hyper = RunConfig.from_dict(dense["config"]).hyper
+    data_cfg = DataConfig(args.data_dir, "idx" if args.data_dir else hyper.data.data_source)
+    data = load_mnist(data_cfg.data_dir or hyper.data.data_dir, data_cfg.data_source)
+    print(f"data: {data.describe()['source']}", flush=True)
+
+    peak = matmul_peak()
+    print(f"float32 matmul peak: {peak['peak']:.1f} GFLOP/s ({peak['n']}^3 product; NumPy {peak['numpy']:.1f}, "
+          f"TensorFlow {peak['tensorflow']:.1f})", flush=True)
+    report = {"matmul": peak}
+    if not args.no_training:
+        train = dense_training_throughput(data, hyper)
+        train["fraction_of_peak"] = train["gflops"] / peak["peak"]
+        report["dense_training"] = train
+        print(f"dense training: {train['epoch_s']:.2f} s/epoch at batch {train['batch_size']}, "
+              f"{train['gflops']:.1f} GFLOP/s = {100 * train['fraction_of_peak']:.0f}% of the matmul peak", flush=True)
+    rows = latency_rows(args.logdir, data.x_test, args.batches, args.repeats)
+    report["engines"] = ENGINES
+    write_json(paths.benchmark_json(args.logdir), report)
+    write_rows(paths.benchmark_csv(args.logdir), rows)
+    print("\n" + format_benchmark(rows))
+    fig = speedup_figure(rows, Path(args.plots) / paths.BENCHMARK_PNG)
+    print(f"\ntable: {paths.benchmark_csv(args.logdir)}; figure: {fig}")
+    return 0
+
+
+def format_benchmark(rows: list[dict]) -> str:
+    """Speedups over dense (x) per run and batch, for the terminal."""
+    head = (f"{'run':<12} {'batch':>5} {'dense ms':>9} {'dense_tf':>8} {'masked':>7} {'sparse':>7} {'shrunk':>7} "
+            f"{'FLOPs':>7}  sparse plan")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['run']:<12} {r['batch']:>5} {r['dense_ms']:>9.3f} {r['dense_tf_speedup']:>7.2f}x "
+                     f"{r['masked_speedup']:>6.2f}x {r['sparse_speedup']:>6.2f}x {r['shrunk_speedup']:>6.2f}x "
+                     f"{r['flop_ratio']:>6.1f}x  {r['sparse_plan']}")
+    return "\n".join(lines)

@@ -5,6 +5,7 @@ A study lives in one log directory (``--logdir``)::
     logs/
       study.json              the study's configuration (main.py)
       results.csv             one row per (strategy, sparsity)
+      benchmark.csv/.json     inference latencies, matmul peak, training throughput (benchmark.py)
       dense/                  the dense network, shared by all pruned runs of the study
         config.json           the resolved configuration, written when the run starts
         train/ validation/    TensorBoard event files (validation = the MNIST test set)
@@ -26,6 +27,9 @@ TRAIN_EVENTS = "train"
 TEST_EVENTS = "validation"  # Keras' name for the evaluation stream; it holds the test set
 STUDY = "study.json"
 RESULTS_CSV = "results.csv"
+BENCHMARK_CSV = "benchmark.csv"  # benchmark.py: latency of each engine for each run and batch size
+BENCHMARK_JSON = "benchmark.json"  # benchmark.py: the machine's matmul peak and training throughput
+BENCHMARK_PNG = "speedup_vs_sparsity.png"
 PLOTS = "plots"
 
 
@@ -63,6 +67,14 @@ def config_file(logdir: str | Path, name: str) -> Path:
 
 def results_csv(logdir: str | Path) -> Path:
     return Path(logdir) / RESULTS_CSV
+
+
+def benchmark_csv(logdir: str | Path) -> Path:
+    return Path(logdir) / BENCHMARK_CSV
+
+
+def benchmark_json(logdir: str | Path) -> Path:
+    return Path(logdir) / BENCHMARK_JSON
 
 
 def study_file(logdir: str | Path) -> Path:

@@ -208,3 +208,29 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     files.append(oneshot_figure(results, strategies, out / "oneshot_vs_retrained.png", footer))
     files.append(effective_figure(results, strategies, out / "accuracy_vs_effective_sparsity.png", footer))
     return files, missing + failed
+
+
+def speedup_figure(rows: list[dict], path: Path, footer: str = "") -> Path:
+    """Inference speedup over the dense network against k, one panel per batch size (from
+    benchmark.py's rows): each strategy's best engine and its masked form, with the FLOP ratio
+    (the ideal) dashed."""
+    batches = sorted({r["batch"] for r in rows if r["batch"] > 1}) or sorted({r["batch"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.6), squeeze=False)
+    for ax, b in zip(axes[0], batches):
+        for s, engine in (("weight", "sparse"), ("neuron", "shrunk")):
+            pts = sorted((r["sparsity"], r) for r in rows if r["batch"] == b and r["strategy"] in (s, "none"))
+            xs = [k for k, _ in pts]
+            ax.plot(xs, [r[f"{engine}_speedup"] for _, r in pts], "-", marker="o", color=COLORS[s],
+                    label=f"{LABELS[s]}: {engine}")
+            ax.plot(xs, [r["masked_speedup"] for _, r in pts], ":", marker=".", color=COLORS[s],
+                    label=f"{LABELS[s]}: masked (as trained)")
+            ax.plot(xs, [r["flop_ratio"] for _, r in pts], "--", color=COLORS[s], alpha=0.5,
+                    label=f"{LABELS[s]}: FLOP ratio (ideal)")
+        ax.axhline(1.0, color="gray", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("sparsity k (%)")
+        ax.set_ylabel("speedup over the dense network (x)")
+        ax.set_title(f"inference, batch {b}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].legend(fontsize=7)
+    return _finish(fig, path, footer)

@@ -158,6 +158,17 @@ def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
+def write_rows(path: str | Path, rows: list[dict]) -> None:
+    """Any list of flat dicts as CSV (columns in first-seen order), written atomically."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _fmt(row.get(k)) for k in columns})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
 def format_table(rows: list[dict]) -> str:
     """The results table as aligned text for the terminal (accuracies in percent)."""
     head = (f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'effective':>9} "

@@ -108,6 +108,12 @@ def test_plotting_empty_logdir_exits_2_in_process(in_tmp, capsys):
     assert not (in_tmp / "p").exists()
 
 
+def test_benchmark_on_a_logdir_with_no_finished_runs_says_so(in_tmp, capsys):
+    (in_tmp / "logs" / "dense").mkdir(parents=True)
+    assert cli.benchmark_main(["--logdir", "logs", "--no-training"]) == 2
+    _assert_user_error(capsys.readouterr(), "logs holds no finished study", "python main.py")
+
+
 def test_train_py_script_corrupt_file_exits_2_without_traceback(tmp_path, corrupt_dir):
     """The real script, in a fresh interpreter: the exit status and stderr a user sees."""
     d, bad = corrupt_dir

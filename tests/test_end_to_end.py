@@ -183,3 +183,32 @@ def test_size_columns_match_the_saved_models_and_sparse_files(study):
             assert sum(e.size for e in expand_arrays(model)[0]) == sum(a * b for a, b in full)
         if row["run"] == "dense":
             assert float(row["effective_sparsity"]) == 0.0
+
+
+def test_benchmark_times_every_run_and_its_fast_paths_agree_with_the_masked_model(study, tmp_path, capsys):
+    from pruning import cli
+
+    code = cli.benchmark_main(["--logdir", str(study["logs"]), "--data-dir", str(study["root"] / "data"),
+                               "--batches", "1,7", "--repeats", "1", "--no-training", "--plots", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "float32 matmul peak:" in out
+    rows = list(csv.DictReader(open(paths.benchmark_csv(study["logs"]))))
+    assert sorted((r["run"], r["batch"]) for r in rows) == sorted((n, b) for n in RUNS for b in ("1", "7"))
+    for r in rows:
+        assert float(r["sparse_max_abs_diff"]) <= 1e-4 and float(r["shrunk_max_abs_diff"]) <= 1e-4, r
+        assert float(r["dense_speedup"]) == 1.0 and float(r["masked_ms"]) > 0
+    assert (tmp_path / paths.BENCHMARK_PNG).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_benchmark_on_a_corrupt_sparse_file_exits_2_naming_it(study, tmp_path, capsys):
+    from pruning import cli
+
+    logs = tmp_path / "logs"
+    shutil.copytree(study["logs"], logs)
+    bad = logs / "weight_k90" / paths.SPARSE_MODEL
+    bad.write_bytes(bad.read_bytes()[:-100])
+    code = cli.benchmark_main(["--logdir", str(logs), "--data-dir", str(study["root"] / "data"),
+                               "--batches", "1", "--repeats", "1", "--no-training", "--plots", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "truncated" in err and str(bad) in err and "Traceback" not in err
