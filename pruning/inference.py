@@ -14,16 +14,23 @@ per batch size and reused.
 
 Sparse kernel (``_spmm_t``). For output unit j: ``y[j, :] = sum_p data[p] * xt[indices[p], :]``
 over the nonzeros of row j, parallel over rows (``prange``; rows split into ranges of equal work,
-nnz + 1 per row), ReLU fused, column indices uint32 (no negative-index checks). Measured on one
-1000x1000 layer, 2 cores, against the simple one-nonzero-per-pass kernel, changes kept:
-four nonzeros per pass over the batch, so the accumulator row is loaded and stored once per four
-FMAs (1.1-1.7x faster at batch 100 and 1000); the output written into a reused buffer instead of
-a fresh ``np.zeros`` (1.15-1.6x at batch 1000, where the 4 MB allocation page-faults); FMA
-contraction (``fastmath={"contract"}``, no reassociation; 2-6% faster in 4 of 6 cases, about
-noise); a separate batch-1 kernel (``_spmv``: gather-dot with four partial sums, 3x faster than
-the batched kernel at batch 1). Tried and dropped because they measured slower: blocking the batch
-into 64-512 wide column tiles so that a tile of ``xt`` stays in L2 (1.2-2x slower), eight
-nonzeros per pass (no consistent gain).
+nnz + 1 per row), column indices uint32 (no negative-index checks). Changes kept, each measured on
+one pruned 1000x1000 (and 1000x500) layer on 2 cores against the version before it:
+
+* four nonzeros per pass over the batch, so the accumulator row is loaded and stored once per four
+  FMAs: 1.1-1.7x faster than one nonzero per pass at batch 100 and 1000;
+* the output written into a reused buffer instead of a fresh ``np.zeros``: 1.15-1.6x at batch 1000
+  (the 4 MB allocation page-faults);
+* the first pass assigns the n % 4 leftover products (or zeros) and the last group of four
+  applies the ReLU, two passes fewer per row: 1.4-1.5x at k=99 batch 100, 1.5-1.9x at k=99 batch
+  1000, 1.05-1.15x at k=90-95 batch 1000, equal at batch 8-32 (testing "last group?" inside the
+  group loop instead was 1.3-1.8x slower at batch 8-32, so the last group is peeled);
+* FMA contraction (``fastmath={"contract"}``, no reassociation): 2-6% in 4 of 6 cases, about noise;
+* a separate batch-1 kernel (``_spmv``: gather-dot with four partial sums): 3x faster than the
+  batched kernel at batch 1.
+
+Tried and dropped: blocking the batch into 64-512 wide column tiles so that a tile of ``xt`` stays
+in L2 (1.2-2x slower), eight nonzeros per pass (no consistent gain).
 
 "auto" plan: a rule, no timing. Layer l runs sparse when its density nnz / (in * out) is at most
 ``density_limit(batch)`` (``DENSITY_LIMITS``): 0.08 at batch 1, 0.10 for batch 2-7, 0.15 for 8-63,
@@ -33,19 +40,21 @@ each timed in its own process on the 2-core AMD EPYC machine this toolkit report
 sparse/dense time at density 0.20 / 0.15 / 0.10 / 0.05 was 1.84 / 1.51 / 1.20 / 0.59 at batch 1;
 1.50 / 1.24 / 0.83 / 0.48 at batch 2; 2.06 / 0.96 / 0.96 / 0.69 at batch 8; 0.89 / 0.77 / 0.73 /
 0.65 at batch 16; 0.89 / 0.72 / 0.48 / 0.29 at batch 64; and at density 0.30 / 0.25 / 0.20 it was
-1.06 / 1.00 / 0.74 at batch 128 and 0.97 / 0.80 / 0.61 at batch 1000.
+1.06 / 1.00 / 0.74 at batch 128 and 0.97 / 0.80 / 0.61 at batch 1000 (batch 2 and up measured
+before the last kernel change, which only moves the crossovers further toward sparse).
 When any layer runs sparse, tiny layers (in * out <= ``TINY_LAYER``, e.g. the 200x10 output
 layer) run sparse too: they cost the same either way, and a plan that does not mix BLAS and Numba
 avoids the thread interference described next. Timing candidates in-process (calibration) was
 tried and dropped: on a 2-core machine it was dominated by that interference and by other load,
-and picked plans 2-10x off the best in several cases.
+and picked plans 2.8-12x slower than the best in several cases.
 
 Thread interference. A Numba parallel region that starts while BLAS's worker threads still spin
 after a multi-threaded BLAS call (OpenBLAS spins for about 0.1 s) shares a core with them and
-stalls: on 2 cores the k=95 network at batch 100 took 6.9 ms instead of 1.1 ms with its first
-layer in BLAS, and a sparse forward 10-30 ms after a dense NumPy forward took 40-50 ms instead of
-1-8 ms. So a plan that mixes dense and sparse layers runs BLAS single-threaded for the duration of
-``predict`` (through threadpoolctl when it is installed; it is restored afterwards). The same
+stalls: on 2 cores the k=95 network at batch 100 with its first layer in multi-threaded BLAS took
+6.9 ms, 2.5 ms when BLAS's workers did not spin (all layers sparse: 1.1 ms), and a sparse forward
+started 10-30 ms after a dense NumPy forward took 40-50 ms instead of 1-8 ms. So a plan that mixes
+dense and sparse layers runs BLAS single-threaded for the duration of ``predict`` (through
+threadpoolctl when it is installed; restored afterwards; without it such plans are just slower). The same
 effect hits any caller that interleaves NumPy matmuls and ``predict`` (for example a benchmark
 timing engines in interleaved rounds): time each engine in its own block of calls.
 
@@ -87,17 +96,44 @@ def density_limit(batch: int) -> float:
 def _spmm_t(indptr, indices, data, bounds, xt, relu, y):
     """y[j, :] = sum_p data[p] * xt[indices[p], :] for row j of CSR(W^T); fused ReLU if relu.
 
-    xt (n_in, b) and y (n_out, b) are C-contiguous. Rows bounds[t]:bounds[t+1] form task t.
+    xt (n_in, b) and y (n_out, b) are C-contiguous; rows bounds[t]:bounds[t+1] form task t. Per row:
+    one pass that assigns the first n % 4 products (or zeros), then passes over four nonzeros
+    each, the ReLU applied in the last one.
     """
     b = xt.shape[1]
+    zero = np.float32(0.0)
     for task in nb.prange(bounds.shape[0] - 1):
         for j in range(bounds[task], bounds[task + 1]):
             p = indptr[j]
             end = indptr[j + 1]
             acc = y[j]
-            for t in range(b):
-                acc[t] = 0.0
-            while p + 4 <= end:
+            r = (end - p) % 4
+            if r == 0:
+                for t in range(b):
+                    acc[t] = zero
+            elif r == 1:
+                w0 = data[p]
+                x0 = xt[indices[p]]
+                for t in range(b):
+                    acc[t] = w0 * x0[t]
+            elif r == 2:
+                w0 = data[p]
+                w1 = data[p + 1]
+                x0 = xt[indices[p]]
+                x1 = xt[indices[p + 1]]
+                for t in range(b):
+                    acc[t] = w0 * x0[t] + w1 * x1[t]
+            else:
+                w0 = data[p]
+                w1 = data[p + 1]
+                w2 = data[p + 2]
+                x0 = xt[indices[p]]
+                x1 = xt[indices[p + 1]]
+                x2 = xt[indices[p + 2]]
+                for t in range(b):
+                    acc[t] = (w0 * x0[t] + w1 * x1[t]) + w2 * x2[t]
+            p += r
+            while p + 8 <= end:  # all groups of four but the last
                 w0 = data[p]
                 w1 = data[p + 1]
                 w2 = data[p + 2]
@@ -109,16 +145,24 @@ def _spmm_t(indptr, indices, data, bounds, xt, relu, y):
                 for t in range(b):
                     acc[t] += (w0 * x0[t] + w1 * x1[t]) + (w2 * x2[t] + w3 * x3[t])
                 p += 4
-            while p < end:
-                w = data[p]
-                xi = xt[indices[p]]
+            if p < end:  # the last group of four, with the ReLU
+                w0 = data[p]
+                w1 = data[p + 1]
+                w2 = data[p + 2]
+                w3 = data[p + 3]
+                x0 = xt[indices[p]]
+                x1 = xt[indices[p + 1]]
+                x2 = xt[indices[p + 2]]
+                x3 = xt[indices[p + 3]]
+                if relu:
+                    for t in range(b):
+                        acc[t] = max(acc[t] + ((w0 * x0[t] + w1 * x1[t]) + (w2 * x2[t] + w3 * x3[t])), zero)
+                else:
+                    for t in range(b):
+                        acc[t] += (w0 * x0[t] + w1 * x1[t]) + (w2 * x2[t] + w3 * x3[t])
+            elif relu:  # no group of four: the ReLU in a pass of its own
                 for t in range(b):
-                    acc[t] += w * xi[t]
-                p += 1
-            if relu:
-                for t in range(b):
-                    if acc[t] < 0.0:
-                        acc[t] = 0.0
+                    acc[t] = max(acc[t], zero)
     return y
 
 
@@ -324,7 +368,7 @@ class SparseMLP:
                 if l.relu:
                     np.maximum(out, 0.0, out=out)
             cur = out
-        return np.ascontiguousarray(cur.T)
+        return cur.T.copy()  # always a copy: cur is a buffer the next call overwrites
 
 
 _blas_libs = None
@@ -368,7 +412,8 @@ def _parse_plan(plan, n: int):
             return None
         if plan in PLANS:
             return (plan,) * n
-        raise ValueError(f"plan must be 'auto', 'dense', 'sparse' or a per-layer list of 'dense'/'sparse'; got {plan!r}")
+        raise ValueError(f"plan must be 'auto', 'dense', 'sparse' or a per-layer list of 'dense'/'sparse'; "
+                         f"got {plan!r}")
     try:
         plan = tuple(plan)
     except TypeError:

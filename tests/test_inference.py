@@ -82,7 +82,8 @@ def test_layer_without_nonzeros_gives_zeros(plan):
     for b in BATCHES:
         y = m.predict(rng.standard_normal((b, 30)).astype(np.float32))
         assert y.shape == (b, 5) and not y.any()
-    m_last = SparseMLP(kernels[:1] + [np.zeros((40, 3), np.float32)], [True, False], plan if isinstance(plan, str) else "sparse")
+    last_plan = plan if isinstance(plan, str) else "sparse"
+    m_last = SparseMLP(kernels[:1] + [np.zeros((40, 3), np.float32)], [True, False], last_plan)
     assert not m_last.predict(np.ones((4, 30), np.float32)).any()
 
 
@@ -110,11 +111,13 @@ def test_any_input_layout_and_dtype(plan):
     assert m.predict(np.zeros((0, 64), np.float32)).shape == (0, 10)
 
 
-def test_results_are_not_overwritten_by_the_next_call():
+@pytest.mark.parametrize("plan", ["dense", "sparse"])
+@pytest.mark.parametrize("b", [1, 7])
+def test_results_are_not_overwritten_by_the_next_call(plan, b):
     kernels = masked_net(95, sizes=[64, 48, 10])
-    m = SparseMLP(kernels, [True, False], "sparse")
+    m = SparseMLP(kernels, [True, False], plan)
     rng = np.random.default_rng(5)
-    x1, x2 = (rng.standard_normal((7, 64)).astype(np.float32) for _ in range(2))
+    x1, x2 = (rng.standard_normal((b, 64)).astype(np.float32) for _ in range(2))
     y1 = m.predict(x1)
     y1_copy = y1.copy()
     m.predict(x2)
