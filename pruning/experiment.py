@@ -237,7 +237,8 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
     network's shapes) and sparse, each also after gzip."""
     from .model import all_dense_layers
     from .shrink import expand_arrays, network_counts
-    from .sparse_io import SparseLayer, encode, gzip_nbytes, save_sparse
+    from .results import atomic_write_bytes
+    from .sparse_io import SparseLayer, encode, gzip_nbytes
 
     layers = all_dense_layers(model)
     kernels = [np.asarray(l.effective_kernel()) for l in layers]
@@ -246,8 +247,8 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
                      for l, k in zip(layers, kernels)]
     meta = {**(meta or {}), "full_shapes": [list(s) for s in full_shapes],
             "kept": {l.name: l.kept for l in layers if l.kept is not None}}
-    blob = encode(sparse_layers, meta)
-    save_sparse(sparse_path, sparse_layers, meta)
+    blob = encode(sparse_layers, meta)  # validated here; written as is, not encoded twice
+    atomic_write_bytes(sparse_path, blob)
     dense_blob = b"".join(k.astype(np.float32).tobytes() for k in expand_arrays(model)[0])
     return {
         **network_counts(kernels, full_shapes),

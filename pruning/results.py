@@ -146,21 +146,16 @@ def _fmt(v):
 
 
 def write_table(path: str | Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: _fmt(row.get(k)) for k in CSV_COLUMNS})
-    atomic_write_bytes(path, buf.getvalue().encode())
+    write_rows(path, rows, CSV_COLUMNS)
 
 
 def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
-def write_rows(path: str | Path, rows: list[dict]) -> None:
-    """Any list of flat dicts as CSV (columns in first-seen order), written atomically."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+def write_rows(path: str | Path, rows: list[dict], columns=None) -> None:
+    """Flat dicts as CSV, written atomically; ``columns`` default to the keys in first-seen order."""
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()

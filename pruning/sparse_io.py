@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .results import atomic_write_bytes
 
 FORMAT = "pruning-sparse-mlp"
 VERSION = 1
@@ -210,19 +210,7 @@ def encode(layers: list[SparseLayer], meta: dict | None = None) -> bytes:
 def save_sparse(path: str | Path, layers: list[SparseLayer], meta: dict | None = None) -> int:
     """Write ``layers`` to ``path`` atomically (temp file + os.replace); returns the bytes written."""
     blob = encode(layers, meta)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, blob)
     return len(blob)
 
 
