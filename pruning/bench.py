@@ -5,10 +5,18 @@ Every timing is wall-clock: a warm-up, then the median of repeats. Engines that 
 are timed in interleaved rounds, so that a slow spell of a shared machine hits them all
 alike, in blocks separated by a short idle pause (see ``timed_rounds``); speedups are
 ratios measured in the same run.
+
+A busy machine still distorts them, so the benchmark says when not to trust a number: each
+engine's timing carries the spread of its repeats (``relative_spread``); a row is ``noisy``
+when any engine's spread exceeds ``NOISY_SPREAD``, and a ratio is ``suspect`` when a sparse or
+shrunk network beats dense by more than its FLOP ratio allows (``SUSPECT_MARGIN``); the load
+average is recorded before and after (``machine_load``). Before anything is timed, the sparse
+and shrunk logits must match the masked model's within ``TOLERANCE``, else ``BenchmarkError``.
 """
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -16,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from . import paths
-from .results import read_all_results
+from .results import missing_files, read_all_results
 
 BATCHES = (1, 100, 1000)
 ENGINES = ("dense", "dense_tf", "masked", "sparse", "shrunk")
@@ -29,10 +37,55 @@ ENGINE_HELP = {
     "shrunk": "the pruned network without its dead units (pruning.shrink), NumPy float32 matmuls",
 }
 
+# Largest |logit difference| on the timed inputs allowed between an engine and the masked model
+# (model.keras run by Keras), per engine. Intact runs agree to 1.7e-5 at most (float32 sums in
+# another order); 1e-3 leaves 50x headroom and still catches a real disagreement (the one reported
+# in issue 7 was 437).
+TOLERANCE = {"sparse": 1e-3, "shrunk": 1e-3}
+
+# A row is noisy when an engine's relative spread (interquartile range / median of its repeats,
+# see relative_spread) exceeds this: the middle half of its repeats then spans more than a quarter
+# of its median, and the ratios built on that median are unreliable.
+NOISY_SPREAD = 0.25
+
+# Engines whose FLOPs shrink with pruning. Their speedup over dense cannot honestly exceed the run's
+# FLOP ratio (dense FLOPs / the run's FLOPs): they do the same kind of float32 arithmetic, only less
+# of it. A ratio above SUSPECT_MARGIN x the FLOP ratio is marked suspect (most likely dense was slowed
+# by other load). At batch 1 the product is a matrix-vector one, bound by memory and call overhead,
+# where a smaller network may legitimately win a little more than its FLOPs (1.19x the FLOP ratio
+# measured on an idle machine): the margin there is SUSPECT_MARGIN_BATCH_1.
+SUSPECT_ENGINES = ("sparse", "shrunk")
+SUSPECT_MARGIN = 1.1
+SUSPECT_MARGIN_BATCH_1 = 1.5
+
+
+class BenchmarkError(Exception):
+    """Engines of a run disagree: the message names the run, engine, batch, difference, tolerance and fix."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One engine's timing: the median seconds per call and the relative spread of the repeats."""
+    median: float
+    spread: float
+    repeats: int
+
+
+def relative_spread(seconds) -> float:
+    """(75th percentile - 25th percentile) / median of the repeats: 0 when they all agree, 0.25
+    when the middle half spans a quarter of the median. The interquartile range ignores a lone
+    hiccup, as the median does, so it grows only when the median itself is uncertain."""
+    t = np.asarray(seconds, dtype=float)
+    if t.size < 2:
+        return 0.0
+    p25, median, p75 = np.percentile(t, (25, 50, 75))
+    return float((p75 - p25) / median) if median > 0 else math.inf
+
 
 def timed_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, rounds: int = 2,
-                 pause: float = 0.2) -> dict[str, float]:
-    """Median seconds per call of each function over ``repeats`` timed calls.
+                 pause: float = 0.2) -> dict[str, Timing]:
+    """The Timing of each function over ``repeats`` timed calls (at least one per round): the median
+    seconds per call and the relative spread of the calls (``relative_spread``).
 
     The calls run in blocks, one engine at a time, in ``rounds`` interleaved rounds (so a slow spell
     of a shared machine hits every engine). Before each block the machine idles for ``pause``
@@ -52,7 +105,7 @@ def timed_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
                 t = time.perf_counter()
                 fn()
                 times[k].append(time.perf_counter() - t)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    return {k: Timing(float(np.median(v)), relative_spread(v), len(v)) for k, v in times.items()}
 
 
 # --------------------------------------------------------------------------- machine peak
@@ -67,9 +120,10 @@ def matmul_peak(n: int = 2048, repeats: int = 7) -> dict:
     tf_mm = tf.function(lambda x, y: tf.matmul(x, y))
     t = timed_rounds({"numpy": lambda: a @ b, "tensorflow": lambda: tf_mm(ta, tb).numpy()}, repeats, warmup=2)
     flops = 2.0 * n**3
-    out = {k: flops / v / 1e9 for k, v in t.items()}
+    out = {k: flops / v.median / 1e9 for k, v in t.items()}
     out["peak"] = max(out.values())
     out["n"] = n
+    out["spread"] = {k: v.spread for k, v in t.items()}
     return out
 
 
@@ -162,15 +216,89 @@ def run_engines(logdir, result: dict, dense_fns: dict) -> RunEngines:
                       dense_flops / max(1, size.get("flops_per_example") or dense_flops), fns, sparse)
 
 
-def finished_runs(logdir) -> list[dict]:
-    """The study's finished runs, the dense one first, then by (strategy, sparsity)."""
-    ok = [r for r in read_all_results(logdir) if r.get("status") == "ok"]
+def finished_runs(logdir, notices: list | None = None) -> list[dict]:
+    """The study's finished runs, the dense one first, then by (strategy, sparsity). A run whose result
+    says ok but whose model.keras or model.sparse is gone is not finished: it is left out, and a
+    notice naming it is appended to ``notices``."""
+    ok = []
+    for r in read_all_results(logdir):
+        if r.get("status") != "ok":
+            continue
+        gone = missing_files(logdir, r)
+        if gone:
+            if notices is not None:
+                notices.append(f"{paths.run_dir(logdir, r['run'])} is not finished ({' and '.join(gone)} gone): not "
+                               f"benchmarked; rerun the study to redo it")
+            continue
+        ok.append(r)
     return sorted(ok, key=lambda r: (r["run"] != paths.DENSE, r["config"]["strategy"], float(r["config"]["sparsity"])))
+
+
+def check_agreement(run: str, batch: int, diffs: dict[str, float], tolerance: dict[str, float] = TOLERANCE,
+                    run_dir=None) -> None:
+    """Raise BenchmarkError if an engine's max |logit difference| from the masked model (``diffs``)
+    exceeds its tolerance, or is not a number."""
+    for engine, diff in diffs.items():
+        tol = tolerance[engine]
+        if diff <= tol:
+            continue
+        where = run_dir if run_dir is not None else f"the run directory {run}/"
+        cause = ("The run's model.sparse disagrees with its model.keras: most likely one of the two was "
+                 "changed, replaced or damaged after the study wrote them." if engine == "sparse" else
+                 "The network shrunk from the run's model.keras (pruning.shrink) disagrees with it: most likely "
+                 "model.keras was changed or damaged after the study wrote it (e.g. NaN or inf weights).")
+        raise BenchmarkError(
+            f"run {run}, engine {engine}, batch {batch}: its logits differ from the masked model's "
+            f"(model.keras run by Keras) by up to {diff:.4g}, above the tolerance of {tol:g} (an intact run "
+            f"agrees to about 1e-5), so its timings would compare two different networks. {cause} Delete "
+            f"{where} and rerun the study (only that run is trained again), or rerun the study with "
+            f"--overwrite; then run benchmark.py again."
+        )
+
+
+def suspect_margin(batch: int) -> float:
+    """How far above the FLOP ratio a sparse or shrunk speedup may go before it is suspect."""
+    return SUSPECT_MARGIN_BATCH_1 if batch == 1 else SUSPECT_MARGIN
+
+
+def mark_row(row: dict) -> dict:
+    """Set ``row``'s ``noisy`` (an engine's spread above NOISY_SPREAD) and ``suspect`` (the engines
+    of SUSPECT_ENGINES, space-separated, whose speedup exceeds suspect_margin x the FLOP ratio);
+    returns the row."""
+    row["noisy"] = any(row.get(f"{k}_spread", 0.0) > NOISY_SPREAD for k in ENGINES)
+    limit = suspect_margin(row["batch"]) * row["flop_ratio"]
+    row["suspect"] = " ".join(k for k in SUSPECT_ENGINES if row[f"{k}_speedup"] > limit)
+    return row
+
+
+def machine_load() -> dict:
+    """The 1, 5 and 15-minute load averages (None where unknown), and the cores this process may use."""
+    try:
+        loadavg = [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        loadavg = None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return {"loadavg": loadavg, "usable_cores": usable, "cpu_count": os.cpu_count()}
+
+
+def load_warning(load: dict, when: str) -> str | None:
+    """A warning line when the 1-minute load average exceeds the usable cores, else None."""
+    if not load.get("loadavg") or load["loadavg"][0] <= load["usable_cores"]:
+        return None
+    return (f"warning: the 1-minute load average {when} is {load['loadavg'][0]:.2f}, more than the "
+            f"{load['usable_cores']} usable cores: other processes compete for the CPU and these timings "
+            f"are unreliable; rerun on an idle machine.")
 
 
 def latency_rows(logdir, x: np.ndarray, batches=BATCHES, repeats: int = 15,
                  log: Callable[[str], None] = print) -> list[dict]:
-    """One row per (run, batch): median latency of each engine and its speedup over dense."""
+    """One row per (run, batch): median latency, spread and speedup over dense of each engine, the
+    sparse and shrunk engines' max |logit difference| from the masked model, and the row's ``noisy``
+    and ``suspect`` marks (``mark_row``). Raises BenchmarkError, before timing, when an engine
+    disagrees with the masked model (``check_agreement``)."""
     from .model import all_dense_layers, load_model
 
     runs = finished_runs(logdir)
@@ -184,16 +312,60 @@ def latency_rows(logdir, x: np.ndarray, batches=BATCHES, repeats: int = 15,
         for batch in batches:
             xb = np.ascontiguousarray(x[:batch], dtype=np.float32)
             reference = eng.fns["masked"](xb)
-            diffs = {k: float(np.abs(eng.fns[k](xb) - reference).max()) for k in ("sparse", "shrunk")}
+            diffs = {k: float(np.abs(eng.fns[k](xb) - reference).max()) for k in TOLERANCE}
+            check_agreement(eng.name, batch, diffs, run_dir=paths.run_dir(logdir, eng.name))
             t = timed_rounds({k: (lambda f=f: f(xb)) for k, f in eng.fns.items()}, repeats)
             row = {"run": eng.name, "strategy": eng.strategy, "sparsity": eng.sparsity, "batch": batch,
                    "flop_ratio": eng.flop_ratio, "sparse_plan": "".join(p[0] for p in eng.sparse.plan_for(batch))}
             for k in ENGINES:
-                row[f"{k}_ms"] = 1e3 * t[k]
-                row[f"{k}_speedup"] = t["dense"] / t[k]
+                row[f"{k}_ms"] = 1e3 * t[k].median
+                row[f"{k}_speedup"] = t["dense"].median / t[k].median
+                row[f"{k}_spread"] = t[k].spread
             row.update({f"{k}_max_abs_diff": v for k, v in diffs.items()})
-            rows.append(row)
+            rows.append(mark_row(row))
         log(f"[{i}/{len(runs)}] {eng.name}: " + "  ".join(
             f"b{row['batch']} sparse {row['sparse_speedup']:.2f}x shrunk {row['shrunk_speedup']:.2f}x"
             for row in rows[-len(batches):]))
     return rows
+
+
+# --------------------------------------------------------------------------- report
+def format_benchmark(rows: list[dict]) -> str:
+    """Speedups over dense (x) per run and batch for the terminal, with the row's spread (the largest
+    of its engines'), ``*`` after a noisy row's spread, ``!`` after a suspect ratio, and a legend."""
+    head = (f"{'run':<12} {'batch':>5} {'dense ms':>9} {'spread':>6}  {'dense_tf':>8}  {'masked':>8}  "
+            f"{'sparse':>8}  {'shrunk':>8} {'FLOPs':>7}  sparse plan")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        suspect = str(r.get("suspect") or "").split()
+        ratio = lambda k: f" {r[f'{k}_speedup']:>7.2f}x" + ("!" if k in suspect else " ")  # noqa: E731
+        spread = max((r.get(f"{k}_spread", 0.0) for k in ENGINES), default=0.0)
+        noisy = "*" if r.get("noisy") else " "
+        lines.append(f"{r['run']:<12} {r['batch']:>5} {r['dense_ms']:>9.3f} {100 * spread:>5.0f}%{noisy}"
+                     f"{ratio('dense_tf')}{ratio('masked')}{ratio('sparse')}{ratio('shrunk')}"
+                     f"{r['flop_ratio']:>6.1f}x  {r['sparse_plan']}")
+    lines += [
+        f"spread: the widest interquartile range of the row's engines, as a fraction of its median; "
+        f"* a noisy row (spread above {100 * NOISY_SPREAD:.0f}%): its ratios are unreliable.",
+        f"!: a {'/'.join(SUSPECT_ENGINES)} speedup above {SUSPECT_MARGIN:g}x its FLOP ratio "
+        f"({SUSPECT_MARGIN_BATCH_1:g}x at batch 1): more than the saved arithmetic allows, most likely "
+        f"a disturbed timing.",
+    ]
+    return "\n".join(lines)
+
+
+def benchmark_summary(rows: list[dict], repeats: int | None = None) -> dict:
+    """Counts of rows, noisy rows and suspect ratios (for benchmark.json and ``summary_line``)."""
+    return {"rows": len(rows), "noisy_rows": sum(1 for r in rows if r.get("noisy")),
+            "suspect_ratios": sum(len(str(r.get("suspect") or "").split()) for r in rows), "repeats": repeats}
+
+
+def summary_line(summary: dict) -> str:
+    """One line: how many rows are noisy and ratios suspect, and what to do about it."""
+    noisy, suspect = summary["noisy_rows"], summary["suspect_ratios"]
+    if not noisy and not suspect:
+        return (f"summary: no noisy row (every spread at most {100 * NOISY_SPREAD:.0f}%) and no suspect ratio "
+                f"in {summary['rows']} rows.")
+    more = f" (this run: {summary['repeats']})" if summary.get("repeats") else ""
+    return (f"summary: {noisy} of {summary['rows']} rows noisy (*), {suspect} suspect ratios (!): the machine "
+            f"was probably busy; rerun on an idle machine, or with more --repeats{more}, before trusting them.")

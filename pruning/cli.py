@@ -3,45 +3,105 @@ are thin wrappers over these functions."""
 from __future__ import annotations
 
 import argparse
+import difflib
+import signal
 import sys
 import time
 from pathlib import Path
 
 from . import paths
 from .config import (STRATEGIES, ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
-                     add_hyper_flags, check_sparsity, from_args, hyper_from_args)
+                     add_hyper_flags, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
-from .results import ResultError
+from .lock import LockError
+from .results import OutputError, ResultError, explain_fs_error, is_fs_error
 
 from .sparse_io import SparseFormatError
 
-USER_ERRORS = (ConfigError, DataError, ResultError, SparseFormatError)
+USER_ERRORS = (ConfigError, DataError, ResultError, SparseFormatError, OutputError, LockError)
 EXIT_USAGE = 2
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: handled exactly like Ctrl-C (workers stopped, finished runs kept)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
 
 
 def guarded(fn):
-    """Run ``fn``; a user error becomes a one-paragraph message and exit status 2."""
+    """Run ``fn``; a user error (bad input, a full disk, a read-only or busy directory) becomes a
+    one-paragraph message and exit status 2; Ctrl-C, SIGTERM and SIGHUP stop it the same way,
+    keeping finished runs, with exit status 128 + the signal's number."""
     from .experiment import StudyError
 
     def wrapper(argv=None):
+        previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
         try:
             return fn(argv)
         except (*USER_ERRORS, StudyError) as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_USAGE
-        except KeyboardInterrupt:
-            print("\ninterrupted: finished runs are kept; rerun the same command to resume.", file=sys.stderr)
-            return 130
+        except OSError as e:
+            if not is_fs_error(e):
+                raise
+            print(f"error: {explain_fs_error(e)}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt as e:
+            signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+            print(f"\nstopped by {signal.Signals(signum).name}: every worker is stopped and finished runs are kept "
+                  f"(a run cut short is redone); rerun the same command to resume.", file=sys.stderr)
+            return 128 + signum
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     return wrapper
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a suggestion for a mistyped flag ("did you mean --sparsities?")."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [o for o in self._option_string_actions if o.startswith("--")]
+            hints = []
+            for word in message.split(":", 1)[1].split():
+                if word.startswith("-"):
+                    close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+                    if close:
+                        hints.append(f"{word}: did you mean {close[0]}?")
+            if hints:
+                message += " (" + "; ".join(hints) + ")"
+        super().error(message)
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's start-up and C++ log lines (hidden by default)")
+
+
+def _percent_notice(values) -> None:
+    small = [v for v in values if 0 < v < 1]
+    if small:
+        shown = ", ".join(f"{v:g}" for v in small)
+        print(f"note: sparsities are percentages: {shown} means {shown} % of the weights (or units), not "
+              f"{', '.join(f'{100 * v:g}' for v in small)} %. Pass 90 (or 90%) for ninety percent.", flush=True)
+
+
 def _sparsity(text: str) -> float:
     try:
-        return check_sparsity(float(text))
+        return check_sparsity(parse_number(text))
     except (ValueError, ConfigError) as e:
         raise argparse.ArgumentTypeError(str(e) if isinstance(e, ConfigError) else
-                                         f"sparsity must be a number in [0, 100), got {text!r}") from None
+                                         f"sparsity must be a number in [0, 100) (a trailing % is accepted), "
+                                         f"got {text!r}") from None
 
 
 def _hyper(parser, args):
@@ -51,8 +111,16 @@ def _hyper(parser, args):
         parser.error(str(e))
 
 
-def _load_data(hyper):
-    from .data import load_mnist
+def _load_data(hyper, verbose: bool = False):
+    """The data set, validated, before anything is written: bad data changes nothing."""
+    import os
+
+    from .data import ENV_VAR, load_mnist
+    from .tfsetup import import_tensorflow
+
+    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(ENV_VAR)
+                                                or hyper.data.data_source != "auto"):
+        import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = load_mnist(hyper.data.data_dir, hyper.data.data_source)
     d = data.describe()
@@ -62,7 +130,7 @@ def _load_data(hyper):
 
 # --------------------------------------------------------------------------- train.py
 def train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="train.py",
         description="Train, prune and evaluate one model of the MNIST pruning study. Under --protocol "
         "retrain or oneshot the model starts from the study's dense run (--from-run), which is trained "
@@ -76,31 +144,47 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--from-run", default=paths.DENSE, metavar="NAME",
                    help="the finished run in --logdir whose model is pruned (retrain and oneshot protocols; default: dense)")
     add_hyper_flags(p)
+    _add_verbose(p)
     return p
 
 
 @guarded
 def train_main(argv=None) -> int:
-    from .experiment import check_existing, dense_config, train_run, ProgressPrinter
-
     p = train_parser()
     args = p.parse_args(argv)
     hyper = _hyper(p, args)
     out = from_args(args, OutputConfig)
+    _percent_notice([args.sparsity])
+    from .lock import hold
+
+    data = _load_data(hyper, args.verbose)  # bad data changes nothing
+    with hold(out.logdir):
+        return _train(args, hyper, out, data)
+
+
+def _train(args, hyper, out, data) -> int:
+    from .experiment import check_existing, dense_config, train_run, ProgressPrinter
+    from .results import missing_files, read_result
+    from .tfsetup import import_tensorflow
+
     scratch = hyper.prune.protocol == "scratch"
     target = RunConfig(hyper, args.strategy, args.sparsity, None if scratch or args.sparsity == 0 else args.from_run)
     plan = [target]
     if target.parent == paths.DENSE:
         plan.insert(0, dense_config(hyper))
     elif target.parent is not None:
-        from .results import read_result
-
-        if read_result(out.logdir, target.parent) is None:
+        parent = read_result(out.logdir, target.parent)
+        if parent is None or parent.get("status") != "ok" or missing_files(out.logdir, parent):
             raise ConfigError(f"--from-run {target.parent}: {paths.run_dir(out.logdir, target.parent)} holds no "
-                              f"finished run. Name a finished run of --logdir {out.logdir}, or leave --from-run out.")
-    data = _load_data(hyper)
+                              f"finished run (no result.json saying ok, or its model files are gone). Name a "
+                              f"finished run of --logdir {out.logdir}, or leave --from-run out.")
+    import_tensorflow(args.verbose)  # this process trains
     info = data.describe()
-    todo = [c for c in plan if (out.overwrite and c is target) or check_existing(c, out.logdir, info) == "todo"]
+    notices: list[str] = []
+    todo = [c for c in plan
+            if (out.overwrite and c is target) or check_existing(c, out.logdir, info, notices) == "todo"]
+    for line in notices:
+        print(f"notice: {line}", flush=True)
     if not todo:
         print(f"{paths.run_dir(out.logdir, target.name)} is already finished; pass --overwrite to retrain it.")
         return _print_run(out.logdir, target.name)
@@ -130,7 +214,7 @@ def _print_run(logdir, name) -> int:
 def study_parser(alternate: bool) -> argparse.ArgumentParser:
     prog = "main_alternate.py" if alternate else "main.py"
     how = "one model at a time, with all CPU cores" if alternate else "--jobs models at a time (default 2)"
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=prog,
         description=f"The weight-vs-neuron pruning study on MNIST, {how}: trains the dense network once, "
         "prunes and retrains it at every --sparsities for both strategies, writes per-run TensorBoard logs "
@@ -139,14 +223,16 @@ def study_parser(alternate: bool) -> argparse.ArgumentParser:
     )
     add_hyper_flags(p)
     add_flags(p, StudyConfig, title="study", skip=("jobs",) if alternate else ())
-    p.add_argument("--plots", default=paths.PLOTS, metavar="DIR", help="where the figures go (default: plots)")
+    p.add_argument("--plots", "--out", dest="plots", default=None, metavar="DIR",
+                   help="where the study's figures go (default: LOGDIR/plots, inside the study; the README's "
+                   "figures are made with python plotting.py --logdir logs --plots docs/figures)")
+    _add_verbose(p)
     return p
 
 
 def study_main(argv=None, alternate: bool = False) -> int:
-    from .experiment import run_study
-    from .plots import make_figures
-    from .results import format_table, read_all_results, table_rows, write_table
+    from .lock import hold
+    from .results import check_writable_dir
 
     p = study_parser(alternate)
     args = p.parse_args(argv)
@@ -156,17 +242,31 @@ def study_main(argv=None, alternate: bool = False) -> int:
         study = from_args(args, StudyConfig, **({"jobs": 1} if alternate else {}))
     except ConfigError as e:
         p.error(str(e))
-    data = _load_data(hyper)  # fail fast on bad data, and show which source the study uses
+    _percent_notice(study.sparsities)
+    data = _load_data(hyper, args.verbose)  # fail fast on bad data, and show which source the study uses
+    with hold(out.logdir):  # one study per log directory; checks that it can be written
+        # before any training: a study must not find out after hours that its figures cannot be written
+        plots = check_writable_dir(args.plots or paths.plots_dir(out.logdir), "--plots", create=False)
+        return _study(args, hyper, out, study, plots, data)
+
+
+def _study(args, hyper, out, study, plots: Path, data) -> int:
+    from .experiment import run_study
+    from .plots import data_notice, make_figures
+    from .results import format_table, read_all_results, table_rows, write_table
+
     t0 = time.perf_counter()
-    runs = run_study(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe())
+    runs = run_study(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
+                     verbose=args.verbose)
     wall = time.perf_counter() - t0
     results = [r for r in read_all_results(out.logdir) if r["run"] in {c.name for c in runs}]
     rows = table_rows(results, study.strategies, study.sparsities)
     write_table(paths.results_csv(out.logdir), rows)
-    print("\n" + format_table(rows))
-    files, missing = make_figures(out.logdir, args.plots)
+    notice = data_notice(results)
+    print("\n" + format_table(rows) + (f"\n{notice}" if notice else ""))
+    files, missing = make_figures(out.logdir, plots)
     print(f"\nstudy wall time {wall / 60:.1f} min; table: {paths.results_csv(out.logdir)}; "
-          f"figures: {len(files)} in {args.plots}/; TensorBoard: tensorboard --logdir {out.logdir}")
+          f"figures: {len(files)} in {plots}/; TensorBoard: tensorboard --logdir {out.logdir}")
     failed = [r["run"] for r in rows if r["status"] != "ok"]
     if failed or missing:
         print(f"not ok: {', '.join(sorted(set(failed + missing)))} (see each run's result.json for the reason)")
@@ -184,18 +284,23 @@ def plotting_main(argv=None) -> int:
     from .plots import FIGURES, make_figures
     from .results import read_all_results
 
-    p = argparse.ArgumentParser(
+    from .results import check_writable_dir
+
+    p = Parser(
         prog="plotting.py",
         description="Draw the study's figures from the runs' written results (result.json): "
         + "; ".join(FIGURES.values()) + ". With runs missing, plots what exists and names what is missing.",
     )
     p.add_argument("--logdir", default="logs", help="the study's log directory (default: logs)")
-    p.add_argument("--out", default=paths.PLOTS, help="where the PNG figures go (default: plots)")
+    p.add_argument("--plots", "--out", dest="plots", default=paths.PLOTS, metavar="DIR",
+                   help="where the PNG figures go (default: plots; --out is the old name). The README's "
+                   "figures: --logdir logs --plots docs/figures")
     args = p.parse_args(argv)
     if not read_all_results(args.logdir):
         raise ResultError(f"{args.logdir} holds no finished run (no */{paths.RESULT}). Run python main.py "
                           f"first, or pass --logdir to a study's log directory.")
-    files, missing = make_figures(args.logdir, args.out)
+    check_writable_dir(args.plots, "--plots", create=False)
+    files, missing = make_figures(args.logdir, args.plots)
     for f in files:
         print(f)
     if missing:
@@ -217,13 +322,16 @@ def _batches(text: str) -> tuple[int, ...]:
 def benchmark_parser() -> argparse.ArgumentParser:
     from .bench import ENGINE_HELP
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="benchmark.py",
         description="Measure what pruning buys on this machine, for every finished run of a study: inference "
         "latency at each batch size of " + "; ".join(f"{k} ({v})" for k, v in ENGINE_HELP.items()) + ". "
         "Each is a ratio to dense measured in the same run (warm-up, then the median of interleaved repeats). "
-        "Also measures the float32 matmul peak and the dense training throughput as a fraction of it. "
-        "Writes <logdir>/benchmark.csv, benchmark.json and a figure.",
+        "First checks that the sparse and shrunk logits match the masked model's (else exit status 1, nothing "
+        "written). Also measures the float32 matmul peak and the dense training throughput as a fraction of it. "
+        "Marks noisy rows (repeats spread widely) and suspect ratios (faster than the FLOP ratio allows), and "
+        "warns when the load average exceeds the usable cores. Writes <logdir>/benchmark.csv, benchmark.json "
+        "and a figure.",
     )
     p.add_argument("--logdir", default="logs", help="a study's log directory (default: logs)")
     p.add_argument("--data-dir", metavar="DIR", help="MNIST IDX directory: the inputs timed, and the data the "
@@ -233,31 +341,62 @@ def benchmark_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=15, help="timed calls per engine and batch (default: 15)")
     p.add_argument("--no-training", action="store_true",
                    help="skip the dense training throughput measurement (about a minute)")
-    p.add_argument("--plots", default=paths.PLOTS, metavar="DIR", help="where the figure goes (default: plots)")
+    p.add_argument("--plots", "--out", dest="plots", default=None, metavar="DIR",
+                   help="where the figure goes (default: <logdir>/plots/); --out is an alias")
+    _add_verbose(p)
     return p
 
 
 @guarded
 def benchmark_main(argv=None) -> int:
-    from .bench import ENGINES, dense_training_throughput, finished_runs, latency_rows, matmul_peak
+    from .bench import finished_runs
     from .config import DataConfig
     from .data import load_mnist
-    from .plots import speedup_figure
-    from .results import read_result, write_json, write_rows
+    from .lock import hold
+    from .results import check_writable_dir, read_result
+    from .tfsetup import import_tensorflow
 
     p = benchmark_parser()
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
+    notices: list[str] = []
+    runs = finished_runs(args.logdir, notices)
+    if not runs or runs[0]["run"] != paths.DENSE:
+        raise ResultError(f"{args.logdir} holds no finished study (no finished {paths.DENSE} run with its "
+                          f"{paths.RESULT}, {paths.MODEL} and {paths.SPARSE_MODEL}). Run python main.py --logdir "
+                          f"{args.logdir} first (it redoes a run whose files are gone), or pass --logdir to a "
+                          f"finished study.")
     dense = read_result(args.logdir, paths.DENSE)
-    if not finished_runs(args.logdir) or dense is None or dense.get("status") != "ok":
-        raise ResultError(f"{args.logdir} holds no finished study (no finished {paths.DENSE}/{paths.RESULT}). "
-                          f"Run python main.py --logdir {args.logdir} first, or pass --logdir to a finished study.")
     hyper = RunConfig.from_dict(dense["config"]).hyper
     data_cfg = DataConfig(args.data_dir, "idx" if args.data_dir else hyper.data.data_source)
     data = load_mnist(data_cfg.data_dir or hyper.data.data_dir, data_cfg.data_source)
     print(f"data: {data.describe()['source']}", flush=True)
+    for line in notices:
+        print(f"notice: {line}", flush=True)
+    with hold(args.logdir):  # not while a study writes (or another benchmark times) in it
+        plots = check_writable_dir(Path(args.plots) if args.plots else paths.plots_dir(args.logdir), "--plots",
+                                   create=False)
+        import_tensorflow(args.verbose)
+        return _benchmark(args, data, hyper, plots)
 
+
+def _benchmark(args, data, hyper, plots: Path) -> int:
+    from .bench import (ENGINES, NOISY_SPREAD, SUSPECT_MARGIN, SUSPECT_MARGIN_BATCH_1, TOLERANCE, BenchmarkError,
+                        benchmark_summary, dense_training_throughput, format_benchmark, latency_rows,
+                        load_warning, machine_load, matmul_peak, summary_line)
+    from .plots import speedup_figure
+    from .results import write_json, write_rows
+
+    load = {"start": machine_load()}
+    for line in filter(None, [load_warning(load["start"], "at the start")]):
+        print(line, flush=True)
+    # the engines' agreement is checked first, before a minute of peak and training measurements
+    try:
+        rows = latency_rows(args.logdir, data.x_test, args.batches, args.repeats)
+    except BenchmarkError as e:  # the engines disagree: no timing is worth writing
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     peak = matmul_peak()
     print(f"float32 matmul peak: {peak['peak']:.1f} GFLOP/s ({peak['n']}^3 product; NumPy {peak['numpy']:.1f}, "
           f"TensorFlow {peak['tensorflow']:.1f})", flush=True)
@@ -268,23 +407,19 @@ def benchmark_main(argv=None) -> int:
         report["dense_training"] = train
         print(f"dense training: {train['epoch_s']:.2f} s/epoch at batch {train['batch_size']}, "
               f"{train['gflops']:.1f} GFLOP/s = {100 * train['fraction_of_peak']:.0f}% of the matmul peak", flush=True)
-    rows = latency_rows(args.logdir, data.x_test, args.batches, args.repeats)
-    report["engines"] = ENGINES
+    load["end"] = machine_load()
+    summary = benchmark_summary(rows, args.repeats)
+    report.update({
+        "engines": ENGINES, "load": load, "summary": summary,
+        "thresholds": {"tolerance": TOLERANCE, "noisy_spread": NOISY_SPREAD, "suspect_margin": SUSPECT_MARGIN,
+                       "suspect_margin_batch_1": SUSPECT_MARGIN_BATCH_1},
+    })
     write_json(paths.benchmark_json(args.logdir), report)
     write_rows(paths.benchmark_csv(args.logdir), rows)
     print("\n" + format_benchmark(rows))
-    fig = speedup_figure(rows, Path(args.plots) / paths.BENCHMARK_PNG)
+    fig = speedup_figure(rows, plots / paths.BENCHMARK_PNG)
     print(f"\ntable: {paths.benchmark_csv(args.logdir)}; figure: {fig}")
+    for line in filter(None, [load_warning(load["start"], "at the start"), load_warning(load["end"], "at the end")]):
+        print(line)
+    print(summary_line(summary))
     return 0
-
-
-def format_benchmark(rows: list[dict]) -> str:
-    """Speedups over dense (x) per run and batch, for the terminal."""
-    head = (f"{'run':<12} {'batch':>5} {'dense ms':>9} {'dense_tf':>8} {'masked':>7} {'sparse':>7} {'shrunk':>7} "
-            f"{'FLOPs':>7}  sparse plan")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['run']:<12} {r['batch']:>5} {r['dense_ms']:>9.3f} {r['dense_tf_speedup']:>7.2f}x "
-                     f"{r['masked_speedup']:>6.2f}x {r['sparse_speedup']:>6.2f}x {r['shrunk_speedup']:>6.2f}x "
-                     f"{r['flop_ratio']:>6.1f}x  {r['sparse_plan']}")
-    return "\n".join(lines)

@@ -22,9 +22,11 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names it and the fix."""
 
 
-def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None):
-    """A dataclass field carrying its command-line help text."""
-    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
+       aliases: tuple[str, ...] = ()):
+    """A dataclass field carrying its command-line help text (and any other flag names it answers to)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
+                                            "aliases": aliases})
 
 
 # --------------------------------------------------------------------------- groups
@@ -72,9 +74,11 @@ class TrainConfig:
         0.5,
         "decoupled weight decay of AdamW (per step, scaled by the learning rate); 0 gives plain Adam",
     )
-    seed: int = hp(0, "random seed (initialisation, shuffling)")
+    seed: int = hp(0, "random seed (initialisation, shuffling), 0 <= SEED < 2**32")
 
     def __post_init__(self):
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise ConfigError(f"--seed must be an integer in [0, 2**32), got {self.seed}; e.g. --seed 1.")
         _check_positive("--epochs", self.epochs, allow_zero=True)
         _check_positive("--batch-size", self.batch_size)
         _check_positive("--lr", self.lr)
@@ -113,9 +117,11 @@ class PruneConfig:
 @dataclass(frozen=True)
 class StudyConfig:
     sparsities: tuple[float, ...] = hp(
-        DEFAULT_SPARSITIES, "sparsities in percent, comma-separated, each in [0, 100)", metavar="K1,K2,..."
+        DEFAULT_SPARSITIES, "sparsities in percent (90 means 90%%; a trailing %% is accepted), comma-separated, "
+        "each in [0, 100), no repeats", metavar="K1,K2,...", aliases=("--sparsity",)
     )
-    strategies: tuple[str, ...] = hp(STRATEGIES, "pruning strategies, comma-separated", metavar="S1,S2")
+    strategies: tuple[str, ...] = hp(STRATEGIES, f"pruning strategies, comma-separated, no repeats; one or more of "
+                                     f"{', '.join(STRATEGIES)}", metavar="S1,S2", aliases=("--strategy",))
     jobs: int = hp(2, "models trained concurrently (each in its own process, sharing the CPU cores)")
 
     def __post_init__(self):
@@ -123,8 +129,12 @@ class StudyConfig:
             raise ConfigError("--sparsities must list at least one sparsity, e.g. --sparsities 0,50,90.")
         for k in self.sparsities:
             check_sparsity(k, flag="--sparsities")
+        _check_unique("--sparsities", [float(k) for k in self.sparsities])
+        if not self.strategies:
+            raise ConfigError(f"--strategies must name at least one strategy, e.g. --strategies {','.join(STRATEGIES)}.")
         for s in self.strategies:
             _check_choice("--strategies", s, STRATEGIES)
+        _check_unique("--strategies", list(self.strategies))
         _check_positive("--jobs", self.jobs)
 
 
@@ -225,6 +235,14 @@ def _check_choice(flag: str, value: str, choices: tuple) -> None:
         raise ConfigError(f"{flag}: unknown value {value!r}; choose one of {', '.join(choices)}.")
 
 
+def _check_unique(flag: str, values: list) -> None:
+    repeats = sorted({v for v in values if values.count(v) > 1}, key=values.index)
+    if repeats:
+        shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in repeats)
+        raise ConfigError(f"{flag} lists {shown} more than once; each value is one run (or chain) of the study, so "
+                          f"a repeat would train the same run twice into the same directory. List each value once.")
+
+
 def _check_positive(flag: str, value, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok or (isinstance(value, float) and not math.isfinite(value)):
@@ -237,11 +255,21 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def parse_number(text: str, item_type=float):
+    """A number from the command line; a percentage may carry a trailing % ("90%" -> 90.0)."""
+    text = text.strip()
+    if item_type is float and text.endswith("%"):
+        text = text[:-1].strip()
+    return item_type(text)
+
+
 def _parse_tuple(text: str, item_type):
     try:
-        return tuple(item_type(t) for t in text.split(",") if t.strip() != "")
+        return tuple(parse_number(t, item_type) if item_type in (int, float) else item_type(t.strip())
+                     for t in text.split(",") if t.strip() != "")
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+        kind = {int: "integers", float: "numbers"}.get(item_type, "values")
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind}, got {text!r}") from None
 
 
 def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None, skip=()) -> None:
@@ -266,7 +294,7 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None,
                 kwargs["choices"] = meta["choices"]
             if default is not None:
                 kwargs["help"] += " (default: %(default)s)"
-        group.add_argument(_flag(f.name), **kwargs)
+        group.add_argument(_flag(f.name), *meta.get("aliases", ()), **kwargs)
 
 
 def from_args(args: argparse.Namespace, cls, **overrides):

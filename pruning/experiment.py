@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import paths
 from .config import Hyper, RunConfig, StudyConfig
-from .results import read_result, write_json
+from .results import is_fs_error, missing_files, read_result, write_json
 
 Progress = Callable[[dict], None]
 EVAL_BATCH = 2000
@@ -63,12 +64,21 @@ def planned_epochs(cfg: RunConfig) -> int:
     return 0
 
 
-def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None) -> str:
+def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notices: list | None = None) -> str:
     """'todo' or 'done' for this run in ``logdir``; raises StudyError when a finished run
     there was made with another configuration or, given ``data_info`` (``Dataset.describe()``),
-    on other data: it would be silently mixed in."""
+    on other data: it would be silently mixed in. A run is done only when its result says ok
+    and every file the result names (model.keras, model.sparse) is there; otherwise it is
+    'todo', and a notice saying why is appended to ``notices``."""
     result = read_result(logdir, cfg.name)
     if result is None or result.get("status") != "ok":
+        return "todo"
+    gone = missing_files(logdir, result)
+    if gone:
+        if notices is not None:
+            notices.append(f"{paths.run_dir(logdir, cfg.name)}: its result.json says finished, but "
+                           f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone; redoing it "
+                           f"(and the runs of its chain after it)")
         return "todo"
     theirs_data = result.get("data") or {}
     if data_info and theirs_data.get("fingerprint") != data_info["fingerprint"]:
@@ -90,14 +100,14 @@ def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None) -> str
 
 
 def runs_to_do(chains: list[list[RunConfig]], logdir, overwrite: bool = False,
-               data_info: dict | None = None) -> set[str]:
+               data_info: dict | None = None, notices: list | None = None) -> set[str]:
     """Names of the runs to (re)train: unfinished or failed ones, and every later run of the same
     chain (it starts from a model that will change). Raises StudyError on a configuration clash."""
     todo = set()
     for chain in chains:
         stale = False
         for c in chain:
-            stale = stale or overwrite or check_existing(c, logdir, data_info) == "todo"
+            stale = stale or overwrite or check_existing(c, logdir, data_info, notices) == "todo"
             if stale:
                 todo.add(c.name)
     return todo
@@ -298,6 +308,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         "reason": None,
         "config": cfg.to_dict(),
         "data": data.describe(),
+        "files": [paths.MODEL, paths.SPARSE_MODEL],  # a run is finished only while these exist
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": _versions(),
     }
@@ -313,8 +324,10 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     protocol = hyper.prune.protocol if cfg.sparsity > 0 else "dense"
     if cfg.parent is not None:
         parent = read_result(logdir, cfg.parent)
-        if parent is None or parent.get("status") != "ok":
-            why = "has not finished" if parent is None else f"failed ({parent.get('reason')})"
+        if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
+            why = ("has not finished" if parent is None else f"failed ({parent.get('reason')})"
+                   if parent.get("status") != "ok" else
+                   f"lost its {', '.join(missing_files(logdir, parent))}; rerun the study to redo it")
             return fail(f"parent run {cfg.parent} {why}")
         model = load_model(paths.model_file(logdir, cfg.parent))
     else:
@@ -391,7 +404,20 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
 _WORKER: dict = {}
 
 
-def _init_worker(threads: int, data_dir, data_source, queue) -> None:
+def _watch_parent(parent: int) -> None:
+    """Exit when the study's process is gone (even SIGKILLed): a worker never trains on as an orphan."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _init_worker(threads: int, data_dir, data_source, queue, verbose: bool = False) -> None:
+    from .tfsetup import import_tensorflow
+
+    # Ctrl-C reaches the whole process group; the study's process alone decides, and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    import_tensorflow(verbose)
     set_threads(threads)
     _WORKER.update(threads=threads, data_dir=data_dir, data_source=data_source, queue=queue)
 
@@ -408,8 +434,10 @@ def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
         queue.put({"event": "start", "run": cfg.name, "threads": _WORKER["threads"]})
         try:
             r = train_run(cfg, logdir, _WORKER["data"], progress=queue.put)
-        except Exception as e:  # a bug or a full disk: record it, keep the study going
-            traceback.print_exc()
+        except Exception as e:
+            if is_fs_error(e):
+                raise  # a full disk or a read-only place: the study stops and says so (exit 2)
+            traceback.print_exc()  # a bug: record it, keep the study going
             reason = f"{type(e).__name__}: {e}"
             write_json(paths.result_file(logdir, cfg.name), {
                 "format": 1, "run": cfg.name, "status": "failed", "reason": reason, "config": cfg.to_dict()})
@@ -489,22 +517,57 @@ def _drain(queue, printer: ProgressPrinter) -> None:
         printer(ev)
 
 
+def worker_plan(first: list, rest: list, jobs: int, cores: int) -> list[list[tuple[list, int, int]]]:
+    """Phases of (chains, worker processes, threads per worker); a phase's pools run concurrently.
+    ``first`` holds the dense chain (if it is to run), ``rest`` the pruned chains (lists of RunConfig
+    dicts). The cores go to the workers that run: a chain left alone (a resume, one strategy) gets
+    all of them; one worker per chain shares them by the chains' cost (``chain_threads``)."""
+    if jobs == 1:
+        return [[(first + rest, 1, cores)]]
+    workers = min(jobs, max(1, len(rest)))
+    phases = [[(first, 1, cores)], [(rest, workers, max(1, cores // workers))]]
+    if 1 < len(rest) <= jobs:
+        costs = chain_threads([[RunConfig.from_dict(d) for d in c] for c in rest], cores)
+        phases[1] = [([c], 1, t) for c, t in zip(rest, costs)]
+    return phases
+
+
+def stop_workers(pools) -> None:
+    """Stop every worker process of ``pools`` now: cancel what has not started, terminate what runs
+    (SIGTERM, then SIGKILL after 10 s). A run cut short leaves no result.json, so a rerun redoes it."""
+    procs = [p for pool in pools for p in list((getattr(pool, "_processes", None) or {}).values())]
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 10
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
 def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None) -> list[RunConfig]:
+              data_info: dict | None = None, verbose: bool = False) -> list[RunConfig]:
     """Run (or resume) every run of the study; returns the planned runs, in order.
 
     The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
     worker processes, each limited to its share of the cores.
     """
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     out = out or sys.stdout
     logdir = Path(logdir)
     chains = plan_study(hyper, study)
     runs = [c for chain in chains for c in chain]
-    todo = runs_to_do(chains, logdir, overwrite, data_info)
+    notices: list[str] = []
+    todo = runs_to_do(chains, logdir, overwrite, data_info, notices)
+    for line in notices:
+        print(f"notice: {line}", file=out, flush=True)
     skipped = [c.name for c in runs if c.name not in todo]
     if skipped:
         print(f"resuming: {len(skipped)} finished run(s) kept ({', '.join(skipped)}); --overwrite retrains them",
@@ -524,30 +587,29 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     queue = ctx.Queue()
     drainer = threading.Thread(target=_drain, args=(queue, printer), daemon=True)
     drainer.start()
-    # (chains, workers, threads per worker) per phase; a phase's pools run concurrently
-    phases = [[(first, 1, cores)], [(rest, study.jobs, max(1, cores // study.jobs))]]
-    if study.jobs == 1:
-        phases = [[(first + rest, 1, cores)]]
-    elif 1 < len(rest) <= study.jobs:  # one worker per chain: share the cores by the chains' cost
-        phases[1] = [([c], 1, t) for c, t in zip(rest, chain_threads([[RunConfig.from_dict(d) for d in c]
-                                                                      for c in rest], cores))]
+    phases = worker_plan(first, rest, study.jobs, cores)
+    pools: list = []
     try:
         for phase in phases:
-            live = [(chain_list, workers, threads) for chain_list, workers, threads in phase if chain_list]
-            pools = [ProcessPoolExecutor(min(workers, len(chain_list)), mp_context=ctx, initializer=_init_worker,
-                                         initargs=(threads, hyper.data.data_dir, hyper.data.data_source, queue))
-                     for chain_list, workers, threads in live]
+            live = [(chain_list, n, threads) for chain_list, n, threads in phase if chain_list]
+            pools = [ProcessPoolExecutor(min(n, len(chain_list)), mp_context=ctx, initializer=_init_worker,
+                                         initargs=(threads, hyper.data.data_dir, hyper.data.data_source, queue,
+                                                   verbose))
+                     for chain_list, n, threads in live]
             futures = [pool.submit(_run_chain, chain, str(logdir))
                        for pool, (chain_list, _, _) in zip(pools, live) for chain in chain_list]
-            try:
-                for f in futures:
-                    f.result()
-            finally:
-                for pool in pools:
-                    pool.shutdown()
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # the first failure (a full disk, a dead worker) stops the study at once
+            for pool in pools:
+                pool.shutdown()
     except BrokenProcessPool:
+        stop_workers(pools)
         raise StudyError("a worker process died (out of memory, or killed). Rerun the same command to resume; "
                          "finished runs are kept. Try --jobs 1 if memory is short.") from None
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no worker may train on without the study
+        stop_workers(pools)
+        raise
     finally:
         queue.put(None)
         drainer.join(timeout=5)

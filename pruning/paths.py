@@ -13,6 +13,8 @@ A study lives in one log directory (``--logdir``)::
         model.sparse          the same weights in the compact sparse format (pruning.sparse_io)
         result.json           written last, atomically: its presence marks the run finished
       weight_k90/ ...         one directory per (strategy, sparsity)
+      plots/                  the study's figures (main.py, benchmark.py), unless --plots names another place
+      .lock                   held (flock) by the command writing the study; see pruning.lock
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ RESULTS_CSV = "results.csv"
 BENCHMARK_CSV = "benchmark.csv"  # benchmark.py: latency of each engine for each run and batch size
 BENCHMARK_JSON = "benchmark.json"  # benchmark.py: the machine's matmul peak and training throughput
 BENCHMARK_PNG = "speedup_vs_sparsity.png"
-PLOTS = "plots"
+PLOTS = "plots"  # plotting.py's default output; a study's own figures go to <logdir>/plots
 
 
 def format_sparsity(k: float) -> str:
@@ -79,3 +81,8 @@ def benchmark_json(logdir: str | Path) -> Path:
 
 def study_file(logdir: str | Path) -> Path:
     return Path(logdir) / STUDY
+
+
+def plots_dir(logdir: str | Path) -> Path:
+    """Where a study's figures go unless the user names another place: inside the study."""
+    return Path(logdir) / PLOTS

@@ -6,6 +6,7 @@ footers and in the return value.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -35,7 +36,37 @@ def _curve(results, strategy, key):
     return [p[0] for p in pts], [100 * p[1] for p in pts]
 
 
-def _finish(fig, path: Path, footer: str) -> Path:
+def _count(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else ("?" if n is None else str(n))
+
+
+def data_notice(results) -> str | None:
+    """The one-line warning that must head every figure (and table) of these results, or None when
+    every run used the same full data. Offline-sample runs (data source "sample:...") are not
+    full-MNIST results; runs on different data sets are not comparable with each other."""
+    sets: dict[tuple, int] = {}
+    for r in results:
+        d = r.get("data") or {}
+        if d:
+            key = (str(d.get("source") or "?"), d.get("train_examples"), d.get("test_examples"))
+            sets[key] = sets.get(key, 0) + 1
+    if not sets:
+        return None
+    if len(sets) == 1:
+        ((source, train, test),) = sets
+        if not source.startswith("sample:"):
+            return None
+        return f"OFFLINE SAMPLE ({_count(train)} train / {_count(test)} test digits, {source}): not full-MNIST results"
+    sample = any(source.startswith("sample:") for source, _, _ in sets)
+    parts = "; ".join(f"{source} ({_count(train)} train / {_count(test)} test) in {n} run{'s' * (n != 1)}"
+                      for (source, train, test), n in sorted(sets.items(), key=lambda kv: kv[0][0]))
+    return f"MIXED DATA{', partly OFFLINE SAMPLE' if sample else ''}: {parts}: runs not comparable"
+
+
+def _finish(fig, path: Path, footer: str, notice: str | None = None) -> Path:
+    """Footer, ``notice`` (data_notice) as the figure's title in red, layout, save, close."""
+    if notice:
+        fig.suptitle(notice, color="firebrick", fontweight="bold", fontsize=11)
     if footer:
         fig.text(0.01, 0.005, footer, fontsize=7, color="dimgray", va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.04 if footer else 0, 1, 1))
@@ -45,25 +76,63 @@ def _finish(fig, path: Path, footer: str) -> Path:
     return path
 
 
-ZOOM_FLOOR = 95.0  # the right-hand panel of accuracy-vs-sparsity figures shows 95-100 %
+ZOOM_WITHIN = 5.0  # the zoom panel shows every accuracy within this many points of the best
+ZOOM_MIN_SPAN = 1.0  # and never spans fewer points than this (one point, or all equal)
+ZOOM_MIN_POINTS = 3  # and at least this many of the highest values, however spread out they are
+ZOOM_PAD = 0.06  # margin below and above, as a fraction of the span
 
 
-def _sparsity_plot(series, title: str, path: Path, footer: str) -> Path:
-    """Accuracy against sparsity: the full range on the left, a zoom on 95-100 % on the right
-    (where the strategies differ at high sparsity). ``series``: (xs, ys, style, color, label)."""
+def zoom_range(values, within: float = ZOOM_WITHIN, min_span: float = ZOOM_MIN_SPAN,
+               min_points: int = ZOOM_MIN_POINTS) -> tuple[float, float]:
+    """(low, high) accuracy (%) of a zoom panel, chosen from the plotted ``values`` (%): from a little
+    below the lowest value within ``within`` points of the best (or below the ``min_points``-th
+    highest value, if lower) to a little above the best, so the high-accuracy region where
+    strategies differ fills the panel; values further down fall below ``low`` (the caller marks
+    them). Never empty nor degenerate; None and NaN are ignored."""
+    vals = sorted((float(v) for v in values if v is not None and math.isfinite(float(v))), reverse=True)
+    if not vals:
+        return 0.0, 100.0
+    best = vals[0]
+    lowest = min(min(v for v in vals if v >= best - within), vals[min(min_points, len(vals)) - 1])
+    if best - lowest < min_span:
+        mid = (best + lowest) / 2
+        lowest, best = mid - min_span / 2, mid + min_span / 2
+    pad = ZOOM_PAD * (best - lowest)
+    return lowest - pad, best + pad
+
+
+def _zoom(ax, series, what: str = "accuracy") -> None:
+    """Set ``ax``'s y range from the plotted ``series`` (xs, ys, color) with zoom_range; points below
+    it are drawn as ▼ on the panel's floor, and the title gives the range and their count."""
+    low, high = zoom_range([y for _, ys, _ in series for y in ys])
+    ax.set_ylim(low, high)
+    below = 0
+    for xs, ys, color in series:
+        clipped = [x for x, y in zip(xs, ys) if y < low]
+        below += len(clipped)
+        if clipped:
+            ax.plot(clipped, [low + 0.015 * (high - low)] * len(clipped), "v", color=color, ms=7, clip_on=False)
+    note = f"; {below} point{'s' * (below != 1)} below, marked ▼" if below else ""
+    ax.set_title(f"zoom: {what} {low:.1f}-{high:.1f} %{note}")
+
+
+def _sparsity_plot(series, title: str, path: Path, footer: str, notice: str | None = None) -> Path:
+    """Accuracy against sparsity: the full range on the left, on the right a zoom on the accuracies
+    near the best (zoom_range; where the strategies differ at high sparsity), a legend on each.
+    ``series``: (xs, ys, style, color, label); ``notice``: data_notice, the figure's title."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    for ax, zoom in zip(axes, (False, True)):
+    for ax in axes:
         for xs, ys, style, color, label in series:
             ax.plot(xs, ys, style, marker="o", color=color, label=label)
         ax.set_xlabel("sparsity of each hidden layer (% of weights or units removed)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(title if not zoom else f"zoom on {ZOOM_FLOOR:g}-100 %")
         ax.grid(alpha=0.3)
-        if zoom:
-            ax.set_ylim(ZOOM_FLOOR, 100.2)
+    axes[0].set_title(title)
+    _zoom(axes[1], [(xs, ys, color) for xs, ys, _, color, _ in series])
     if series:
-        axes[0].legend(fontsize=8)
-    return _finish(fig, path, footer)
+        for ax in axes:
+            ax.legend(fontsize=8)
+    return _finish(fig, path, footer, notice)
 
 
 def _epoch_offsets(results) -> dict[str, int]:
@@ -88,23 +157,32 @@ def _epoch_offsets(results) -> dict[str, int]:
     return offsets
 
 
+EPOCH_MARKERS = "os^Dv<>pPXh*d"  # with tab10's colours: neighbouring k differ in colour and marker
+
+
+def epoch_style(i: int) -> dict:
+    """Line style of the i-th k (sorted) in the per-epoch figure: tab10 colour i mod 10 (neighbours
+    always differ), its own marker, and a new line style after every ten."""
+    return {"color": plt.get_cmap("tab10")(i % 10), "marker": EPOCH_MARKERS[i % len(EPOCH_MARKERS)],
+            "linestyle": ("-", "--", ":", "-.")[(i // 10) % 4]}
+
+
 def epochs_figure(results, strategy, path, footer="") -> Path:
-    """Accuracy per epoch, each k in its colour, on one epoch axis: a run that starts from another
-    run's model (retraining, iterative chains) is drawn after that run's epochs."""
+    """Accuracy per epoch, each k in its colour and marker (epoch_style), on one epoch axis: a run
+    that starts from another run's model (retraining, iterative chains) is drawn after that run's
+    epochs. A legend on each panel."""
     runs = sorted(
         (r for r in _ok(results) if r["config"]["strategy"] in (strategy, "none") and r.get("history")),
         key=lambda r: float(r["config"]["sparsity"]),
     )
     offsets = _epoch_offsets(_ok(results))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
-    cmap = plt.get_cmap("viridis")
     for i, r in enumerate(runs):
         k = paths.format_sparsity(r["config"]["sparsity"])
-        color = cmap(i / max(1, len(runs) - 1))
         start = offsets.get(r["run"], 0)
         for ax, key in zip(axes, ("accuracy", "test_accuracy")):
             ys = [100 * v for v in r["history"].get(key, [])]
-            ax.plot(range(start + 1, start + len(ys) + 1), ys, marker=".", color=color, label=f"k = {k}%")
+            ax.plot(range(start + 1, start + len(ys) + 1), ys, ms=4, label=f"k = {k}%", **epoch_style(i))
     for ax, which in zip(axes, ("train (running mean over each epoch)", "test")):
         ax.set_xlabel("epoch (a retrained run follows the run it started from)")
         ax.set_ylabel("accuracy (%)")
@@ -112,27 +190,31 @@ def epochs_figure(results, strategy, path, footer="") -> Path:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if runs:
-        axes[1].legend(fontsize=7, ncol=2)
-    return _finish(fig, path, footer)
+        for ax in axes:
+            ax.legend(fontsize=7, ncol=2)
+    return _finish(fig, path, footer, data_notice(results))
 
 
 def sparsity_figure(results, strategy, path, footer="") -> Path:
     series = [(*_curve(results, strategy, key), style, COLORS[strategy], f"{label} (retrained)")
               for key, style, label in (("train_accuracy", "--", "train"), ("test_accuracy", "-", "test"))]
-    return _sparsity_plot(series, f"{LABELS[strategy]}: accuracy against sparsity", path, footer)
+    return _sparsity_plot(series, f"{LABELS[strategy]}: accuracy against sparsity", path, footer,
+                          data_notice(results))
 
 
 def compare_figure(results, strategies, key, path, footer="") -> Path:
     which = "train" if key == "train_accuracy" else "test"
     series = [(*_curve(results, s, key), "-", COLORS[s], LABELS[s]) for s in strategies]
-    return _sparsity_plot(series, f"weight vs neuron pruning: {which} accuracy (retrained)", path, footer)
+    return _sparsity_plot(series, f"weight vs neuron pruning: {which} accuracy (retrained)", path, footer,
+                          data_notice(results))
 
 
 def oneshot_figure(results, strategies, path, footer="") -> Path:
     series = [(*_curve(results, s, key), style, COLORS[s], f"{LABELS[s]}, {label}")
               for s in strategies
               for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained"))]
-    return _sparsity_plot(series, "one-shot (no retraining) against retrained: test accuracy", path, footer)
+    return _sparsity_plot(series, "one-shot (no retraining) against retrained: test accuracy", path, footer,
+                          data_notice(results))
 
 
 def _effective_curve(results, strategy):
@@ -150,22 +232,25 @@ def effective_figure(results, strategies, path, footer="") -> Path:
     are zero or can no longer reach the output. Neuron pruning at k% removes more than k% of the
     weights (a dead unit takes its outgoing row too), so this is the like-for-like comparison."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    zoomed = []
     for s in strategies:
         xs, ys = _effective_curve(results, s)
         axes[0].plot(xs, ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
-        axes[1].plot([100 - x for x in xs], ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
+        left = [(100 - x, y) for x, y in zip(xs, ys) if 100 - x > 0]  # a log axis cannot show 0 % left
+        zoomed.append(([p[0] for p in left], [p[1] for p in left], COLORS[s]))
+        axes[1].plot(zoomed[-1][0], zoomed[-1][1], "-", marker="o", color=COLORS[s], label=LABELS[s])
     axes[0].set_xlabel("effective sparsity (% of the dense network's weights gone or unable to matter)")
     axes[0].set_title("test accuracy against effective sparsity")
     axes[1].set_xscale("log")
     axes[1].invert_xaxis()
-    axes[1].set_ylim(ZOOM_FLOOR, 100.2)
     axes[1].set_xlabel("weights that still matter (% of dense, log scale)")
-    axes[1].set_title(f"the same, zoom on {ZOOM_FLOOR:g}-100 % accuracy")
+    _zoom(axes[1], zoomed, "test accuracy")
     for ax in axes:
         ax.set_ylabel("test accuracy (%), retrained")
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    return _finish(fig, path, footer)
+        if strategies:
+            ax.legend(fontsize=8)
+    return _finish(fig, path, footer, data_notice(results))
 
 
 FIGURES = {
@@ -213,9 +298,12 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
 def speedup_figure(rows: list[dict], path: Path, footer: str = "") -> Path:
     """Inference speedup over the dense network against k, one panel per batch size (from
     benchmark.py's rows): each strategy's best engine and its masked form, with the FLOP ratio
-    (the ideal) dashed."""
+    (the ideal) dashed. A point whose row is noisy (``noisy``: its repeats spread widely) or whose
+    ratio is suspect (the engine is named in ``suspect``: faster than its FLOP ratio allows) is
+    circled in red (hollow marker): its timing is unreliable."""
     batches = sorted({r["batch"] for r in rows if r["batch"] > 1}) or sorted({r["batch"] for r in rows})
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.6), squeeze=False)
+    flagged_any = False
     for ax, b in zip(axes[0], batches):
         for s, engine in (("weight", "sparse"), ("neuron", "shrunk")):
             pts = sorted((r["sparsity"], r) for r in rows if r["batch"] == b and r["strategy"] in (s, "none"))
@@ -226,11 +314,21 @@ def speedup_figure(rows: list[dict], path: Path, footer: str = "") -> Path:
                     label=f"{LABELS[s]}: masked (as trained)")
             ax.plot(xs, [r["flop_ratio"] for _, r in pts], "--", color=COLORS[s], alpha=0.5,
                     label=f"{LABELS[s]}: FLOP ratio (ideal)")
+            noisy = [str(r.get("noisy")) == "True" for _, r in pts]
+            flagged = [(k, r[f"{engine}_speedup"]) for (k, r), n in zip(pts, noisy)
+                       if n or engine in str(r.get("suspect") or "").split()]
+            flagged += [(k, r["masked_speedup"]) for (k, r), n in zip(pts, noisy) if n]
+            if flagged:
+                flagged_any = True
+                ax.scatter(*zip(*flagged), s=110, facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
         ax.axhline(1.0, color="gray", lw=0.8)
         ax.set_yscale("log")
         ax.set_xlabel("sparsity k (%)")
         ax.set_ylabel("speedup over the dense network (x)")
         ax.set_title(f"inference, batch {b}")
         ax.grid(alpha=0.3, which="both")
+    if flagged_any:  # one legend entry, in the panel that has the legend
+        axes[0][0].scatter([], [], s=110, facecolors="none", edgecolors="red", linewidths=1.5,
+                           label="unreliable: noisy repeats, or faster than the FLOP ratio allows")
     axes[0][0].legend(fontsize=7)
     return _finish(fig, path, footer)

@@ -2,13 +2,19 @@
 
 A model is a list of ``SparseLayer``: a float32 kernel shaped (inputs, outputs), an
 optional 0/1 mask of the same shape (None for an unpruned layer, e.g. the output)
-and a ReLU flag. A file is::
+and a ReLU flag. A file (format version 2) is::
 
     b"PRNSPMLP"                 8 bytes, the magic
     VERSION                     uint32 little-endian
     header length               uint32 little-endian
     header                      UTF-8 JSON: format, version, meta, payload_nbytes, layers
     payload                     the layers' arrays, back to back, in header order
+    checksum                    32 bytes: the raw SHA-256 digest of every byte before it
+                                (magic, version, header length, header and payload)
+
+Version 1 files are the same without the checksum; they are still read (and decoded exactly as
+before), but always written as version 2. The checksum catches damage the structural checks
+cannot see: a changed weight value, or a changed letter in the header's strings.
 
 Per layer only the kept positions (mask == 1; all of them when the mask is None) are
 stored, with the kernel's raw float32 bits at those positions in C (row-major) order,
@@ -23,12 +29,15 @@ a kept weight that happens to be 0.0 is still kept. Each layer uses the smallest
 Masked kernel entries must be zero; they come back as +0.0 (a -0.0 left there by
 ``kernel * mask`` is accepted and read back as +0.0, equal in value). Reading checks
 everything a damaged or foreign file can get wrong and raises ``SparseFormatError``
-with a message that names the file, the problem and the fix; writing is atomic.
+with a message that names the file, the problem and the fix: the structure (preamble, header,
+array layout, file size) is checked first, then the checksum, then the arrays' contents. Writing is
+atomic.
 No pickle, no TensorFlow: NumPy and the standard library only.
 """
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import struct
 from dataclasses import dataclass
@@ -39,7 +48,10 @@ import numpy as np
 from .results import atomic_write_bytes
 
 FORMAT = "pruning-sparse-mlp"
-VERSION = 1
+VERSION = 2  # what encode writes
+READ_VERSIONS = (1, 2)  # what decode reads: 1 has no checksum trailer
+CHECKSUM_SINCE = 2  # the first version that ends with a checksum
+DIGEST_SIZE = hashlib.sha256().digest_size  # 32 bytes
 MAGIC = b"PRNSPMLP"
 PREAMBLE = struct.Struct("<II")  # version, header length
 PREAMBLE_END = len(MAGIC) + PREAMBLE.size
@@ -204,7 +216,8 @@ def encode(layers: list[SparseLayer], meta: dict | None = None) -> bytes:
         })
     header = {"format": FORMAT, "version": VERSION, "meta": meta, "payload_nbytes": offset, "layers": entries}
     head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return MAGIC + PREAMBLE.pack(VERSION, len(head)) + head + b"".join(chunks)
+    body = MAGIC + PREAMBLE.pack(VERSION, len(head)) + head + b"".join(chunks)
+    return body + hashlib.sha256(body).digest()
 
 
 def save_sparse(path: str | Path, layers: list[SparseLayer], meta: dict | None = None) -> int:
@@ -231,8 +244,8 @@ def _corrupt(source: str, problem: str) -> SparseFormatError:
     )
 
 
-def _read_preamble(blob: bytes, source: str) -> int:
-    """Check magic and version; returns the header length."""
+def _read_preamble(blob: bytes, source: str) -> tuple[int, int]:
+    """Check magic and version; returns (version, header length)."""
     if len(blob) < len(MAGIC) and MAGIC.startswith(blob):
         raise _truncated(source, "magic bytes", len(blob), PREAMBLE_END)
     if blob[: len(MAGIC)] != MAGIC:
@@ -244,13 +257,14 @@ def _read_preamble(blob: bytes, source: str) -> int:
     if len(blob) < PREAMBLE_END:
         raise _truncated(source, "preamble (version and header length)", len(blob), PREAMBLE_END)
     version, header_len = PREAMBLE.unpack_from(blob, len(MAGIC))
-    if version != VERSION:
+    if version not in READ_VERSIONS:
+        readable = " and ".join(map(str, READ_VERSIONS))
         raise SparseFormatError(
-            f"{source} is a {FORMAT} file of format version {version}, but this toolkit reads version "
-            f"{VERSION} only. Re-save it with this version of the toolkit, or read it with the toolkit "
+            f"{source} is a {FORMAT} file of format version {version}, but this toolkit reads versions "
+            f"{readable} only. Re-save it with this version of the toolkit, or read it with the toolkit "
             f"version that wrote it."
         )
-    return header_len
+    return version, header_len
 
 
 def _parse_header(blob: bytes, header_len: int, source: str) -> dict:
@@ -279,12 +293,12 @@ def _field(obj: dict, key: str, kind: type, source: str, where: str = "the heade
     return value
 
 
-def _check_header(header: dict, source: str) -> None:
-    """Top-level fields: format name, version, meta, payload size, layer list."""
+def _check_header(header: dict, version: int, source: str) -> None:
+    """Top-level fields: format name, version (the preamble's), meta, payload size, layer list."""
     if _field(header, "format", str, source) != FORMAT:
         raise _corrupt(source, f"the header names format {header['format']!r}, not {FORMAT!r}")
-    if _field(header, "version", int, source) != VERSION:
-        raise _corrupt(source, f"the header says version {header['version']}, the preamble says {VERSION}")
+    if _field(header, "version", int, source) != version:
+        raise _corrupt(source, f"the header says version {header['version']}, the preamble says {version}")
     _field(header, "meta", dict, source)
     _field(header, "payload_nbytes", int, source)
     for i, entry in enumerate(_field(header, "layers", list, source)):
@@ -395,6 +409,24 @@ def _positions(entry: dict, payload: memoryview, source: str, where: str) -> np.
     return positions
 
 
+def _check_checksum(blob: memoryview, end: int, source: str) -> None:
+    """The SHA-256 of ``blob[:end]`` must equal the trailer ``blob[end:]``."""
+    stored = bytes(blob[end:end + DIGEST_SIZE])
+    computed = hashlib.sha256(blob[:end]).digest()
+    if stored != computed:
+        n = 16  # hex digits shown: enough to tell the two apart
+        while stored.hex()[:n] == computed.hex()[:n]:
+            n += 16
+        short = lambda digest: digest.hex()[:n] + ("..." if n < 2 * DIGEST_SIZE else "")  # noqa: E731
+        raise SparseFormatError(
+            f"{source} fails its SHA-256 checksum: the file ends with {short(stored)}, but its contents "
+            f"hash to {short(computed)}, so the file was damaged after it was written (a disk or copy "
+            f"error, or an edit of its header or weights). Re-run the step that wrote it: for a run of a study, "
+            f"delete that run's directory and rerun the study (only the missing run is trained again), or "
+            f"rerun the study with --overwrite; otherwise re-save the model with save_sparse."
+        )
+
+
 def _decode_layer(entry: dict, payload: memoryview, source: str, where: str) -> SparseLayer:
     shape = tuple(entry["shape"])
     positions = _positions(entry, payload, source, where)
@@ -412,19 +444,26 @@ def _decode_layer(entry: dict, payload: memoryview, source: str, where: str) -> 
 def decode(blob: bytes, source: str = "<bytes>") -> tuple[list[SparseLayer], dict]:
     """(layers, meta) from file bytes; ``source`` names the file in error messages."""
     blob = memoryview(blob).cast("B")
-    header_len = _read_preamble(blob, source)
+    version, header_len = _read_preamble(blob, source)
     header = _parse_header(blob, header_len, source)
-    _check_header(header, source)
+    _check_header(header, version, source)
     _check_layout(header, source)
     start = PREAMBLE_END + header_len
     end = start + header["payload_nbytes"]
+    checksum = version >= CHECKSUM_SINCE
+    total = end + (DIGEST_SIZE if checksum else 0)
     if len(blob) < end:
-        raise _truncated(source, "payload", len(blob), end)
-    if len(blob) > end:
+        raise _truncated(source, "payload", len(blob), total)
+    if len(blob) < total:
+        raise _truncated(source, "checksum trailer", len(blob), total)
+    if len(blob) > total:
+        last = "checksum trailer" if checksum else "payload"
         raise _corrupt(
-            source, f"{len(blob) - end} trailing bytes follow the payload (it ends at byte {end}); the file was "
-            f"probably appended to or concatenated with another one"
+            source, f"{len(blob) - total} trailing bytes follow the {last} (it ends at byte {total}); the file "
+            f"was probably appended to or concatenated with another one"
         )
+    if checksum:
+        _check_checksum(blob, end, source)
     payload = blob[start:end]
     layers = [
         _decode_layer(entry, payload, source, f"layer {i} ({entry['name']!r})")

@@ -143,3 +143,182 @@ def test_train_main_trains_dense_then_the_target_and_then_reports_it_finished(in
     out = capsys.readouterr().out
     assert "is already finished; pass --overwrite to retrain it" in out and "started" not in out
     assert (logdir / "neuron_k50" / "result.json").stat().st_mtime_ns == mtime
+
+
+# --------------------------------------------------------------------------- repeats, percentages, names
+@pytest.mark.parametrize("argv, needles", [
+    (["--strategies", "weight,weight"], ("--strategies lists weight more than once",)),
+    (["--sparsities", "50,50"], ("--sparsities lists 50 more than once",)),
+    (["--sparsities", "0,50,50.0,90"], ("--sparsities lists 50 more than once",)),
+    (["--sparsities", "90%,90"], ("--sparsities lists 90 more than once",)),
+    (["--strategies", ""], ("--strategies must name at least one strategy",)),
+    (["--strategies", ","], ("--strategies must name at least one strategy",)),
+    (["--sparsities", ""], ("--sparsities must list at least one sparsity",)),
+    (["--seed", "-1"], ("--seed must be an integer in [0, 2**32)",)),
+    (["--seed", str(2**32)], ("--seed must be an integer in [0, 2**32)",)),
+])
+def test_study_repeats_empty_lists_and_bad_seeds_exit_2_before_anything_is_written(in_tmp, capsys, argv, needles):
+    with pytest.raises(SystemExit) as info:
+        cli.study_main_guarded(argv + ["--logdir", str(in_tmp / "logs")])
+    assert info.value.code == 2
+    _assert_user_error(capsys.readouterr(), *needles)
+    assert not (in_tmp / "logs").exists()
+
+
+def test_train_seed_minus_one_exits_2_naming_it(in_tmp, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.train_main(["--seed", "-1", "--logdir", str(in_tmp / "logs")])
+    assert info.value.code == 2
+    _assert_user_error(capsys.readouterr(), "--seed must be an integer")
+
+
+def test_percent_signs_are_accepted_and_main_takes_strategy_and_sparsity_for_one_value():
+    args = cli.study_parser(False).parse_args(["--sparsities", "50%,90", "--strategy", "neuron"])
+    assert args.sparsities == (50.0, 90.0) and args.strategies == ("neuron",)
+    args = cli.study_parser(False).parse_args(["--sparsity", "95 %", "--strategies", "weight,neuron"])
+    assert args.sparsities == (95.0,) and args.strategies == ("weight", "neuron")
+    assert cli.train_parser().parse_args(["--sparsity", "97.5%"]).sparsity == 97.5
+
+
+def test_a_fractional_sparsity_gets_a_percentage_notice(in_tmp, capsys, mnist_dir):
+    (in_tmp / "a-file").write_text("")
+    code = cli.study_main_guarded(["--sparsities", "0,0.9", "--data-dir", str(mnist_dir), "--logdir",
+                                   str(in_tmp / "logs"), "--plots", str(in_tmp / "a-file")])
+    out, err = capsys.readouterr()
+    assert "note: sparsities are percentages: 0.9 means 0.9 % of the weights" in out
+    assert "Pass 90 (or 90%)" in out
+    assert code == 2 and "--plots" in err  # stopped before training by the unwritable --plots
+
+
+@pytest.mark.parametrize("main, typo, hint", [
+    (cli.study_main_guarded, "--sparsites", "--sparsities"),
+    (cli.study_main_guarded, "--stratgies", "--strategies"),
+    (cli.train_main, "--sparsty", "--sparsity"),
+    (cli.plotting_main, "--outt", "--out"),
+])
+def test_an_unknown_flag_suggests_the_closest_known_one(in_tmp, capsys, main, typo, hint):
+    with pytest.raises(SystemExit) as info:
+        main([typo, "50"])
+    assert info.value.code == 2
+    _assert_user_error(capsys.readouterr(), f"unrecognized arguments: {typo} 50", f"{typo}: did you mean {hint}?")
+
+
+def test_plotting_takes_plots_and_keeps_out_as_its_old_name():
+    p_new = cli.study_parser(False).parse_args(["--plots", "a"])
+    p_old = cli.study_parser(False).parse_args(["--out", "a"])
+    assert p_new.plots == p_old.plots == "a"
+    assert cli.study_parser(False).parse_args([]).plots is None  # the study's own folder
+
+
+# --------------------------------------------------------------------------- file-system faults: exit 2, no traceback
+def _study_argv(in_tmp, mnist_dir, *extra):
+    return ["--data-dir", str(mnist_dir), "--hidden", "8", "--epochs", "1", "--retrain-epochs", "1",
+            "--sparsities", "0,50", "--strategies", "weight", *map(str, extra)]
+
+
+def _readonly(monkeypatch, directory):
+    """Simulate a read-only directory for root too: creating anything in it fails with EACCES."""
+    import errno
+    import os as _os
+
+    from pruning import results
+
+    directory = str(directory)
+    inside = lambda p: str(p) == directory or str(p).startswith(directory + "/")  # noqa: E731
+    real_mkdir, real_probe = _os.mkdir, results._probe
+
+    def mkdir(path, *a, **k):
+        if inside(_os.path.dirname(str(path))) and not _os.path.isdir(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_mkdir(path, *a, **k)
+
+    def probe(path):
+        if inside(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_probe(path)
+
+    monkeypatch.setattr(_os, "mkdir", mkdir)
+    monkeypatch.setattr(results, "_probe", probe)
+
+
+@pytest.mark.parametrize("case", ["logdir_is_a_file", "logdir_under_a_file", "logdir_under_readonly",
+                                  "readonly_logdir", "readonly_plots", "plots_is_a_file"])
+def test_unwritable_outputs_exit_2_naming_the_path_before_any_training(in_tmp, capsys, mnist_dir, monkeypatch, case):
+    logs, plots = in_tmp / "logs", in_tmp / "figs"
+    if case == "logdir_is_a_file":
+        logs.write_text("x")
+    elif case == "logdir_under_a_file":
+        (in_tmp / "f").write_text("x")
+        logs = in_tmp / "f" / "logs"
+    elif case == "logdir_under_readonly":
+        (in_tmp / "ro").mkdir()
+        logs = in_tmp / "ro" / "logs"
+        _readonly(monkeypatch, in_tmp / "ro")
+    elif case == "readonly_logdir":
+        logs.mkdir()
+        _readonly(monkeypatch, logs)
+    elif case == "readonly_plots":
+        plots.mkdir()
+        _readonly(monkeypatch, plots)
+    else:
+        plots.write_text("x")
+    code = cli.study_main_guarded(_study_argv(in_tmp, mnist_dir, "--logdir", logs, "--plots", plots))
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    flag = "--plots" if "plots" in case else "--logdir"
+    assert "Traceback" not in out + err
+    assert f"error: {flag} {plots if 'plots' in case else logs}" in err
+    assert "started" not in out  # nothing trained
+    assert not (logs / "dense").exists()
+
+
+def test_a_full_disk_exits_2_with_a_message_not_a_traceback(in_tmp, capsys, mnist_dir, monkeypatch):
+    import errno
+
+    from pruning import results
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(results, "atomic_write_bytes", full)
+    code = cli.study_main_guarded(_study_argv(in_tmp, mnist_dir, "--logdir", in_tmp / "logs"))
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in err + out
+    assert f"error: the disk holding {in_tmp / 'logs' / 'study.json'} is full (No space left on device)" in err
+    assert "rerun the same command" in err
+
+
+def test_a_worker_on_a_full_disk_stops_the_study_instead_of_recording_a_failure(tmp_path, monkeypatch, tiny_data):
+    """The worker side: a full disk is raised to the study (which stops with exit 2), not written down
+    as a failed run (which the full disk could not take anyway)."""
+    import errno
+    import queue
+
+    from pruning import experiment
+    from pruning.config import Hyper, ModelConfig, RunConfig, TrainConfig
+
+    def full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(experiment, "write_json", full)
+    monkeypatch.setattr(experiment, "_WORKER", {"data": tiny_data, "queue": queue.Queue(), "threads": 1})
+    cfg = RunConfig(Hyper(model=ModelConfig(hidden=(8,)), train=TrainConfig(epochs=1)))
+    with pytest.raises(OSError) as info:
+        experiment._run_chain([cfg.to_dict()], str(tmp_path / "logs"))
+    assert info.value.errno == errno.ENOSPC
+    assert not (tmp_path / "logs" / "dense" / "result.json").exists()
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    code = "import sys; from pruning.tfsetup import import_tensorflow; import_tensorflow(sys.argv[1] == '1')"
+    quiet, loud = (subprocess.run([sys.executable, "-c", code, flag], capture_output=True, text=True, cwd=REPO,
+                                  timeout=120) for flag in ("0", "1"))
+    assert quiet.returncode == loud.returncode == 0
+    assert quiet.stderr == ""
+    assert "oneDNN" in loud.stderr  # TensorFlow's own notice, shown with --verbose

@@ -23,7 +23,7 @@ FIGURES = ("accuracy_vs_epoch_weight.png", "accuracy_vs_epoch_neuron.png", "accu
 def _study_args(root):
     return ["--data-dir", root / "data", "--hidden", HIDDEN, "--epochs", "2", "--retrain-epochs", "1",
             "--sparsities", "0,50,90", "--batch-size", "32", "--lr", "0.01", "--retrain-lr", "0.01",
-            "--logdir", root / "logs", "--plots", root / "plots"]
+            "--logdir", root / "logs"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,8 @@ def test_main_exits_0_and_reports_the_data_source(study):
     proc = study["proc"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+    # TensorFlow's start-up lines (3 workers: dense, weight, neuron) are hidden without --verbose
+    assert proc.stderr == "", proc.stderr
     assert f"data: idx:{(study['root'] / 'data').resolve()} (600 train / 200 test)" in proc.stdout
     assert "figures: 8 in" in proc.stdout
     for name in RUNS:
@@ -88,9 +90,11 @@ def test_each_run_has_its_result_model_and_events(study, name):
     assert r["data"]["train_examples"] == 600
 
 
-def test_main_writes_the_eight_figures(study):
-    plots = study["root"] / "plots"
+def test_main_writes_the_eight_figures_inside_the_study_not_into_the_working_directory(study):
+    plots = study["logs"] / paths.PLOTS  # the study's own figures: <logdir>/plots by default
     assert sorted(p.name for p in plots.iterdir()) == sorted(FIGURES)
+    assert not (study["root"] / paths.PLOTS).exists()  # a committed plots/ folder in the cwd is never touched
+    assert f"figures: 8 in {plots}/" in study["proc"].stdout
     for name in FIGURES:
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
@@ -114,7 +118,7 @@ def test_plotting_names_a_missing_run_and_still_draws(study, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(study["logs"], logs)
     shutil.rmtree(logs / "neuron_k50")
-    proc, _ = run_script("plotting.py", "--logdir", logs, "--out", tmp_path / "plots2", cwd=tmp_path)
+    proc, _ = run_script("plotting.py", "--logdir", logs, "--plots", tmp_path / "plots2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "missing or failed runs (not plotted): neuron_k50" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "plots2").iterdir()) == sorted(FIGURES)
@@ -185,30 +189,118 @@ def test_size_columns_match_the_saved_models_and_sparse_files(study):
             assert float(row["effective_sparsity"]) == 0.0
 
 
-def test_benchmark_times_every_run_and_its_fast_paths_agree_with_the_masked_model(study, tmp_path, capsys):
+def _study_copy(study, tmp_path):
+    """A copy of the study's log directory without any benchmark output, to benchmark or damage."""
+    logs = tmp_path / "logs"
+    shutil.copytree(study["logs"], logs, ignore=shutil.ignore_patterns("benchmark.*", "plots"))
+    return logs
+
+
+def _benchmark(study, logs, *extra):
     from pruning import cli
 
-    code = cli.benchmark_main(["--logdir", str(study["logs"]), "--data-dir", str(study["root"] / "data"),
-                               "--batches", "1,7", "--repeats", "1", "--no-training", "--plots", str(tmp_path)])
+    return cli.benchmark_main(["--logdir", str(logs), "--data-dir", str(study["root"] / "data"),
+                               "--batches", "1,7", "--repeats", "1", "--no-training", *extra])
+
+
+def _nothing_written(logs):
+    return not any((logs / name).exists() for name in (paths.BENCHMARK_CSV, paths.BENCHMARK_JSON, "plots"))
+
+
+def test_benchmark_times_every_run_and_its_fast_paths_agree_with_the_masked_model(study, tmp_path, capsys):
+    from pruning.bench import ENGINES
+    from pruning.results import read_json
+
+    logs = _study_copy(study, tmp_path)
+    code = _benchmark(study, logs)
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "float32 matmul peak:" in out
-    rows = list(csv.DictReader(open(paths.benchmark_csv(study["logs"]))))
+    assert "float32 matmul peak:" in out and "summary:" in out
+    rows = list(csv.DictReader(open(paths.benchmark_csv(logs))))
     assert sorted((r["run"], r["batch"]) for r in rows) == sorted((n, b) for n in RUNS for b in ("1", "7"))
     for r in rows:
         assert float(r["sparse_max_abs_diff"]) <= 1e-4 and float(r["shrunk_max_abs_diff"]) <= 1e-4, r
         assert float(r["dense_speedup"]) == 1.0 and float(r["masked_ms"]) > 0
-    assert (tmp_path / paths.BENCHMARK_PNG).read_bytes()[:4] == b"\x89PNG"
+        assert all(float(r[f"{k}_spread"]) >= 0 for k in ENGINES)
+        assert r["noisy"] in ("True", "False") and set(r["suspect"].split()) <= {"sparse", "shrunk"}
+    report = read_json(paths.benchmark_json(logs))
+    assert set(report["load"]) == {"start", "end"} and report["load"]["start"]["usable_cores"] >= 1
+    assert report["summary"]["rows"] == len(rows) and report["thresholds"]["tolerance"]["sparse"] == 1e-3
+    # the figure goes to <logdir>/plots/ by default, not the committed plots/ folder
+    assert (logs / "plots" / paths.BENCHMARK_PNG).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_benchmark_on_a_sparse_file_damaged_inside_exits_2_naming_its_checksum(study, tmp_path, capsys):
+    import struct
+
+    logs = _study_copy(study, tmp_path)
+    bad = logs / "weight_k90" / paths.SPARSE_MODEL
+    blob = bytearray(bad.read_bytes())
+    start = 16 + struct.unpack_from("<I", blob, 12)[0] + 8  # past the header, inside the payload
+    assert len(blob) > start + 64 + 32
+    blob[start : start + 64] = bytes(b ^ 0x5A for b in blob[start : start + 64])
+    bad.write_bytes(bytes(blob))
+    code = _benchmark(study, logs, "--out", str(tmp_path / "figs"))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "checksum" in err and "damaged after it was written" in err and str(bad) in err
+    assert "Traceback" not in err and _nothing_written(logs) and not (tmp_path / "figs").exists()
+
+
+def test_benchmark_exits_1_when_an_engine_disagrees_with_the_masked_model(study, tmp_path, capsys, monkeypatch):
+    from pruning.inference import SparseMLP
+
+    predict = SparseMLP.predict
+    monkeypatch.setattr(SparseMLP, "predict", lambda self, x: predict(self, x) + 1.0)
+    logs = _study_copy(study, tmp_path)
+    code = _benchmark(study, logs)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("error: run dense, engine sparse, batch 1:") and "tolerance" in err and "--overwrite" in err
+    assert "Traceback" not in err and _nothing_written(logs)
 
 
 def test_benchmark_on_a_corrupt_sparse_file_exits_2_naming_it(study, tmp_path, capsys):
     from pruning import cli
 
-    logs = tmp_path / "logs"
-    shutil.copytree(study["logs"], logs)
+    logs = _study_copy(study, tmp_path)
     bad = logs / "weight_k90" / paths.SPARSE_MODEL
     bad.write_bytes(bad.read_bytes()[:-100])
     code = cli.benchmark_main(["--logdir", str(logs), "--data-dir", str(study["root"] / "data"),
                                "--batches", "1", "--repeats", "1", "--no-training", "--plots", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "truncated" in err and str(bad) in err and "Traceback" not in err
+
+
+def test_benchmark_leaves_out_a_run_whose_model_is_gone_and_names_it(study, tmp_path, capsys):
+    logs = _study_copy(study, tmp_path)
+    (logs / "weight_k90" / paths.MODEL).unlink()
+    code = _benchmark(study, logs)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert (f"notice: {logs / 'weight_k90'} is not finished (model.keras gone): not benchmarked; rerun the study "
+            f"to redo it") in out
+    rows = list(csv.DictReader(open(paths.benchmark_csv(logs))))
+    assert {r["run"] for r in rows} == set(RUNS) - {"weight_k90"}
+
+
+def test_benchmark_without_the_dense_model_exits_2_saying_what_to_do(study, tmp_path, capsys):
+    logs = _study_copy(study, tmp_path)
+    (logs / "dense" / paths.SPARSE_MODEL).unlink()
+    assert _benchmark(study, logs) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"error: {logs} holds no finished study" in err and "python main.py" in err
+    assert _nothing_written(logs)
+
+
+def test_benchmark_on_a_study_that_is_running_exits_2_and_writes_nothing(study, tmp_path, capsys):
+    import os
+
+    from pruning import lock
+
+    logs = _study_copy(study, tmp_path)
+    with lock.hold(logs):
+        assert _benchmark(study, logs) == 2
+    err = capsys.readouterr().err
+    assert f"{logs} is in use by process {os.getpid()}" in err
+    assert _nothing_written(logs)

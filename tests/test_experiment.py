@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pruning import paths, results
-from pruning.config import (DataConfig, Hyper, ModelConfig, PruneConfig, RunConfig, StudyConfig,
+from pruning.config import (ConfigError, DataConfig, Hyper, ModelConfig, PruneConfig, RunConfig, StudyConfig,
                             TrainConfig)
 from pruning.experiment import StudyError, check_existing, dense_config, plan_study, planned_epochs
 from helpers import expected_pruned, expected_weight_sparsity, prunable_shapes, read_scalars, write_mnist_dir
@@ -36,13 +36,17 @@ def _chain_names(chains):
 
 # --------------------------------------------------------------------------- plan
 def test_plan_retrain_iterative_is_dense_then_one_ascending_chain_per_strategy():
-    chains = plan_study(_hyper(), StudyConfig(sparsities=(90, 0, 50, 25, 50.0), strategies=("weight", "neuron")))
+    chains = plan_study(_hyper(), StudyConfig(sparsities=(90, 0, 50, 25), strategies=("weight", "neuron")))
     assert _chain_names(chains) == [
         [("dense", None)],
         [("weight_k25", "dense"), ("weight_k50", "weight_k25"), ("weight_k90", "weight_k50")],
         [("neuron_k25", "dense"), ("neuron_k50", "neuron_k25"), ("neuron_k90", "neuron_k50")],
     ]
     assert [planned_epochs(c) for chain in chains for c in chain] == [3, 1, 1, 1, 1, 1, 1]
+    with pytest.raises(ConfigError, match="--sparsities lists 50 more than once"):
+        StudyConfig(sparsities=(90, 0, 50, 25, 50.0))
+    with pytest.raises(ConfigError, match="--strategies lists neuron more than once"):
+        StudyConfig(strategies=("neuron", "weight", "neuron"))
 
 
 @pytest.mark.parametrize("protocol, iterative, parent, epochs", [
@@ -399,6 +403,66 @@ def test_resume_redoes_every_later_run_of_a_chain_whose_middle_run_is_missing(st
     (logdir / "weight_k50" / paths.RESULT).unlink()
     assert runs_to_do(chains, logdir) == {"weight_k50", "weight_k75"}
     assert runs_to_do(chains, logdir, overwrite=True) == {"dense", "weight_k50", "weight_k75"}
+
+
+@pytest.mark.parametrize("lost", [paths.MODEL, paths.SPARSE_MODEL])
+def test_a_finished_run_whose_model_file_is_gone_is_redone_with_its_chain_after_it(study, tmp_path, lost):
+    from pruning.experiment import runs_to_do
+
+    logdir = tmp_path / "logs"
+    shutil.copytree(study["logdir"], logdir)
+    chains = plan_study(study["hyper"], study["study"])
+    (logdir / "weight_k50" / lost).unlink()
+    notices = []
+    assert runs_to_do(chains, logdir, notices=notices) == {"weight_k50", "weight_k75"}
+    assert notices == [f"{logdir / 'weight_k50'}: its result.json says finished, but {lost} is gone; redoing it "
+                       f"(and the runs of its chain after it)"]
+    assert results.missing_files(logdir, results.read_result(logdir, "weight_k50")) == [lost]
+    assert results.missing_files(logdir, results.read_result(logdir, "weight_k75")) == []
+
+
+def test_a_run_whose_parent_lost_its_model_fails_naming_it_not_with_a_traceback(study, tmp_path):
+    from pruning.experiment import train_run
+
+    logdir = tmp_path / "logs"
+    shutil.copytree(study["logdir"], logdir)
+    (logdir / "weight_k50" / paths.MODEL).unlink()
+    r = train_run(RunConfig(study["hyper"], "weight", 75, "weight_k50"), logdir, study["data"])
+    assert r["status"] == "failed"
+    assert r["reason"] == "parent run weight_k50 lost its model.keras; rerun the study to redo it"
+
+
+def test_a_result_names_the_files_that_make_it_finished(study):
+    r = results.read_result(study["logdir"], "weight_k50")
+    assert r["files"] == [paths.MODEL, paths.SPARSE_MODEL]
+    assert results.result_files({"run": "old"}) == [paths.MODEL, paths.SPARSE_MODEL]  # results before the list
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_result_files_honour_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        results.write_json(tmp_path / "r.json", {"a": 1})
+        results.write_rows(tmp_path / "r.csv", [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == mode
+
+
+def test_a_chain_running_alone_gets_every_core():
+    from pruning.experiment import worker_plan
+
+    dense = [dense_config(_hyper()).to_dict()]
+    weight = [RunConfig(_hyper(), "weight", k, None).to_dict() for k in (50, 90)]
+    neuron = [RunConfig(_hyper(), "neuron", k, None).to_dict() for k in (50, 90)]
+    assert worker_plan([], [weight], jobs=2, cores=2) == [[([], 1, 2)], [([weight], 1, 2)]]
+    assert worker_plan([dense], [weight], jobs=2, cores=8)[1] == [([weight], 1, 8)]
+    two = worker_plan([dense], [weight, neuron], jobs=2, cores=2)
+    assert two[0] == [([dense], 1, 2)] and [t for _, _, t in two[1]] == [2, 1]  # by cost (chain_threads)
+    assert worker_plan([dense], [weight, neuron], jobs=1, cores=2) == [[([dense, weight, neuron], 1, 2)]]
+    many = [[RunConfig(_hyper(), "weight", k, None).to_dict()] for k in (50, 60, 70)]
+    assert worker_plan([], many, jobs=2, cores=4)[1] == [(many, 2, 2)]
 
 
 def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(study, tmp_path):

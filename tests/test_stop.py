@@ -1,0 +1,90 @@
+"""Stopping a study: SIGTERM (and SIGHUP, by the same handler) behaves like Ctrl-C: the workers stop, finished runs are
+kept, the study says so and exits non-zero; a SIGKILLed study's workers exit by themselves."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out |= {int(c) for c in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; only its parent (maybe PID 1 here) has not reaped it
+
+
+def _start_study(root: Path, mnist_dir: Path) -> subprocess.Popen:
+    shutil.copytree(mnist_dir, root / "data")
+    args = ["--data-dir", root / "data", "--hidden", "40,40,20,10", "--epochs", "1", "--retrain-epochs", "60",
+            "--ramp-epochs", "0", "--sparsities", "0,50,90", "--batch-size", "64", "--logdir", root / "logs"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, str(REPO / "main.py"), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=root, env=env)
+
+
+def _wait_for_workers(proc: subprocess.Popen, timeout: float = 120) -> list[str]:
+    """Read progress until a pruned run has started in a worker; return the lines read."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "_k" in line and "epoch 1/" in line:  # a worker is training a pruned run
+            return lines
+    proc.kill()
+    pytest.fail("the study never got to a pruned run:\n" + "".join(lines) + proc.stderr.read())
+
+
+def _wait_gone(pids, timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    return {p for p in pids if _alive(p)}
+
+
+def test_sigterm_stops_every_worker_keeps_finished_runs_and_says_so(tmp_path, mnist_dir):
+    sig = signal.SIGTERM
+    proc = _start_study(tmp_path, mnist_dir)
+    _wait_for_workers(proc)
+    workers = _children(proc.pid)
+    assert workers, "the study should have worker processes"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig
+    assert f"stopped by {signal.Signals(sig).name}" in err and "finished runs are kept" in err
+    assert "Traceback" not in err
+    assert _wait_gone(workers, 15) == set()
+    logs = tmp_path / "logs"
+    assert (logs / "dense" / "result.json").is_file()  # the finished dense run is kept
+    assert not (logs / "weight_k90" / "result.json").exists()  # nothing trained on after the stop
+    time.sleep(2)
+    assert not (logs / "weight_k90").exists()
+
+
+def test_a_sigkilled_study_leaves_no_worker_training(tmp_path, mnist_dir):
+    proc = _start_study(tmp_path, mnist_dir)
+    _wait_for_workers(proc)
+    workers = _children(proc.pid)
+    assert workers
+    proc.kill()
+    proc.wait()
+    assert _wait_gone(workers, 15) == set()
