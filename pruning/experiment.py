@@ -509,11 +509,19 @@ class ProgressPrinter:
         print(line, file=self.out, flush=True)
 
 
-def _drain(queue, printer: ProgressPrinter) -> None:
+def _drain(queue, printer: ProgressPrinter, stop: threading.Event) -> None:
+    """Print the workers' events until ``stop`` is set and nothing is left to read. The study's
+    process never writes to the queue: a worker killed halfway through a write can leave the
+    queue's shared write lock held for good, and a writer here would then block its exit."""
+    import queue as queue_module
+
     while True:
-        ev = queue.get()
-        if ev is None:
-            return
+        try:
+            ev = queue.get(timeout=0.2)
+        except queue_module.Empty:
+            if stop.is_set():
+                return
+            continue
         printer(ev)
 
 
@@ -585,7 +593,8 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    drainer = threading.Thread(target=_drain, args=(queue, printer), daemon=True)
+    stop = threading.Event()
+    drainer = threading.Thread(target=_drain, args=(queue, printer, stop), daemon=True)
     drainer.start()
     phases = worker_plan(first, rest, study.jobs, cores)
     pools: list = []
@@ -611,6 +620,8 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         stop_workers(pools)
         raise
     finally:
-        queue.put(None)
+        stop.set()
+        # a daemon thread: if a killed worker left half a message in the pipe, it may wait forever
+        # for the rest, and must not keep the study from exiting
         drainer.join(timeout=5)
     return runs

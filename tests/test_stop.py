@@ -36,8 +36,9 @@ def _start_study(root: Path, mnist_dir: Path) -> subprocess.Popen:
     args = ["--data-dir", root / "data", "--hidden", "40,40,20,10", "--epochs", "1", "--retrain-epochs", "60",
             "--ramp-epochs", "0", "--sparsities", "0,50,90", "--batch-size", "64", "--logdir", root / "logs"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # a session of its own, as a terminal gives a job: Ctrl-C is SIGINT to the whole process group
     return subprocess.Popen([sys.executable, str(REPO / "main.py"), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=root, env=env)
+                            stderr=subprocess.PIPE, text=True, cwd=root, env=env, start_new_session=True)
 
 
 def _wait_for_workers(proc: subprocess.Popen, timeout: float = 120) -> list[str]:
@@ -61,14 +62,24 @@ def _wait_gone(pids, timeout: float) -> set[int]:
     return {p for p in pids if _alive(p)}
 
 
-def test_sigterm_stops_every_worker_keeps_finished_runs_and_says_so(tmp_path, mnist_dir):
-    sig = signal.SIGTERM
+@pytest.mark.parametrize("sig, group", [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["kill", "ctrl-c"])
+def test_sigterm_and_ctrl_c_stop_every_worker_keep_finished_runs_and_say_so(tmp_path, mnist_dir, sig, group):
+    """kill PID (SIGTERM to the study alone) and Ctrl-C (SIGINT to the study and its workers). The
+    workers report every epoch (~0.1 s here), so one may be killed halfway through a report: the study
+    must still exit (it once hung on the progress queue's lock that the dead worker held)."""
     proc = _start_study(tmp_path, mnist_dir)
     _wait_for_workers(proc)
     workers = _children(proc.pid)
     assert workers, "the study should have worker processes"
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the study did not exit within 60 s of the signal")
     assert proc.returncode == 128 + sig
     assert f"stopped by {signal.Signals(sig).name}" in err and "finished runs are kept" in err
     assert "Traceback" not in err
