@@ -42,7 +42,10 @@ def guarded(fn):
     from .experiment import StudyError
 
     def wrapper(argv=None):
-        previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS}
+        import threading
+
+        in_main = threading.current_thread() is threading.main_thread()  # only there can handlers be set
+        previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS} if in_main else {}
         try:
             return fn(argv)
         except (*USER_ERRORS, StudyError) as e:
