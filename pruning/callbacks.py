@@ -12,28 +12,37 @@ from . import masks
 from .model import masked_layers
 
 
-def apply_masks(model: keras.Model, strategy: str, sparsity: float) -> dict[str, float]:
-    """Prune every prunable layer of ``model`` to ``sparsity`` percent, in place.
+def layer_infos(model: keras.Model, seed: int = 0) -> list[masks.LayerInfo]:
+    """What each prunable layer's score may need: its position, original width, kept units, the seed."""
+    return [masks.LayerInfo(index=i, full_units=layer.full_shape[1], kept=layer.kept_units, seed=int(seed))
+            for i, layer in enumerate(masked_layers(model))]
 
-    Existing masks are kept (their entries are pruned first), the new mask is assigned
-    to the layer and the masked kernel entries are set to exactly zero. Returns each
-    layer's pruning threshold (the largest score that was pruned).
+
+def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 0) -> dict[str, float]:
+    """Prune the prunable layers of ``model`` to ``sparsity`` percent with ``strategy``, in place.
+
+    Existing masks are kept (their entries are pruned first), the new masks are assigned to the
+    layers and the masked kernel entries are set to exactly zero. ``seed`` (the run's) decides a
+    random strategy's draw. Returns each layer's pruning threshold (the largest pruned score).
     """
+    strat = masks.get(strategy)
+    layers = masked_layers(model)
+    kernels = [layer.kernel.numpy() for layer in layers]
+    infos = layer_infos(model, seed)
+    new = masks.compute_masks(strategy, kernels, sparsity, [layer.mask.numpy() for layer in layers],
+                              [_removed(strat, layer) for layer in layers], infos)
     thresholds = {}
-    for layer in masked_layers(model):
-        kernel = layer.kernel.numpy()
-        mask = masks.compute_mask(strategy, kernel, sparsity, current=layer.mask.numpy(),
-                                  removed=_removed(strategy, layer))
-        thresholds[layer.name] = masks.threshold(strategy, kernel, mask)
+    for layer, kernel, mask, info in zip(layers, kernels, new, infos):
+        thresholds[layer.name] = masks.threshold(strategy, kernel, mask, info)
         layer.mask.assign(mask)
         layer.kernel.assign(kernel * mask)
     return thresholds
 
 
-def _removed(strategy: str, layer) -> int:
-    """How many of the layer's prunable items a shrunk layer no longer has (see masks.compute_mask)."""
+def _removed(strategy: masks.Strategy, layer) -> int:
+    """How many of the layer's prunable items a shrunk layer no longer has (see masks.compute_masks)."""
     full_in, full_out = layer.full_shape
-    if strategy == "neuron":
+    if strategy.granularity == "unit":
         return full_out - layer.units
     return int(layer.kernel.shape[0]) * full_out - int(np.prod(layer.kernel.shape))
 
@@ -88,14 +97,16 @@ class MaskingCallback(keras.callbacks.Callback):
     accepted). The masks are computed at the start of training and again at the start
     of any epoch whose target differs from the current one, so a gradual schedule is a
     function of the epoch. At the end of every epoch it writes ``sparsity/<layer>`` and
-    ``threshold/<layer>`` to TensorBoard (under ``log_dir``, if given).
+    ``threshold/<layer>`` to TensorBoard (under ``log_dir``, if given). ``seed`` (the run's)
+    decides a random strategy's draw.
     """
 
-    def __init__(self, strategy: str, schedule: float | Callable[[int], float], log_dir: str | Path | None = None):
+    def __init__(self, strategy: str, schedule: float | Callable[[int], float], log_dir: str | Path | None = None,
+                 seed: int = 0):
         super().__init__()
-        if strategy not in masks.SCORES:
-            raise ValueError(f"unknown strategy {strategy!r}")
+        masks.get(strategy)  # ValueError naming an unknown strategy
         self.strategy = strategy
+        self.seed = int(seed)
         self.schedule = schedule if callable(schedule) else (lambda epoch, k=float(schedule): k)
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.current: float | None = None
@@ -110,7 +121,7 @@ class MaskingCallback(keras.callbacks.Callback):
                 f"grow (a pruned weight's value is gone), so use a non-decreasing schedule"
             )
         if target != self.current:
-            self.thresholds = apply_masks(self.model, self.strategy, target)
+            self.thresholds = apply_masks(self.model, self.strategy, target, self.seed)
             self.current = target
 
     def update(self, epoch: int) -> None:

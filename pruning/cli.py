@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
-from .config import (STRATEGIES, ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
+from . import masks, paths
+from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
                      add_hyper_flags, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
 from .lock import LockError
@@ -45,7 +45,9 @@ def guarded(fn):
         import threading
 
         in_main = threading.current_thread() is threading.main_thread()  # only there can handlers be set
-        previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS} if in_main else {}
+        # a signal the user chose to ignore stays ignored (nohup ignores SIGHUP; a background job, SIGINT)
+        previous = {s: signal.signal(s, _raise_stopped) for s in STOP_SIGNALS
+                    if in_main and signal.getsignal(s) is not signal.SIG_IGN}
         try:
             return fn(argv)
         except (*USER_ERRORS, StudyError) as e:
@@ -141,7 +143,9 @@ def train_parser() -> argparse.ArgumentParser:
         "and TensorBoard events.",
     )
     g = p.add_argument_group("run")
-    g.add_argument("--strategy", choices=STRATEGIES, default="weight", help="what is pruned (default: weight)")
+    g.add_argument("--strategy", choices=masks.names(), default="weight",
+                   help="what is pruned (default: weight): " + "; ".join(
+                       f"{s.name}: {s.help}" for s in masks.STRATEGIES.values()).replace("%", "%%"))
     g.add_argument("--sparsity", type=_sparsity, default=0.0, metavar="K",
                    help="percent of each hidden layer's weights (or units) removed, 0 <= K < 100 (default: 0, the dense run)")
     g.add_argument("--from-run", default=paths.DENSE, metavar="NAME",

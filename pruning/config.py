@@ -12,7 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-STRATEGIES = ("weight", "neuron")
+from . import masks
+
+DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
 PROTOCOLS = ("oneshot", "retrain", "scratch")
 DATA_SOURCES = ("auto", "idx", "tfds", "sample")
 DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
@@ -120,8 +122,10 @@ class StudyConfig:
         DEFAULT_SPARSITIES, "sparsities in percent (90 means 90%%; a trailing %% is accepted), comma-separated, "
         "each in [0, 100), no repeats", metavar="K1,K2,...", aliases=("--sparsity",)
     )
-    strategies: tuple[str, ...] = hp(STRATEGIES, f"pruning strategies, comma-separated, no repeats; one or more of "
-                                     f"{', '.join(STRATEGIES)}", metavar="S1,S2", aliases=("--strategy",))
+    strategies: tuple[str, ...] = hp(
+        DEFAULT_STRATEGIES, "pruning strategies, comma-separated, no repeats; one or more of: "
+        + "; ".join(f"{s.name} ({s.help})" for s in masks.STRATEGIES.values()).replace("%", "%%"),
+        metavar="S1,S2", aliases=("--strategy",))
     jobs: int = hp(2, "models trained concurrently (each in its own process, sharing the CPU cores)")
 
     def __post_init__(self):
@@ -131,9 +135,10 @@ class StudyConfig:
             check_sparsity(k, flag="--sparsities")
         _check_unique("--sparsities", [float(k) for k in self.sparsities])
         if not self.strategies:
-            raise ConfigError(f"--strategies must name at least one strategy, e.g. --strategies {','.join(STRATEGIES)}.")
+            raise ConfigError(f"--strategies must name at least one strategy, e.g. --strategies "
+                              f"{','.join(DEFAULT_STRATEGIES)}.")
         for s in self.strategies:
-            _check_choice("--strategies", s, STRATEGIES)
+            _check_choice("--strategies", s, masks.names())
         _check_unique("--strategies", list(self.strategies))
         _check_positive("--jobs", self.jobs)
 
@@ -173,7 +178,7 @@ class RunConfig:
             # every sparsity-0 run is the one dense run, whatever strategy asked for it
             object.__setattr__(self, "strategy", "none")
         else:
-            _check_choice("--strategy", self.strategy, STRATEGIES)
+            _check_choice("--strategy", self.strategy, masks.names())
 
     @property
     def name(self) -> str:

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import paths
+from . import masks, paths
 from .config import Hyper, RunConfig, StudyConfig
 from .results import is_fs_error, missing_files, read_result, write_json
 
@@ -157,13 +157,13 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return float(loss), float(acc)
 
 
-def _oneshot(logdir, strategy: str, k: float, data) -> tuple[float, float]:
+def _oneshot(logdir, strategy: str, k: float, data, seed: int = 0) -> tuple[float, float]:
     """Train and test accuracy of the study's dense model pruned to k, not retrained."""
     from .callbacks import apply_masks
     from .model import load_model
 
     model = load_model(paths.model_file(logdir, paths.DENSE))
-    apply_masks(model, strategy, k)
+    apply_masks(model, strategy, k, seed)
     _compile(model, 1e-3, 0.0, 0)
     return evaluate(model, data.x_train, data.y_train)[1], evaluate(model, data.x_test, data.y_test)[1]
 
@@ -321,6 +321,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
 
     keras.utils.set_random_seed(hyper.train.seed)
     epochs = planned_epochs(cfg)
+    shrinks = cfg.sparsity > 0 and masks.get(cfg.strategy).shrinks  # unit strategies train shrunk
     protocol = hyper.prune.protocol if cfg.sparsity > 0 else "dense"
     if cfg.parent is not None:
         parent = read_result(logdir, cfg.parent)
@@ -346,11 +347,11 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         start_k = float(parent["config"]["sparsity"]) if cfg.parent is not None else 0.0
         ramp = hyper.prune.ramp_epochs if protocol == "retrain" else 0
         schedule = cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
-        masking = MaskingCallback(cfg.strategy, schedule, log_dir=rdir / paths.TRAIN_EVENTS)
+        masking = MaskingCallback(cfg.strategy, schedule, log_dir=rdir / paths.TRAIN_EVENTS, seed=hyper.train.seed)
         callbacks.insert(0, masking)
         # The starting model pruned straight to k, not retrained (restored afterwards).
         saved = [(l.kernel.numpy(), l.mask.numpy()) for l in masked_layers(model)]
-        apply_masks(model, cfg.strategy, cfg.sparsity)
+        apply_masks(model, cfg.strategy, cfg.sparsity, hyper.train.seed)
         result["pruned_test_accuracy"] = evaluate(model, data.x_test, data.y_test)[1]
         for l, (kernel, mask) in zip(masked_layers(model), saved):
             l.kernel.assign(kernel)
@@ -358,14 +359,14 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         dense = read_result(logdir, paths.DENSE)
         if dense is not None and dense.get("status") == "ok":
             result["oneshot_train_accuracy"], result["oneshot_test_accuracy"] = _oneshot(
-                logdir, cfg.strategy, cfg.sparsity, data
+                logdir, cfg.strategy, cfg.sparsity, data, hyper.train.seed
             )
 
     history: dict[str, list[float]] = {}
     if epochs > 0:
         fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
                         validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
-        if cfg.strategy == "neuron" and cfg.sparsity > 0:
+        if shrinks:
             model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
                                    lambda m: _compile(m, lr, hyper.train.weight_decay, steps))
         else:
@@ -389,7 +390,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         result["oneshot_train_accuracy"] = result["train_accuracy"]
         result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
     result["sparsity"] = measure_sparsity(model)
-    if cfg.strategy == "neuron" and cfg.sparsity > 0:
+    if shrinks:
         model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
     result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
     _save_model(model, paths.model_file(logdir, name))
@@ -450,8 +451,10 @@ def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
 def run_cost(cfg: RunConfig) -> float:
     """Relative training cost of a run: epochs x the fraction of the dense network's hidden-layer
     weights it trains. Neuron runs train physically shrunk, so they cost about (1 - k)^2 of it."""
-    keep = 1.0 - cfg.sparsity / 100.0 if cfg.strategy == "neuron" else 1.0
-    return planned_epochs(cfg) * (keep * keep if cfg.sparsity > 0 and cfg.strategy == "neuron" else 1.0)
+    if cfg.sparsity == 0 or not masks.get(cfg.strategy).shrinks:
+        return float(planned_epochs(cfg))
+    keep = 1.0 - cfg.sparsity / 100.0
+    return planned_epochs(cfg) * keep * keep
 
 
 def chain_threads(chains: list[list[RunConfig]], cores: int) -> list[int]:

@@ -1,42 +1,137 @@
-"""Mask computation: pure NumPy functions ``(kernel, sparsity, current) -> 0/1 mask``.
+"""Pruning strategies and their masks: pure NumPy, one registry.
 
-A strategy is a *score* function plus the granularity it scores at:
+A strategy (``Strategy``) is defined once, by three choices:
 
-* ``weight``: one score per kernel entry, ``|w|``;
-* ``neuron``: one score per output unit (kernel column), the column's L2 norm.
+* its **score**: what is small gets pruned (``|w|``, a column's L2 norm, or a seeded random draw);
+* its **granularity**: ``"weight"`` scores each kernel entry; ``"unit"`` scores each output unit
+  (kernel column) and masks whole columns. Unit strategies' networks are physically shrunk
+  (``pruning.shrink``); weight strategies' are stored sparse (``pruning.sparse_io``);
+* its **scope**: ``"layer"`` prunes k% of each prunable layer; ``"global"`` prunes k% of all
+  prunable weights together, below one threshold.
 
-``compute_mask`` masks exactly ``n_pruned(count, k)`` of the lowest-scored items.
-Ties are broken by position (a stable sort), so the count is exact even when many
-scores are equal. Items already masked by ``current`` are pruned first, so masks
-only ever grow along an iterative-pruning chain. Neuron masks are a per-unit
-vector broadcast into the kernel's shape: one apply path for both strategies.
+Everything else (the command-line choices, plot colours and labels, the results' rows) is read
+from ``STRATEGIES``, so adding a strategy is one ``register(Strategy(...))`` plus its test.
 
-Adding a strategy is adding one score function to ``SCORES``.
+``compute_masks`` masks exactly ``n_pruned(count, k)`` of the lowest-scored items (per layer, or
+over all layers for a global strategy). Ties are broken by position (a stable sort), so the count
+is exact even when many scores are equal. Items already masked by the current masks are pruned
+first, so masks only ever grow along an iterative-pruning chain. Unit masks are a per-unit vector
+broadcast into the kernel's shape: one apply path for every strategy.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+GRANULARITIES = ("weight", "unit")
+SCOPES = ("layer", "global")
 
-def weight_scores(kernel: np.ndarray) -> np.ndarray:
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What a score may need to know about a layer beyond its kernel: its position among the
+    prunable layers, its original width and which original units it still has (a shrunk layer),
+    and the run's seed (random scores)."""
+
+    index: int = 0
+    full_units: int | None = None
+    kept: np.ndarray | None = field(default=None, compare=False)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    score: Callable[[np.ndarray, LayerInfo], np.ndarray]  # kernel -> scores (entries, or one per unit)
+    granularity: str
+    scope: str
+    label: str  # for figures and tables
+    color: str  # a matplotlib colour
+    help: str
+
+    def __post_init__(self):
+        if self.granularity not in GRANULARITIES or self.scope not in SCOPES:
+            raise ValueError(f"strategy {self.name!r}: granularity must be one of {GRANULARITIES} and scope one "
+                             f"of {SCOPES}, got {self.granularity!r}, {self.scope!r}")
+        if self.granularity == "unit" and self.scope == "global":
+            raise ValueError(f"strategy {self.name!r}: a global unit strategy is not supported")
+
+    @property
+    def shrinks(self) -> bool:
+        """Whole units go, so the network is physically shrunk (and trained shrunk)."""
+        return self.granularity == "unit"
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    if strategy.name in STRATEGIES or strategy.name == "none":
+        raise ValueError(f"a strategy named {strategy.name!r} is already registered")
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def get(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+
+
+def names() -> tuple[str, ...]:
+    return tuple(STRATEGIES)
+
+
+# ---------------------------------------------------------------------------- scores
+def weight_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
     """Magnitude of each entry: shape == kernel.shape."""
     return np.abs(kernel)
 
 
-def neuron_scores(kernel: np.ndarray) -> np.ndarray:
+def neuron_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
     """L2 norm of each output unit's incoming weights (kernel column): shape (units,)."""
     return np.linalg.norm(kernel.astype(np.float64), axis=0)
 
 
-SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "weight": weight_scores,
-    "neuron": neuron_scores,
-}
+def _rng(info: LayerInfo) -> np.random.Generator:
+    """The run's seed and the layer's position decide the draw: a rerun, or the next k of a chain,
+    draws the same scores, so its masks are the same (and nested along the chain)."""
+    return np.random.default_rng([int(info.seed), int(info.index)])
 
 
+def random_weight_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
+    """A uniform random score per entry, independent of the weights."""
+    return _rng(info or LayerInfo()).random(kernel.shape)
+
+
+def random_unit_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
+    """A uniform random score per unit, drawn for the original width and indexed by the units the
+    layer still has, so a shrunk layer keeps its units' scores."""
+    info = info or LayerInfo()
+    units = kernel.shape[1]
+    full = info.full_units or units
+    draw = _rng(info).random(full)
+    kept = np.arange(units) if info.kept is None else np.asarray(info.kept, dtype=np.int64)
+    return draw[kept]
+
+
+register(Strategy("weight", weight_scores, "weight", "layer", "weight pruning", "tab:blue",
+                  "the k% smallest |w| of each hidden layer"))
+register(Strategy("neuron", neuron_scores, "unit", "layer", "neuron (unit) pruning", "tab:orange",
+                  "the k% units (kernel columns) of each hidden layer with the smallest L2 norm"))
+register(Strategy("random", random_weight_scores, "weight", "layer", "random weights (baseline)", "tab:gray",
+                  "k% of each hidden layer's weights chosen at random (seeded by --seed and the layer)"))
+register(Strategy("random_neuron", random_unit_scores, "unit", "layer", "random units (baseline)", "tab:brown",
+                  "k% of each hidden layer's units chosen at random (seeded by --seed and the layer)"))
+register(Strategy("global_weight", weight_scores, "weight", "global", "global weight pruning", "tab:green",
+                  "the k% smallest |w| over all hidden layers together (one threshold)"))
+
+
+# ---------------------------------------------------------------------------- masks
 def n_pruned(count: int, sparsity: float) -> int:
     """How many of ``count`` items sparsity ``k`` percent removes: round(k% x count), halves up."""
     if not 0 <= sparsity < 100:
@@ -44,9 +139,9 @@ def n_pruned(count: int, sparsity: float) -> int:
     return min(count, int(math.floor(sparsity * count / 100.0 + 0.5)))
 
 
-def _unit_view(strategy: str, mask: np.ndarray) -> np.ndarray:
-    """A kernel-shaped mask seen at the strategy's granularity (neuron: a unit is alive if any entry is)."""
-    if strategy == "neuron":
+def _alive(strategy: Strategy, mask: np.ndarray) -> np.ndarray:
+    """A kernel-shaped mask seen at the strategy's granularity (unit: alive if any entry is)."""
+    if strategy.granularity == "unit":
         return (mask != 0).any(axis=0)
     return mask != 0
 
@@ -65,31 +160,52 @@ def lowest_mask(scores: np.ndarray, n: int, alive: np.ndarray | None = None) -> 
     return keep.reshape(scores.shape)
 
 
-def compute_mask(
-    strategy: str, kernel: np.ndarray, sparsity: float, current: np.ndarray | None = None,
-    removed: int = 0,
-) -> np.ndarray:
-    """The float32 0/1 mask, shaped like ``kernel``, that prunes ``sparsity`` percent.
+def compute_masks(
+    strategy: str, kernels: list[np.ndarray], sparsity: float, currents: list[np.ndarray | None] | None = None,
+    removed: list[int] | None = None, infos: list[LayerInfo] | None = None,
+) -> list[np.ndarray]:
+    """The float32 0/1 masks, shaped like ``kernels``, that prune ``sparsity`` percent.
 
-    ``weight`` masks exactly round(k% x kernel.size) entries; ``neuron`` masks exactly
-    round(k% x units) whole columns. ``current`` (a previous mask) is pruned first.
-    ``removed`` items (entries or units) of the layer are already physically gone (a shrunk
-    layer): k% is of the original count, and the removed ones count as pruned.
+    Layer scope: each layer loses exactly round(k% x its items) entries (weight granularity) or
+    whole columns (unit granularity). Global scope: exactly round(k% x all prunable entries) go,
+    the lowest scores over all layers together. ``currents`` (previous masks) are pruned first.
+    ``removed[i]`` items of layer i are already physically gone (a shrunk layer): k% counts the
+    original items, and the removed ones count as pruned.
     """
-    if strategy not in SCORES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(SCORES)}")
-    kernel = np.asarray(kernel)
-    scores = SCORES[strategy](kernel)
-    alive = None if current is None else _unit_view(strategy, np.asarray(current))
-    n = max(0, n_pruned(scores.size + removed, sparsity) - removed)
-    keep = lowest_mask(scores, n, alive)
-    return np.broadcast_to(keep, kernel.shape).astype(np.float32)
+    strat = get(strategy)
+    kernels = [np.asarray(k) for k in kernels]
+    n_layers = len(kernels)
+    currents = currents or [None] * n_layers
+    removed = removed or [0] * n_layers
+    infos = infos or [LayerInfo(index=i) for i in range(n_layers)]
+    scores = [strat.score(k, info) for k, info in zip(kernels, infos)]
+    alive = [None if c is None else _alive(strat, np.asarray(c)) for c in currents]
+    if strat.scope == "layer":
+        keeps = [lowest_mask(s, max(0, n_pruned(s.size + r, sparsity) - r), a)
+                 for s, r, a in zip(scores, removed, alive)]
+    else:
+        flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
+        flat_alive = None if all(a is None for a in alive) else np.concatenate(
+            [np.ones(s.size, bool) if a is None else a.ravel() for s, a in zip(scores, alive)])
+        n = max(0, n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
+        joint = lowest_mask(flat, n, flat_alive)
+        bounds = np.cumsum([0] + [s.size for s in scores])
+        keeps = [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]
+    return [np.broadcast_to(keep, k.shape).astype(np.float32) for keep, k in zip(keeps, kernels)]
 
 
-def threshold(strategy: str, kernel: np.ndarray, mask: np.ndarray) -> float:
+def compute_mask(strategy: str, kernel: np.ndarray, sparsity: float, current: np.ndarray | None = None,
+                 removed: int = 0, info: LayerInfo | None = None) -> np.ndarray:
+    """One layer's mask (``compute_masks`` for a single layer; for a global strategy that is the
+    layer scope, since the layer is all there is)."""
+    return compute_masks(strategy, [kernel], sparsity, [current], [removed], [info or LayerInfo()])[0]
+
+
+def threshold(strategy: str, kernel: np.ndarray, mask: np.ndarray, info: LayerInfo | None = None) -> float:
     """The largest score that was pruned (0.0 when nothing is): TensorBoard's threshold/<layer>."""
-    scores = SCORES[strategy](np.asarray(kernel))
-    pruned = ~_unit_view(strategy, np.asarray(mask))
+    strat = get(strategy)
+    scores = strat.score(np.asarray(kernel), info or LayerInfo())
+    pruned = ~_alive(strat, np.asarray(mask))
     return float(scores[pruned].max()) if pruned.any() else 0.0
 
 

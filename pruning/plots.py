@@ -15,11 +15,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from . import paths  # noqa: E402
+from . import masks, paths  # noqa: E402
 from .results import read_all_results, read_json  # noqa: E402
 
-COLORS = {"weight": "tab:blue", "neuron": "tab:orange"}
-LABELS = {"weight": "weight pruning", "neuron": "neuron (unit) pruning"}
+class _FromRegistry(dict):
+    """A strategy's colour or label, read from the strategy registry (pruning.masks) when asked."""
+
+    def __init__(self, attr: str):
+        super().__init__()
+        self.attr = attr
+
+    def __missing__(self, name: str) -> str:
+        return getattr(masks.get(name), self.attr)
+
+
+COLORS = _FromRegistry("color")
+LABELS = _FromRegistry("label")
 
 
 def _ok(results):
@@ -205,7 +216,7 @@ def sparsity_figure(results, strategy, path, footer="") -> Path:
 def compare_figure(results, strategies, key, path, footer="") -> Path:
     which = "train" if key == "train_accuracy" else "test"
     series = [(*_curve(results, s, key), "-", COLORS[s], LABELS[s]) for s in strategies]
-    return _sparsity_plot(series, f"weight vs neuron pruning: {which} accuracy (retrained)", path, footer,
+    return _sparsity_plot(series, f"{' vs '.join(strategies) if len(strategies) <= 2 else 'the strategies'}: {which} accuracy (retrained)", path, footer,
                           data_notice(results))
 
 
@@ -225,6 +236,27 @@ def _effective_curve(results, strategy):
         if r["config"]["strategy"] in (strategy, "none") and (r.get("size") or {}).get("effective_sparsity") is not None
     )
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def layer_sparsity_figure(results, strategy, path, footer="") -> Path:
+    """The sparsity a global strategy chose for each prunable layer (result.json's measured
+    ``sparsity.per_layer``) against its overall k, with k itself dashed: where one threshold over
+    all layers cuts hardest."""
+    runs = sorted((r for r in _ok(results) if r["config"]["strategy"] == strategy and (r.get("sparsity") or {})),
+                  key=lambda r: float(r["config"]["sparsity"]))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    layers = list(runs[0]["sparsity"]["per_layer"]) if runs else []
+    ks = [float(r["config"]["sparsity"]) for r in runs]
+    for i, name in enumerate(layers):
+        ax.plot(ks, [100 * r["sparsity"]["per_layer"].get(name, float("nan")) for r in runs], **epoch_style(i),
+                label=name)
+    ax.plot([0, 100], [0, 100], "--", color="gray", lw=0.8, label="k (every layer alike: layer-wise pruning)")
+    ax.set_xlabel("overall sparsity k of the prunable weights (%)")
+    ax.set_ylabel("sparsity of the layer (%)")
+    ax.set_title(f"{LABELS[strategy]}: the sparsity it chose per layer")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _finish(fig, path, footer, data_notice(results))
 
 
 def effective_figure(results, strategies, path, footer="") -> Path:
@@ -256,11 +288,12 @@ def effective_figure(results, strategies, path, footer="") -> Path:
 FIGURES = {
     "accuracy_vs_epoch_{s}.png": "train and test accuracy per epoch for each k, one figure per strategy",
     "accuracy_vs_sparsity_{s}.png": "train and test accuracy against sparsity, one figure per strategy",
-    "compare_train.png": "the two strategies compared, train accuracy",
-    "compare_test.png": "the two strategies compared, test accuracy",
-    "oneshot_vs_retrained.png": "one-shot against retrained test accuracy, both strategies",
+    "compare_train.png": "the strategies compared, train accuracy",
+    "compare_test.png": "the strategies compared, test accuracy",
+    "oneshot_vs_retrained.png": "one-shot against retrained test accuracy, every strategy",
+    "layer_sparsity_{s}.png": "the sparsity a global strategy chose for each layer against k (global strategies)",
     "accuracy_vs_effective_sparsity.png": "test accuracy against effective sparsity (weights that can no "
-                                          "longer reach the output count as pruned), both strategies",
+                                          "longer reach the output count as pruned), every strategy",
 }
 
 
@@ -268,7 +301,8 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     """Write every figure from the runs under ``logdir``; return (files, missing run names)."""
     logdir, out = Path(logdir), Path(out)
     results = read_all_results(logdir)
-    expected, strategies = [], ["weight", "neuron"]
+    # the strategies of the study, else those of the runs found
+    expected, strategies = [], sorted({r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
     if paths.study_file(logdir).exists():
         study = read_json(paths.study_file(logdir))
         expected, strategies = study.get("runs", []), study["study"]["strategies"]
@@ -292,6 +326,9 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     files.append(compare_figure(results, strategies, "test_accuracy", out / "compare_test.png", footer))
     files.append(oneshot_figure(results, strategies, out / "oneshot_vs_retrained.png", footer))
     files.append(effective_figure(results, strategies, out / "accuracy_vs_effective_sparsity.png", footer))
+    for s in strategies:
+        if masks.get(s).scope == "global":
+            files.append(layer_sparsity_figure(results, s, out / f"layer_sparsity_{s}.png", footer))
     return files, missing + failed
 
 
@@ -305,7 +342,8 @@ def speedup_figure(rows: list[dict], path: Path, footer: str = "") -> Path:
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.6), squeeze=False)
     flagged_any = False
     for ax, b in zip(axes[0], batches):
-        for s, engine in (("weight", "sparse"), ("neuron", "shrunk")):
+        for s in sorted({r["strategy"] for r in rows} - {"none"}, key=masks.names().index):
+            engine = "shrunk" if masks.get(s).shrinks else "sparse"
             pts = sorted((r["sparsity"], r) for r in rows if r["batch"] == b and r["strategy"] in (s, "none"))
             xs = [k for k, _ in pts]
             ax.plot(xs, [r[f"{engine}_speedup"] for _, r in pts], "-", marker="o", color=COLORS[s],

@@ -256,13 +256,13 @@ def write_rows(path: str | Path, rows: list[dict], columns=None) -> None:
 
 def format_table(rows: list[dict]) -> str:
     """The results table as aligned text for the terminal (accuracies in percent)."""
-    head = (f"{'strategy':<8} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'effective':>9} "
+    head = (f"{'strategy':<13} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'effective':>9} "
             f"{'smaller':>7} {'time':>6}  status")
     lines = [head, "-" * len(head)]
     pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
     for r in rows:
         lines.append(
-            f"{r['strategy']:<8} {paths.format_sparsity(r['sparsity']):>5} {pct(r['oneshot_test_accuracy']):>9} "
+            f"{r['strategy']:<13} {paths.format_sparsity(r['sparsity']):>5} {pct(r['oneshot_test_accuracy']):>9} "
             f"{pct(r['test_accuracy']):>9} {pct(r['train_accuracy']):>7} {pct(r['weight_sparsity']):>7} "
             f"{pct(r.get('effective_sparsity')):>9} {_ratio(r.get('dense_bytes'), r.get('sparse_bytes')):>7} "
             f"{(r['wall_time_s'] or 0):>5.0f}s  {r['status']}"

@@ -48,10 +48,11 @@ def prunable_shapes(input_dim: int, hidden) -> list[tuple[int, int]]:
 
 
 def assert_mask_count(mask: np.ndarray, strategy: str, k: float) -> None:
-    """The one assertion of a mask's exact size: entries (weight) or whole columns (neuron)."""
+    """The one assertion of a mask's exact size: entries (weight granularity: weight, random, ...) or
+    whole columns (unit granularity: neuron, random_neuron)."""
     mask = np.asarray(mask)
     assert set(np.unique(mask)).issubset({0.0, 1.0}), f"mask holds values other than 0/1: {np.unique(mask)}"
-    if strategy == "weight":
+    if strategy not in ("neuron", "random_neuron", "unit"):
         got, want = int(np.count_nonzero(mask == 0)), expected_pruned(mask.size, k)
         assert got == want, f"weight k={k} on {mask.shape}: {got} zero entries, expected {want}"
     else:

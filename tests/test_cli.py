@@ -322,3 +322,21 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
     assert quiet.returncode == loud.returncode == 0
     assert quiet.stderr == ""
     assert "oneDNN" in loud.stderr  # TensorFlow's own notice, shown with --verbose
+
+
+# --------------------------------------------------------------------------- strategies come from the registry
+def test_every_registered_strategy_is_a_choice_with_its_help(monkeypatch):
+    import numpy as np
+
+    from pruning import masks
+    from pruning.config import Hyper, RunConfig, StudyConfig
+
+    assert StudyConfig(strategies=("random", "random_neuron", "global_weight")).strategies[0] == "random"
+    help_text = cli.study_parser(False).format_help()
+    assert "random_neuron (k% of each hidden layer's units chosen at random" in " ".join(help_text.split())
+    monkeypatch.setitem(masks.STRATEGIES, "smallest_first_rows", masks.Strategy(
+        "smallest_first_rows", lambda kernel, info: np.arange(kernel.size).reshape(kernel.shape), "weight", "layer",
+        "first rows", "tab:red", "the first k% of the entries"))
+    assert StudyConfig(strategies=("smallest_first_rows",)).strategies == ("smallest_first_rows",)
+    assert RunConfig(Hyper(), "smallest_first_rows", 50).name == "smallest_first_rows_k50"
+    assert "smallest_first_rows" in cli.train_parser().format_help()

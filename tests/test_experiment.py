@@ -516,3 +516,59 @@ def test_chain_threads_give_the_costly_chain_all_cores_and_every_chain_one():
     assert chain_threads(chains, 2) == [2, 1]
     assert chain_threads(chains, 8) == [7, 1]  # neuron: 5 x sum((1 - k)^2) = 5.58 of 50.58
     assert chain_threads(chains[:1], 2) == [2]
+
+
+# --------------------------------------------------------------------------- the baselines, trained
+@pytest.fixture(scope="module")
+def baselines(study, tmp_path_factory):
+    """random k75, random_neuron k50 and global_weight k75, each retrained from the study's dense model."""
+    from pruning.experiment import train_run
+
+    logdir = tmp_path_factory.mktemp("baselines") / "logs"
+    shutil.copytree(study["logdir"], logdir)
+    runs = {}
+    for strategy, k in (("random", 75), ("random_neuron", 50), ("global_weight", 75)):
+        runs[strategy] = train_run(RunConfig(study["hyper"], strategy, k, "dense"), logdir, study["data"])
+    return {"logdir": logdir, "runs": runs}
+
+
+@pytest.mark.parametrize("strategy, granularity, k", [("random", "weight", 75), ("random_neuron", "neuron", 50)])
+def test_random_baselines_train_with_the_exact_count_per_layer(baselines, strategy, granularity, k):
+    r = baselines["runs"][strategy]
+    assert r["status"] == "ok", r.get("reason")
+    shapes = prunable_shapes(100, HIDDEN)
+    assert r["sparsity"]["weight_sparsity"] == expected_weight_sparsity(shapes, granularity, k)
+    assert 0 < r["oneshot_test_accuracy"] <= 1 and r["pruned_test_accuracy"] == r["oneshot_test_accuracy"]
+
+
+def test_random_neuron_runs_train_and_are_saved_physically_shrunk(baselines):
+    from pruning.model import load_model, masked_layers
+
+    model = load_model(paths.model_file(baselines["logdir"], "random_neuron_k50"))
+    assert [l.units for l in masked_layers(model)] == [w - expected_pruned(w, 50) for w in HIDDEN]
+    assert baselines["runs"]["random_neuron"]["shrink_max_logit_diff"] <= 1e-4
+
+
+def test_a_random_mask_is_the_same_for_the_same_seed_and_another_for_another(study, tmp_path):
+    from pruning.callbacks import apply_masks
+    from pruning.model import load_model, masked_layers
+
+    def mask_at(seed):
+        model = load_model(paths.model_file(study["logdir"], "dense"))
+        apply_masks(model, "random", 50, seed)
+        return [l.mask.numpy() for l in masked_layers(model)]
+
+    assert all(np.array_equal(a, b) for a, b in zip(mask_at(0), mask_at(0)))
+    assert not all(np.array_equal(a, b) for a, b in zip(mask_at(0), mask_at(1)))
+
+
+def test_global_weight_prunes_exactly_k_percent_of_all_hidden_weights_and_records_each_layers_share(baselines):
+    r = baselines["runs"]["global_weight"]
+    assert r["status"] == "ok", r.get("reason")
+    sizes = [a * b for a, b in prunable_shapes(100, HIDDEN)]
+    assert r["sparsity"]["weight_sparsity"] == expected_pruned(sum(sizes), 75) / sum(sizes)
+    per_layer = r["sparsity"]["per_layer"]
+    assert len(per_layer) == len(HIDDEN)
+    zeros = sum(round(f * n) for f, n in zip(per_layer.values(), sizes))
+    assert zeros == expected_pruned(sum(sizes), 75)
+    assert len(set(per_layer.values())) > 1  # one threshold, so the layers' shares differ

@@ -102,7 +102,7 @@ def test_weight_mask_removes_the_lowest_magnitudes(k, shape):
 def test_threshold_is_the_largest_pruned_score(strategy):
     kernel = _kernel((30, 20), seed=5)
     mask = masks.compute_mask(strategy, kernel, 50)
-    scores = masks.SCORES[strategy](kernel)
+    scores = masks.get(strategy).score(kernel, masks.LayerInfo())
     pruned = (mask == 0) if strategy == "weight" else (mask == 0).all(axis=0)
     t = masks.threshold(strategy, kernel, mask)
     assert t == float(scores[pruned].max())
@@ -170,3 +170,115 @@ def test_compute_mask_rejects_sparsity_outside_0_100(strategy, k):
                                              (np.array([0.0, -0.0, 1e-30, 2.0]), 0.5)])
 def test_sparsity_of_counts_exact_zeros(array, expected):
     assert masks.sparsity_of(array) == expected
+
+
+# --------------------------------------------------------------------------- the registry and the baselines
+def test_every_registered_strategy_names_its_score_granularity_scope_label_and_colour():
+    assert masks.names()[:2] == ("weight", "neuron")
+    assert {"random", "random_neuron", "global_weight"} <= set(masks.names())
+    for s in masks.STRATEGIES.values():
+        assert s.granularity in masks.GRANULARITIES and s.scope in masks.SCOPES and s.label and s.color and s.help
+    assert [s.name for s in masks.STRATEGIES.values() if s.shrinks] == ["neuron", "random_neuron"]
+    assert [s.name for s in masks.STRATEGIES.values() if s.scope == "global"] == ["global_weight"]
+
+
+def test_a_strategy_name_can_be_registered_once_only():
+    with pytest.raises(ValueError, match="already registered"):
+        masks.register(masks.get("weight"))
+
+
+@pytest.mark.parametrize("k", SPARSITIES)
+@pytest.mark.parametrize("strategy", ("random", "random_neuron", "global_weight"))
+def test_the_baselines_prune_exactly_round_half_up_of_k_percent_of_one_layer(strategy, k, big_kernel):
+    assert_mask_count(masks.compute_mask(strategy, big_kernel, k), strategy, k)
+
+
+@pytest.mark.parametrize("strategy", ("random", "random_neuron"))
+def test_random_masks_depend_on_the_seed_and_the_layer_only(strategy, big_kernel):
+    at = lambda seed, index, kernel=big_kernel: masks.compute_mask(  # noqa: E731
+        strategy, kernel, 50, info=masks.LayerInfo(index=index, seed=seed))
+    assert np.array_equal(at(0, 0), at(0, 0))  # a rerun draws the same mask
+    assert not np.array_equal(at(0, 0), at(1, 0))  # another seed, another mask
+    assert not np.array_equal(at(0, 0), at(0, 1))  # another layer, another mask
+    assert np.array_equal(at(3, 2), at(3, 2, kernel=-7 * big_kernel))  # the weights do not matter
+
+
+def test_random_weight_masks_ignore_magnitude(big_kernel):
+    """Among the k% smallest |w|, a random mask prunes about k of them (magnitude pruning: all)."""
+    for k in (25, 50, 90):
+        smallest = np.abs(big_kernel) <= np.percentile(np.abs(big_kernel), k)
+        random_pruned = (masks.compute_mask("random", big_kernel, k) == 0)[smallest].mean()
+        magnitude_pruned = (masks.compute_mask("weight", big_kernel, k) == 0)[smallest].mean()
+        assert abs(random_pruned - k / 100) < 0.01, (k, random_pruned)  # 784,000 draws: sd < 0.001
+        assert magnitude_pruned > 0.999
+
+
+def test_random_unit_masks_ignore_column_norms(big_kernel):
+    kernel = big_kernel * np.linspace(0.1, 10, 1000, dtype=np.float32)  # column norms rise with the index
+    dead = (masks.compute_mask("random_neuron", kernel, 50) == 0).all(axis=0)
+    assert 0.4 < dead[:500].mean() < 0.6  # the weak half loses about half its units, not all of them
+    assert (masks.compute_mask("neuron", kernel, 50) == 0).all(axis=0)[:500].mean() > 0.95  # magnitude: ~all
+
+
+@pytest.mark.parametrize("strategy", ("random", "random_neuron"))
+def test_a_random_chain_keeps_its_pruned_items_and_draws_new_ones_among_the_survivors(strategy, big_kernel):
+    info = masks.LayerInfo(index=1, seed=7)
+    mask = None
+    for k in (25, 50, 90, 99):
+        new = masks.compute_mask(strategy, big_kernel if mask is None else big_kernel * mask, k, current=mask, info=info)
+        assert_mask_count(new, strategy, k)
+        if mask is not None:
+            assert np.all(new[mask == 0] == 0), f"k={k}: a pruned item was revived"
+        mask = new
+    # nested draws: the chain ends where pruning straight to 99 % does
+    assert np.array_equal(mask, masks.compute_mask(strategy, big_kernel, 99, info=info))
+
+
+def test_a_shrunk_layer_keeps_its_units_random_scores():
+    """random_neuron draws per original unit: a layer shrunk to units 2, 5, 7 of 10 scores them as
+    the full layer scored units 2, 5 and 7."""
+    full = _kernel((6, 10))
+    kept = np.array([2, 5, 7])
+    info_full = masks.LayerInfo(index=0, full_units=10, seed=3)
+    info_shrunk = masks.LayerInfo(index=0, full_units=10, kept=kept, seed=3)
+    scores_full = masks.random_unit_scores(full, info_full)
+    assert np.array_equal(masks.random_unit_scores(full[:, kept], info_shrunk), scores_full[kept])
+
+
+def _layers_of_different_scale():
+    rng = np.random.default_rng(11)
+    return [rng.normal(0, 1.0, (30, 40)).astype(np.float32),   # large weights
+            rng.normal(0, 0.1, (40, 20)).astype(np.float32),   # small weights
+            rng.normal(0, 0.5, (20, 10)).astype(np.float32)]
+
+
+@pytest.mark.parametrize("k", (25, 50, 90, 97.5))
+def test_global_pruning_removes_exactly_k_percent_of_all_weights_below_one_threshold(k):
+    kernels = _layers_of_different_scale()
+    new = masks.compute_masks("global_weight", kernels, k)
+    total = sum(m.size for m in new)
+    assert sum(int(np.count_nonzero(m == 0)) for m in new) == expected_pruned(total, k)
+    pruned = np.concatenate([np.abs(w)[m == 0] for w, m in zip(kernels, new)])
+    kept = np.concatenate([np.abs(w)[m == 1] for w, m in zip(kernels, new)])
+    assert pruned.max() <= kept.min()  # one threshold over every layer
+
+
+def test_global_pruning_prunes_the_layer_of_small_weights_hardest():
+    kernels = _layers_of_different_scale()
+    fractions = [float((m == 0).mean()) for m in masks.compute_masks("global_weight", kernels, 50)]
+    layerwise = [float((m == 0).mean()) for m in masks.compute_masks("weight", kernels, 50)]
+    assert layerwise == [0.5, 0.5, 0.5]
+    assert fractions[1] > 0.95 and fractions[0] < 0.3, fractions  # 1,200 + 800 + 200 weights; 1,000 go
+    assert fractions[1] > fractions[2] > fractions[0]
+
+
+def test_a_global_chain_only_grows_and_prunes_what_was_pruned_first():
+    kernels = _layers_of_different_scale()
+    current = None
+    for k in (25, 50, 90):
+        new = masks.compute_masks("global_weight", kernels, k, currents=current)
+        if current is not None:
+            assert all(np.all(n[c == 0] == 0) for n, c in zip(new, current))
+        current = new
+    total = sum(m.size for m in current)
+    assert sum(int(np.count_nonzero(m == 0)) for m in current) == expected_pruned(total, 90)

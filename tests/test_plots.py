@@ -155,7 +155,8 @@ def test_make_figures_puts_the_notice_on_every_figure(captured, tmp_path):
         write_json(paths.result_file(tmp_path / "logs", r["run"]), r)
     files, missing = plots.make_figures(tmp_path / "logs", tmp_path / "figs")
     assert len(files) == len(captured) == 8 and missing == []
-    assert {f.name for f in files} == {n.format(s=s) for n in plots.FIGURES for s in ("weight", "neuron")}
+    assert {f.name for f in files} == {n.format(s=s) for n in plots.FIGURES for s in ("weight", "neuron")
+                                       if not n.startswith("layer_sparsity")}  # (global strategies only)
     assert all(fig.get_suptitle() == plots.data_notice(results) for fig in captured)
 
 
@@ -188,3 +189,19 @@ def test_epochs_figure_gives_neighbouring_k_different_colours_and_markers(captur
             assert a[0] != b[0] and a[1] != b[1]
         assert len(set(styles)) == len(styles)  # beyond ten k too: no two k look alike
         assert len({s[1] for s in styles}) == len(styles)  # a distinct marker per k
+
+
+def test_a_global_strategy_gets_a_figure_of_the_sparsity_it_chose_per_layer(captured, tmp_path):
+    results = []
+    for k, shares in ((0, (0.0, 0.0)), (50, (0.2, 0.8)), (90, (0.75, 0.99))):
+        results.append({"run": paths.run_name("global_weight", k), "status": "ok",
+                        "config": {"strategy": "global_weight" if k else "none", "sparsity": k, "parent": None},
+                        "data": {"source": "idx:/x", "train_examples": 60000, "test_examples": 10000},
+                        "sparsity": {"per_layer": {"hidden1": shares[0], "hidden2": shares[1]}}})
+    path = plots.layer_sparsity_figure(results, "global_weight", tmp_path / "l.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    ax = captured[0].axes[0]
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    assert list(lines["hidden1"].get_xdata()) == [50.0, 90.0]
+    assert list(lines["hidden1"].get_ydata()) == [20.0, 75.0] and list(lines["hidden2"].get_ydata()) == [80.0, 99.0]
+    assert "global weight pruning" in ax.get_title()

@@ -36,9 +36,11 @@ def _start_study(root: Path, mnist_dir: Path) -> subprocess.Popen:
     args = ["--data-dir", root / "data", "--hidden", "40,40,20,10", "--epochs", "1", "--retrain-epochs", "60",
             "--ramp-epochs", "0", "--sparsities", "0,50,90", "--batch-size", "64", "--logdir", root / "logs"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    # a session of its own, as a terminal gives a job: Ctrl-C is SIGINT to the whole process group
+    # a session of its own with SIGINT at its default, as a terminal gives a foreground job (Ctrl-C is
+    # SIGINT to the whole process group), even when this suite itself runs as a background job
     return subprocess.Popen([sys.executable, str(REPO / "main.py"), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=root, env=env, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, cwd=root, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_workers(proc: subprocess.Popen, timeout: float = 120) -> list[str]:
@@ -99,3 +101,16 @@ def test_a_sigkilled_study_leaves_no_worker_training(tmp_path, mnist_dir):
     proc.kill()
     proc.wait()
     assert _wait_gone(workers, 15) == set()
+
+
+def test_nohup_keeps_sighup_ignored():
+    """A study started with nohup (SIGHUP ignored) must survive the terminal closing: the scripts only
+    handle the stop signals that were not ignored when they started."""
+    code = ("import os, signal, sys; from pruning import cli; "
+            "f = cli.guarded(lambda argv: os.kill(os.getpid(), signal.SIGHUP) or 0); sys.exit(f(None))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert proc.returncode == 0 and "stopped" not in proc.stderr
+    handled = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60,
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    assert handled.returncode == 128 + signal.SIGHUP and "stopped by SIGHUP" in handled.stderr
