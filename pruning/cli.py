@@ -139,8 +139,8 @@ def train_parser() -> argparse.ArgumentParser:
         prog="train.py",
         description="Train, prune and evaluate one model of the MNIST pruning study. Under --protocol "
         "retrain or oneshot the model starts from the study's dense run (--from-run), which is trained "
-        "first if the log directory does not hold it yet. Writes <logdir>/<run>/result.json, model.keras "
-        "and TensorBoard events.",
+        "first if the log directory does not hold it yet. Writes <logdir>/seed<SEED>/<run>/result.json, "
+        "model.keras and TensorBoard events (the layout of main.py's replicates).",
     )
     g = p.add_argument_group("run")
     g.add_argument("--strategy", choices=masks.names(), default="weight",
@@ -174,34 +174,35 @@ def _train(args, hyper, out, data) -> int:
     from .results import missing_files, read_result
     from .tfsetup import import_tensorflow
 
+    logdir = paths.seed_dir(out.logdir, hyper.train.seed)  # a study's replicate of this seed
     scratch = hyper.prune.protocol == "scratch"
     target = RunConfig(hyper, args.strategy, args.sparsity, None if scratch or args.sparsity == 0 else args.from_run)
     plan = [target]
     if target.parent == paths.DENSE:
         plan.insert(0, dense_config(hyper))
     elif target.parent is not None:
-        parent = read_result(out.logdir, target.parent)
-        if parent is None or parent.get("status") != "ok" or missing_files(out.logdir, parent):
-            raise ConfigError(f"--from-run {target.parent}: {paths.run_dir(out.logdir, target.parent)} holds no "
+        parent = read_result(logdir, target.parent)
+        if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
+            raise ConfigError(f"--from-run {target.parent}: {paths.run_dir(logdir, target.parent)} holds no "
                               f"finished run (no result.json saying ok, or its model files are gone). Name a "
-                              f"finished run of --logdir {out.logdir}, or leave --from-run out.")
+                              f"finished run of --logdir {logdir}, or leave --from-run out.")
     import_tensorflow(args.verbose)  # this process trains
     info = data.describe()
     notices: list[str] = []
     todo = [c for c in plan
-            if (out.overwrite and c is target) or check_existing(c, out.logdir, info, notices) == "todo"]
+            if (out.overwrite and c is target) or check_existing(c, logdir, info, notices) == "todo"]
     for line in notices:
         print(f"notice: {line}", flush=True)
     if not todo:
-        print(f"{paths.run_dir(out.logdir, target.name)} is already finished; pass --overwrite to retrain it.")
-        return _print_run(out.logdir, target.name)
+        print(f"{paths.run_dir(logdir, target.name)} is already finished; pass --overwrite to retrain it.")
+        return _print_run(logdir, target.name)
     printer = ProgressPrinter(todo, jobs=1)
     for cfg in todo:
         printer({"event": "start", "run": cfg.name, "threads": "all"})
-        r = train_run(cfg, out.logdir, data, progress=printer)
+        r = train_run(cfg, logdir, data, progress=printer)
         if r["status"] != "ok":
             return 1
-    return _print_run(out.logdir, target.name)
+    return _print_run(logdir, target.name)
 
 
 def _print_run(logdir, name) -> int:
@@ -258,23 +259,32 @@ def study_main(argv=None, alternate: bool = False) -> int:
 
 
 def _study(args, hyper, out, study, plots: Path, data) -> int:
-    from .experiment import run_study
+    from .experiment import run_seeds
     from .plots import data_notice, make_figures
-    from .results import format_table, read_all_results, table_rows, write_table
+    from .results import (SUMMARY_COLUMNS, format_summary, format_table, read_all_results, summarize, table_rows,
+                          write_rows, write_table)
 
     t0 = time.perf_counter()
-    runs = run_study(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
-                     verbose=args.verbose)
+    planned = run_seeds(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
+                        verbose=args.verbose)
     wall = time.perf_counter() - t0
-    results = [r for r in read_all_results(out.logdir) if r["run"] in {c.name for c in runs}]
-    rows = table_rows(results, study.strategies, study.sparsities)
+    rows, results = [], []
+    for seed, runs in planned.items():
+        names = {c.name for c in runs}
+        mine = [r for r in read_all_results(paths.seed_dir(out.logdir, seed)) if r["run"] in names]
+        results += mine
+        rows += table_rows(mine, study.strategies, study.sparsities, seed=seed)
     write_table(paths.results_csv(out.logdir), rows)
+    summary = summarize(rows)
+    write_rows(paths.summary_csv(out.logdir), summary, SUMMARY_COLUMNS)
     notice = data_notice(results)
-    print("\n" + format_table(rows) + (f"\n{notice}" if notice else ""))
+    table = format_table(rows) if len(planned) == 1 else format_summary(summary)
+    print("\n" + table + (f"\n{notice}" if notice else ""))
     files, missing = make_figures(out.logdir, plots)
-    print(f"\nstudy wall time {wall / 60:.1f} min; table: {paths.results_csv(out.logdir)}; "
-          f"figures: {len(files)} in {plots}/; TensorBoard: tensorboard --logdir {out.logdir}")
-    failed = [r["run"] for r in rows if r["status"] != "ok"]
+    print(f"\nstudy wall time {wall / 60:.1f} min; tables: {paths.results_csv(out.logdir)}, "
+          f"{paths.summary_csv(out.logdir)}; figures: {len(files)} in {plots}/; TensorBoard: tensorboard "
+          f"--logdir {out.logdir}")
+    failed = [f"seed{r['seed']}/{r['run']}" if len(planned) > 1 else r["run"] for r in rows if r["status"] != "ok"]
     if failed or missing:
         print(f"not ok: {', '.join(sorted(set(failed + missing)))} (see each run's result.json for the reason)")
         return 1
@@ -289,7 +299,7 @@ alternate_main_guarded = guarded(lambda argv=None: study_main(argv, alternate=Tr
 @guarded
 def plotting_main(argv=None) -> int:
     from .plots import FIGURES, make_figures
-    from .results import read_all_results
+    from .results import read_study_results
 
     from .results import check_writable_dir
 
@@ -303,8 +313,8 @@ def plotting_main(argv=None) -> int:
                    help="where the PNG figures go (default: plots; --out is the old name). The README's "
                    "figures: --logdir logs --plots docs/figures")
     args = p.parse_args(argv)
-    if not read_all_results(args.logdir):
-        raise ResultError(f"{args.logdir} holds no finished run (no */{paths.RESULT}). Run python main.py "
+    if not read_study_results(args.logdir):
+        raise ResultError(f"{args.logdir} holds no finished run (no */{paths.RESULT} or seed*/*/{paths.RESULT}). Run python main.py "
                           f"first, or pass --logdir to a study's log directory.")
     check_writable_dir(args.plots, "--plots", create=False)
     files, missing = make_figures(args.logdir, args.plots)
@@ -367,6 +377,13 @@ def benchmark_main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
+    root = Path(args.logdir)
+    replicates = paths.seed_dirs(root)
+    if replicates:  # a study of replicates: benchmark one seed's runs (each seed's networks are alike)
+        args.logdir = str(replicates[0][1])
+        if len(replicates) > 1:
+            print(f"benchmarking {args.logdir} (the first of {len(replicates)} seeds; pass --logdir "
+                  f"{root}/seed<N> for another)", flush=True)
     notices: list[str] = []
     runs = finished_runs(args.logdir, notices)
     if not runs or runs[0]["run"] != paths.DENSE:
@@ -381,7 +398,7 @@ def benchmark_main(argv=None) -> int:
     print(f"data: {data.describe()['source']}", flush=True)
     for line in notices:
         print(f"notice: {line}", flush=True)
-    with hold(args.logdir):  # not while a study writes (or another benchmark times) in it
+    with hold(root):  # not while a study writes (or another benchmark times) in it
         plots = check_writable_dir(Path(args.plots) if args.plots else paths.plots_dir(args.logdir), "--plots",
                                    create=False)
         import_tensorflow(args.verbose)

@@ -25,10 +25,11 @@ class ConfigError(ValueError):
 
 
 def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
-       aliases: tuple[str, ...] = ()):
-    """A dataclass field carrying its command-line help text (and any other flag names it answers to)."""
+       aliases: tuple[str, ...] = (), items: type | None = None):
+    """A dataclass field carrying its command-line help text (and any other flag names it answers to);
+    ``items``: the element type of a comma-separated list whose default is None."""
     return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                            "aliases": aliases})
+                                            "aliases": aliases, "items": items})
 
 
 # --------------------------------------------------------------------------- groups
@@ -127,8 +128,19 @@ class StudyConfig:
         + "; ".join(f"{s.name} ({s.help})" for s in masks.STRATEGIES.values()).replace("%", "%%"),
         metavar="S1,S2", aliases=("--strategy",))
     jobs: int = hp(2, "models trained concurrently (each in its own process, sharing the CPU cores)")
+    seeds: tuple[int, ...] | None = hp(
+        None, "replicates: run the whole study once per seed, each with its own dense network, into "
+        "LOGDIR/seed<N>/; results.csv has a row per seed, summary.csv the mean and 95%% confidence interval "
+        "over them (default: one seed, --seed)", metavar="S1,S2,...", items=int)
 
     def __post_init__(self):
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ConfigError("--seeds must list at least one seed, e.g. --seeds 0,1,2.")
+            for seed in self.seeds:
+                if not (isinstance(seed, int) and 0 <= seed < 2**32):
+                    raise ConfigError(f"--seeds: seed {seed} is outside [0, 2**32); e.g. --seeds 0,1,2.")
+            _check_unique("--seeds", list(self.seeds))
         if not self.sparsities:
             raise ConfigError("--sparsities must list at least one sparsity, e.g. --sparsities 0,50,90.")
         for k in self.sparsities:
@@ -289,10 +301,11 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None,
             kwargs["metavar"] = meta["metavar"]
         if isinstance(default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(default, tuple):
-            item = type(default[0]) if default else str
+        elif isinstance(default, tuple) or meta.get("items"):
+            item = meta.get("items") or (type(default[0]) if default else str)
             kwargs["type"] = lambda s, item=item: _parse_tuple(s, item)
-            kwargs["help"] += f" (default: {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in default)})"
+            if default is not None:
+                kwargs["help"] += f" (default: {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in default)})"
         else:
             kwargs["type"] = float if isinstance(default, float) else int if isinstance(default, int) else str
             if meta.get("choices"):

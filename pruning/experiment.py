@@ -560,6 +560,33 @@ def stop_workers(pools) -> None:
             p.join(5)
 
 
+def study_seeds(hyper: Hyper, study: StudyConfig) -> list[int]:
+    """The study's replicates: --seeds, else the one --seed."""
+    return list(study.seeds) if study.seeds is not None else [hyper.train.seed]
+
+
+def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
+              data_info: dict | None = None, verbose: bool = False) -> dict[int, list[RunConfig]]:
+    """Run (or resume) the study once per seed, each into LOGDIR/seed<N>/ with its own dense network;
+    returns each seed's planned runs. The root's study.json names the seeds."""
+    from dataclasses import replace
+
+    out = out or sys.stdout
+    seeds = study_seeds(hyper, study)
+    Path(logdir).mkdir(parents=True, exist_ok=True)
+    write_json(paths.study_file(logdir), {
+        "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": seeds,
+        "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
+    })
+    planned = {}
+    for i, seed in enumerate(seeds, start=1):
+        if len(seeds) > 1:
+            print(f"== seed {seed} ({i} of {len(seeds)}): {paths.seed_dir(logdir, seed)}", file=out, flush=True)
+        seeded = replace(hyper, train=replace(hyper.train, seed=seed))
+        planned[seed] = run_study(seeded, study, paths.seed_dir(logdir, seed), overwrite, out, data_info, verbose)
+    return planned
+
+
 def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
               data_info: dict | None = None, verbose: bool = False) -> list[RunConfig]:
     """Run (or resume) every run of the study; returns the planned runs, in order.

@@ -1,20 +1,25 @@
 """Every output file and directory name, defined once.
 
-A study lives in one log directory (``--logdir``)::
+A study lives in one log directory (``--logdir``), one sub-directory per seed (replicate)::
 
     logs/
-      study.json              the study's configuration (main.py)
-      results.csv             one row per (strategy, sparsity)
-      benchmark.csv/.json     inference latencies, matmul peak, training throughput (benchmark.py)
-      dense/                  the dense network, shared by all pruned runs of the study
-        config.json           the resolved configuration, written when the run starts
-        train/ validation/    TensorBoard event files (validation = the MNIST test set)
-        model.keras           the final model (neuron runs: physically shrunk)
-        model.sparse          the same weights in the compact sparse format (pruning.sparse_io)
-        result.json           written last, atomically: its presence marks the run finished
-      weight_k90/ ...         one directory per (strategy, sparsity)
-      plots/                  the study's figures (main.py, benchmark.py), unless --plots names another place
+      study.json              the study's configuration and its seeds (main.py)
+      results.csv             one row per (seed, strategy, sparsity)
+      summary.csv             one row per (strategy, sparsity): mean, sd and 95% CI over the seeds
+      plots/                  the study's figures (main.py), unless --plots names another place
       .lock                   held (flock) by the command writing the study; see pruning.lock
+      seed0/                  one replicate (train.py --seed 0 writes here too):
+        study.json            this seed's configuration and planned runs
+        benchmark.csv/.json   inference latencies, matmul peak, training throughput (benchmark.py)
+        plots/                benchmark.py's figure
+        dense/                the dense network, shared by all pruned runs of this seed
+          config.json         the resolved configuration, written when the run starts
+          train/ validation/  TensorBoard event files (validation = the MNIST test set)
+          model.keras         the final model (unit strategies: physically shrunk)
+          model.sparse        the same weights in the compact sparse format (pruning.sparse_io)
+          result.json         written last, atomically: with the files it names, marks the run finished
+        weight_k90/ ...       one directory per (strategy, sparsity)
+      seed1/ ...
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ TRAIN_EVENTS = "train"
 TEST_EVENTS = "validation"  # Keras' name for the evaluation stream; it holds the test set
 STUDY = "study.json"
 RESULTS_CSV = "results.csv"
+SUMMARY_CSV = "summary.csv"  # per (strategy, sparsity): mean and 95% confidence interval over the seeds
+SEED_PREFIX = "seed"
 BENCHMARK_CSV = "benchmark.csv"  # benchmark.py: latency of each engine for each run and batch size
 BENCHMARK_JSON = "benchmark.json"  # benchmark.py: the machine's matmul peak and training throughput
 BENCHMARK_PNG = "speedup_vs_sparsity.png"
@@ -86,3 +93,24 @@ def study_file(logdir: str | Path) -> Path:
 def plots_dir(logdir: str | Path) -> Path:
     """Where a study's figures go unless the user names another place: inside the study."""
     return Path(logdir) / PLOTS
+
+
+def seed_dir(logdir: str | Path, seed: int) -> Path:
+    """One replicate of a study: LOGDIR/seed<N>/ holds that seed's runs (and its own study.json)."""
+    return Path(logdir) / f"{SEED_PREFIX}{int(seed)}"
+
+
+def seed_dirs(logdir: str | Path) -> list[tuple[int, Path]]:
+    """(seed, directory) of every replicate under ``logdir``, by seed; [] for a directory without them."""
+    out = []
+    root = Path(logdir)
+    if root.is_dir():
+        for sub in root.iterdir():
+            tail = sub.name[len(SEED_PREFIX):]
+            if sub.is_dir() and sub.name.startswith(SEED_PREFIX) and tail.isdigit():
+                out.append((int(tail), sub))
+    return sorted(out)
+
+
+def summary_csv(logdir: str | Path) -> Path:
+    return Path(logdir) / SUMMARY_CSV

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from . import masks, paths  # noqa: E402
-from .results import read_all_results, read_json  # noqa: E402
+from .results import mean_ci, read_all_results, read_json  # noqa: E402
 
 class _FromRegistry(dict):
     """A strategy's colour or label, read from the strategy registry (pruning.masks) when asked."""
@@ -37,14 +37,38 @@ def _ok(results):
     return [r for r in results if r.get("status") == "ok"]
 
 
+def _by_k(results, strategy, value) -> dict[float, list[float]]:
+    """{k: [value(r) of each seed's run]} for one strategy's finished runs, the dense runs as k = 0."""
+    out: dict[float, list[float]] = {}
+    for r in _ok(results):
+        v = value(r) if r["config"]["strategy"] in (strategy, "none") else None
+        if v is not None:
+            out.setdefault(float(r["config"]["sparsity"]), []).append(float(v))
+    return dict(sorted(out.items()))
+
+
+def _mean_band(groups: dict[float, list[float]]):
+    """(xs, means, band): band is (lows, highs) of the 95 % confidence interval over the seeds, or
+    None when no k has two seeds (one seed: the plain curve of before)."""
+    xs = list(groups)
+    stats = [mean_ci(v) for v in groups.values()]
+    means = [m for m, _, _ in stats]
+    if all(len(v) < 2 for v in groups.values()):
+        return xs, means, None
+    hws = [0.0 if not math.isfinite(h) else h for _, _, h in stats]
+    return xs, means, ([m - h for m, h in zip(means, hws)], [m + h for m, h in zip(means, hws)])
+
+
 def _curve(results, strategy, key):
-    """(sparsities, values) for one strategy, the dense run as k = 0, sorted by sparsity."""
-    pts = sorted(
-        (float(r["config"]["sparsity"]), r[key])
-        for r in _ok(results)
-        if (r["config"]["strategy"] in (strategy, "none")) and r.get(key) is not None
-    )
-    return [p[0] for p in pts], [100 * p[1] for p in pts]
+    """(sparsities, values in %) for one strategy, the dense run as k = 0, sorted by sparsity; with
+    several seeds, the mean over them."""
+    xs, ys, _ = _mean_band(_by_k(results, strategy, lambda r: None if r.get(key) is None else 100 * r[key]))
+    return xs, ys
+
+
+def _band(results, strategy, key):
+    """The 95 % band over the seeds of ``_curve``'s values, or None with one seed."""
+    return _mean_band(_by_k(results, strategy, lambda r: None if r.get(key) is None else 100 * r[key]))[2]
 
 
 def _count(n) -> str:
@@ -127,14 +151,18 @@ def _zoom(ax, series, what: str = "accuracy") -> None:
     ax.set_title(f"zoom: {what} {low:.1f}-{high:.1f} %{note}")
 
 
-def _sparsity_plot(series, title: str, path: Path, footer: str, notice: str | None = None) -> Path:
+def _sparsity_plot(series, title: str, path: Path, footer: str, notice: str | None = None, bands=None) -> Path:
     """Accuracy against sparsity: the full range on the left, on the right a zoom on the accuracies
     near the best (zoom_range; where the strategies differ at high sparsity), a legend on each.
-    ``series``: (xs, ys, style, color, label); ``notice``: data_notice, the figure's title."""
+    ``series``: (xs, ys, style, color, label); ``notice``: data_notice, the figure's title; ``bands``:
+    per series, (lows, highs) of a 95 % band over the seeds, or None."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    bands = bands or [None] * len(series)
     for ax in axes:
-        for xs, ys, style, color, label in series:
+        for (xs, ys, style, color, label), band in zip(series, bands):
             ax.plot(xs, ys, style, marker="o", color=color, label=label)
+            if band is not None:
+                ax.fill_between(xs, band[0], band[1], color=color, alpha=0.18, lw=0)
         ax.set_xlabel("sparsity of each hidden layer (% of weights or units removed)")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
@@ -206,50 +234,55 @@ def epochs_figure(results, strategy, path, footer="") -> Path:
     return _finish(fig, path, footer, data_notice(results))
 
 
+def _seeds_note(results) -> str:
+    n = len({(r.get("config") or {}).get("hyper", {}).get("train", {}).get("seed") for r in results})
+    return f" (mean of {n} seeds, 95% band)" if n > 1 else ""
+
+
 def sparsity_figure(results, strategy, path, footer="") -> Path:
+    keys = (("train_accuracy", "--", "train"), ("test_accuracy", "-", "test"))
     series = [(*_curve(results, strategy, key), style, COLORS[strategy], f"{label} (retrained)")
-              for key, style, label in (("train_accuracy", "--", "train"), ("test_accuracy", "-", "test"))]
-    return _sparsity_plot(series, f"{LABELS[strategy]}: accuracy against sparsity", path, footer,
-                          data_notice(results))
+              for key, style, label in keys]
+    return _sparsity_plot(series, f"{LABELS[strategy]}: accuracy against sparsity{_seeds_note(results)}", path,
+                          footer, data_notice(results), [_band(results, strategy, key) for key, _, _ in keys])
 
 
 def compare_figure(results, strategies, key, path, footer="") -> Path:
     which = "train" if key == "train_accuracy" else "test"
     series = [(*_curve(results, s, key), "-", COLORS[s], LABELS[s]) for s in strategies]
-    return _sparsity_plot(series, f"{' vs '.join(strategies) if len(strategies) <= 2 else 'the strategies'}: {which} accuracy (retrained)", path, footer,
-                          data_notice(results))
+    who = " vs ".join(strategies) if len(strategies) <= 2 else "the strategies"
+    return _sparsity_plot(series, f"{who}: {which} accuracy (retrained){_seeds_note(results)}", path, footer,
+                          data_notice(results), [_band(results, s, key) for s in strategies])
 
 
 def oneshot_figure(results, strategies, path, footer="") -> Path:
-    series = [(*_curve(results, s, key), style, COLORS[s], f"{LABELS[s]}, {label}")
-              for s in strategies
-              for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained"))]
-    return _sparsity_plot(series, "one-shot (no retraining) against retrained: test accuracy", path, footer,
-                          data_notice(results))
+    pairs = [(s, key, style, label) for s in strategies
+             for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained"))]
+    series = [(*_curve(results, s, key), style, COLORS[s], f"{LABELS[s]}, {label}") for s, key, style, label in pairs]
+    return _sparsity_plot(series, f"one-shot (no retraining) against retrained: test accuracy{_seeds_note(results)}",
+                          path, footer, data_notice(results), [_band(results, s, key) for s, key, _, _ in pairs])
 
 
 def _effective_curve(results, strategy):
-    """(effective sparsity %, test accuracy %) of one strategy's retrained runs and the dense run."""
-    pts = sorted(
-        (100 * r["size"]["effective_sparsity"], 100 * r["test_accuracy"])
-        for r in _ok(results)
-        if r["config"]["strategy"] in (strategy, "none") and (r.get("size") or {}).get("effective_sparsity") is not None
-    )
-    return [p[0] for p in pts], [p[1] for p in pts]
+    """(effective sparsity %, test accuracy %) of one strategy's retrained runs and the dense run
+    (with several seeds, the means over them at each k)."""
+    eff = lambda r: None if (r.get("size") or {}).get("effective_sparsity") is None else 100 * r["size"]["effective_sparsity"]  # noqa: E731
+    _, xs, _ = _mean_band(_by_k(results, strategy, eff))
+    acc = _by_k(results, strategy, lambda r: None if eff(r) is None else 100 * r["test_accuracy"])
+    _, ys, _ = _mean_band(acc)
+    return xs, ys
 
 
 def layer_sparsity_figure(results, strategy, path, footer="") -> Path:
     """The sparsity a global strategy chose for each prunable layer (result.json's measured
     ``sparsity.per_layer``) against its overall k, with k itself dashed: where one threshold over
     all layers cuts hardest."""
-    runs = sorted((r for r in _ok(results) if r["config"]["strategy"] == strategy and (r.get("sparsity") or {})),
-                  key=lambda r: float(r["config"]["sparsity"]))
+    runs = [r for r in _ok(results) if r["config"]["strategy"] == strategy and (r.get("sparsity") or {})]
     fig, ax = plt.subplots(figsize=(10, 4.6))
     layers = list(runs[0]["sparsity"]["per_layer"]) if runs else []
-    ks = [float(r["config"]["sparsity"]) for r in runs]
-    for i, name in enumerate(layers):
-        ax.plot(ks, [100 * r["sparsity"]["per_layer"].get(name, float("nan")) for r in runs], **epoch_style(i),
-                label=name)
+    for i, name in enumerate(layers):  # the mean over the seeds at each k
+        xs, ys, _ = _mean_band(_by_k(runs, strategy, lambda r: 100 * r["sparsity"]["per_layer"].get(name, math.nan)))
+        ax.plot(xs, ys, **epoch_style(i), label=name)
     ax.plot([0, 100], [0, 100], "--", color="gray", lw=0.8, label="k (every layer alike: layer-wise pruning)")
     ax.set_xlabel("overall sparsity k of the prunable weights (%)")
     ax.set_ylabel("sparsity of the layer (%)")
@@ -297,30 +330,51 @@ FIGURES = {
 }
 
 
+def _replicates(logdir: Path) -> list[tuple[list[dict], list[str], list[str] | None]]:
+    """Per replicate of a study (LOGDIR/seed<N>/, or LOGDIR itself when it has none): its results,
+    its planned runs (from its study.json, [] when unknown) and its strategies (None when unknown)."""
+    out = []
+    for d in [d for _, d in paths.seed_dirs(logdir)] or [logdir]:
+        expected, strategies = [], None
+        if paths.study_file(d).exists():
+            study = read_json(paths.study_file(d))
+            expected, strategies = study.get("runs", []), study["study"]["strategies"]
+        out.append((read_all_results(d), expected, strategies))
+    return out
+
+
 def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
-    """Write every figure from the runs under ``logdir``; return (files, missing run names)."""
+    """Write every figure from the runs under ``logdir`` (every seed's, with their mean and 95 % band
+    when there are several); return (files, missing run names)."""
     logdir, out = Path(logdir), Path(out)
-    results = read_all_results(logdir)
+    replicates = _replicates(logdir)
+    several = len(replicates) > 1
+    results = [r for rs, _, _ in replicates for r in rs]
     # the strategies of the study, else those of the runs found
-    expected, strategies = [], sorted({r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
-    if paths.study_file(logdir).exists():
-        study = read_json(paths.study_file(logdir))
-        expected, strategies = study.get("runs", []), study["study"]["strategies"]
-    finished = {r["run"] for r in _ok(results)}
-    failed = sorted(r["run"] for r in results if r.get("status") != "ok")
-    missing = [n for n in expected if n not in finished and n not in failed]
+    strategies = next((st for _, _, st in replicates if st), None) or sorted(
+        {r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
+    missing, failed = [], []
+    for rs, expected, _ in replicates:
+        tag = (lambda n, r=rs: f"seed{r[0]['config']['hyper']['train']['seed']}/{n}") if several and rs else (lambda n: n)
+        finished = {r["run"] for r in _ok(rs)}
+        bad = sorted(r["run"] for r in rs if r.get("status") != "ok")
+        missing += [tag(n) for n in expected if n not in finished and n not in bad]
+        failed += [tag(n) for n in bad]
     parts = []
     if results:
         d = results[0].get("data") or {}
         parts.append(f"data: {d.get('source', '?')} ({d.get('train_examples', '?')} train / {d.get('test_examples', '?')} test)")
+    if several:
+        parts.append(f"{len(replicates)} seeds; per-epoch figures: the first seed")
     if missing:
         parts.append("missing runs: " + ", ".join(missing))
     if failed:
         parts.append("failed runs: " + ", ".join(failed))
     footer = "; ".join(parts)
+    first = replicates[0][0] if replicates else []
     files = []
     for s in strategies:
-        files.append(epochs_figure(results, s, out / f"accuracy_vs_epoch_{s}.png", footer))
+        files.append(epochs_figure(first, s, out / f"accuracy_vs_epoch_{s}.png", footer))
         files.append(sparsity_figure(results, s, out / f"accuracy_vs_sparsity_{s}.png", footer))
     files.append(compare_figure(results, strategies, "train_accuracy", out / "compare_train.png", footer))
     files.append(compare_figure(results, strategies, "test_accuracy", out / "compare_test.png", footer))

@@ -125,9 +125,9 @@ def test_train_py_script_corrupt_file_exits_2_without_traceback(tmp_path, corrup
 
 # --------------------------------------------------------------------------- a real train.py run, in process
 def test_train_main_trains_dense_then_the_target_and_then_reports_it_finished(in_tmp, capsys, mnist_dir):
-    logdir = in_tmp / "logs"
     argv = ["--data-dir", str(mnist_dir), "--hidden", "16,8", "--epochs", "1", "--retrain-epochs", "1",
-            "--batch-size", "64", "--strategy", "neuron", "--sparsity", "50", "--logdir", str(logdir)]
+            "--batch-size", "64", "--strategy", "neuron", "--sparsity", "50", "--logdir", str(in_tmp / "logs")]
+    logdir = in_tmp / "logs" / "seed0"  # train.py writes into the replicate of its --seed, as main.py does
     assert cli.train_main(argv) == 0
     out = capsys.readouterr().out
     assert f"data: idx:{mnist_dir.resolve()} (600 train / 200 test)" in out
@@ -155,6 +155,10 @@ def test_train_main_trains_dense_then_the_target_and_then_reports_it_finished(in
     (["--strategies", ","], ("--strategies must name at least one strategy",)),
     (["--sparsities", ""], ("--sparsities must list at least one sparsity",)),
     (["--seed", "-1"], ("--seed must be an integer in [0, 2**32)",)),
+    (["--seeds", ""], ("--seeds must list at least one seed",)),
+    (["--seeds", "0,-1"], ("--seeds: seed -1 is outside [0, 2**32)",)),
+    (["--seeds", "0,1,1"], ("--seeds lists 1 more than once",)),
+    (["--seeds", "0,x"], ("argument --seeds",)),
     (["--seed", str(2**32)], ("--seed must be an integer in [0, 2**32)",)),
 ])
 def test_study_repeats_empty_lists_and_bad_seeds_exit_2_before_anything_is_written(in_tmp, capsys, argv, needles):
@@ -269,7 +273,7 @@ def test_unwritable_outputs_exit_2_naming_the_path_before_any_training(in_tmp, c
     assert "Traceback" not in out + err
     assert f"error: {flag} {plots if 'plots' in case else logs}" in err
     assert "started" not in out  # nothing trained
-    assert not (logs / "dense").exists()
+    assert not (logs / "seed0").exists()
 
 
 def test_a_full_disk_exits_2_with_a_message_not_a_traceback(in_tmp, capsys, mnist_dir, monkeypatch):

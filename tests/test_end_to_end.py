@@ -31,7 +31,8 @@ def study(tmp_path_factory, mnist_dir):
     root = tmp_path_factory.mktemp("e2e")
     shutil.copytree(mnist_dir, root / "data")
     proc, seconds = run_script("main.py", *_study_args(root), timeout=200, cwd=root)
-    return {"root": root, "proc": proc, "seconds": seconds, "logs": root / "logs"}
+    # logs: the study's root (results.csv, summary.csv, plots/); runs: its one replicate, seed0/
+    return {"root": root, "proc": proc, "seconds": seconds, "logs": root / "logs", "runs": root / "logs" / "seed0"}
 
 
 def _csv(logs):
@@ -76,7 +77,7 @@ def test_results_csv_has_one_row_per_strategy_and_sparsity_with_exact_sparsity(s
 def test_each_run_has_its_result_model_and_events(study, name):
     from pruning.results import read_json
 
-    rdir = study["logs"] / name
+    rdir = study["runs"] / name
     for f in ("result.json", "model.keras", "config.json"):
         assert (rdir / f).is_file(), f
     assert any((rdir / "train").glob("events.out.tfevents.*"))
@@ -103,13 +104,13 @@ def test_main_writes_the_eight_figures_inside_the_study_not_into_the_working_dir
 def test_rerun_resumes_quickly_without_retraining(study):
     assert study["proc"].returncode == 0
     logs = study["logs"]
-    before = {p.parent.name: p.stat().st_mtime_ns for p in logs.glob("*/result.json")}
+    before = {p.parent.name: p.stat().st_mtime_ns for p in study["runs"].glob("*/result.json")}
     table = paths.results_csv(logs).read_text()
     proc, seconds = run_script("main.py", *_study_args(study["root"]), timeout=120, cwd=study["root"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"resuming: 5 finished run(s) kept ({', '.join(RUNS)})" in proc.stdout
     assert not PROGRESS.search(proc.stdout), proc.stdout
-    assert {p.parent.name: p.stat().st_mtime_ns for p in logs.glob("*/result.json")} == before
+    assert {p.parent.name: p.stat().st_mtime_ns for p in study["runs"].glob("*/result.json")} == before
     assert paths.results_csv(logs).read_text() == table
     assert seconds < 20 and seconds < study["seconds"], (seconds, study["seconds"])
 
@@ -117,7 +118,7 @@ def test_rerun_resumes_quickly_without_retraining(study):
 def test_plotting_names_a_missing_run_and_still_draws(study, tmp_path):
     logs = tmp_path / "logs"
     shutil.copytree(study["logs"], logs)
-    shutil.rmtree(logs / "neuron_k50")
+    shutil.rmtree(logs / "seed0" / "neuron_k50")
     proc, _ = run_script("plotting.py", "--logdir", logs, "--plots", tmp_path / "plots2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "missing or failed runs (not plotted): neuron_k50" in proc.stdout
@@ -165,7 +166,7 @@ def test_size_columns_match_the_saved_models_and_sparse_files(study):
     hidden = tuple(int(w) for w in HIDDEN.split(","))
     full = list(zip((784,) + hidden, hidden + (10,)))
     for row in _csv(study["logs"]):
-        rdir = study["logs"] / row["run"]
+        rdir = study["runs"] / row["run"]
         model = load_model(rdir / paths.MODEL)
         layers = all_dense_layers(model)
         kernels = [np.asarray(l.effective_kernel()) for l in layers]
@@ -192,15 +193,22 @@ def test_size_columns_match_the_saved_models_and_sparse_files(study):
 def _study_copy(study, tmp_path):
     """A copy of the study's log directory without any benchmark output, to benchmark or damage."""
     logs = tmp_path / "logs"
-    shutil.copytree(study["logs"], logs, ignore=shutil.ignore_patterns("benchmark.*", "plots"))
+    shutil.copytree(study["runs"], logs, ignore=shutil.ignore_patterns("benchmark.*", "plots"))
     return logs
 
 
 def _benchmark(study, logs, *extra):
-    from pruning import cli
+    """benchmark.py in process, with no idle pauses between timed blocks: these tests check what it
+    writes and refuses, never its timings."""
+    from pruning import bench, cli
 
-    return cli.benchmark_main(["--logdir", str(logs), "--data-dir", str(study["root"] / "data"),
-                               "--batches", "1,7", "--repeats", "1", "--no-training", *extra])
+    saved = bench.BLOCK_PAUSE_S
+    bench.BLOCK_PAUSE_S = 0.0
+    try:
+        return cli.benchmark_main(["--logdir", str(logs), "--data-dir", str(study["root"] / "data"),
+                                   "--batches", "1,7", "--repeats", "1", "--no-training", *extra])
+    finally:
+        bench.BLOCK_PAUSE_S = saved
 
 
 def _nothing_written(logs):
@@ -304,3 +312,35 @@ def test_benchmark_on_a_study_that_is_running_exits_2_and_writes_nothing(study, 
     err = capsys.readouterr().err
     assert f"{logs} is in use by process {os.getpid()}" in err
     assert _nothing_written(logs)
+
+
+def test_seeds_run_the_study_once_each_and_summarize_them_and_a_resume_adds_only_the_new_seed(tmp_path, mnist_dir,
+                                                                                               capsys):
+    from pruning import cli
+
+    logs = tmp_path / "logs"
+    argv = ["--data-dir", str(mnist_dir), "--hidden", "16,8", "--epochs", "1", "--retrain-epochs", "1",
+            "--sparsities", "0,50", "--strategies", "weight,random", "--batch-size", "64", "--logdir", str(logs)]
+    assert cli.alternate_main_guarded(argv + ["--seeds", "0,1"]) == 0  # one worker per seed: the fastest here
+    out = capsys.readouterr().out
+    assert "== seed 1 (2 of 2)" in out and "mean +- 95% confidence half-width" in out
+    rows = _csv(logs)
+    assert [(r["seed"], r["strategy"], r["sparsity"]) for r in rows] == [
+        (s, st, k) for s in ("0", "1") for st in ("weight", "random") for k in ("0", "50")]
+    dense = {r["seed"]: r["test_accuracy"] for r in rows if r["run"] == "dense"}
+    assert dense["0"] != dense["1"]  # each seed trains its own dense network
+    summary = list(csv.DictReader(open(paths.summary_csv(logs))))
+    assert [(r["strategy"], r["sparsity"], r["seeds"], r["n_ok"]) for r in summary] == [
+        ("weight", "0", "2", "2"), ("weight", "50", "2", "2"), ("random", "0", "2", "2"), ("random", "50", "2", "2")]
+    accs = [float(r["test_accuracy"]) for r in rows if r["strategy"] == "weight" and r["sparsity"] == "50"]
+    weight50 = next(r for r in summary if r["strategy"] == "weight" and r["sparsity"] == "50")
+    assert float(weight50["test_accuracy_mean"]) == pytest.approx(sum(accs) / 2, abs=1e-6)
+    assert float(weight50["test_accuracy_ci95"]) == pytest.approx(12.7062 * abs(accs[0] - accs[1]) / 2, rel=1e-4)
+    assert (logs / "plots" / "compare_test.png").is_file()
+    before = {p: p.stat().st_mtime_ns for p in logs.glob("seed*/*/result.json")}
+    assert cli.alternate_main_guarded(argv + ["--seeds", "0,1,2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("resuming:") == 2 and "== seed 2 (3 of 3)" in out
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # seeds 0 and 1 untouched
+    assert len(list((logs / "seed2").glob("*/result.json"))) == 3
+    assert {r["seeds"] for r in csv.DictReader(open(paths.summary_csv(logs)))} == {"3"}

@@ -316,7 +316,7 @@ def test_results_table_has_one_row_per_strategy_and_sparsity(study):
     results.write_table(path, rows)
     lines = path.read_text().splitlines()
     assert lines[0] == ",".join(results.CSV_COLUMNS)
-    assert lines[2].split(",")[:3] == ["weight", "50", "ok"]
+    assert lines[2].split(",")[:4] == ["0", "weight", "50", "ok"]  # seed first
     assert len(lines) == 6
     text = results.format_table(rows).splitlines()
     assert len(text) == 2 + 5
@@ -572,3 +572,31 @@ def test_global_weight_prunes_exactly_k_percent_of_all_hidden_weights_and_record
     zeros = sum(round(f * n) for f, n in zip(per_layer.values(), sizes))
     assert zeros == expected_pruned(sum(sizes), 75)
     assert len(set(per_layer.values())) > 1  # one threshold, so the layers' shares differ
+
+
+# --------------------------------------------------------------------------- replicates: the summary
+def test_summary_over_three_seeds_matches_the_numbers_worked_by_hand():
+    rows = [{"seed": s, "strategy": "weight", "sparsity": 90.0, "status": "ok", "test_accuracy": acc,
+             "oneshot_test_accuracy": one, "effective_sparsity": 0.9}
+            for s, acc, one in ((0, 0.98, 0.90), (1, 0.97, 0.80), (2, 0.99, 0.85))]
+    rows.append({"seed": 3, "strategy": "weight", "sparsity": 90.0, "status": "failed", "test_accuracy": None,
+                 "oneshot_test_accuracy": None, "effective_sparsity": None})
+    (row,) = results.summarize(rows)
+    assert (row["strategy"], row["sparsity"], row["seeds"], row["n_ok"]) == ("weight", 90.0, 4, 3)
+    # mean 0.98; deviations -0.00, -0.01, +0.01: sd = sqrt(0.0002 / 2) = 0.01; t(0.975, 2) = 4.3027
+    assert row["test_accuracy_mean"] == pytest.approx(0.98)
+    assert row["test_accuracy_sd"] == pytest.approx(0.01)
+    assert row["test_accuracy_ci95"] == pytest.approx(4.3027 * 0.01 / math.sqrt(3), rel=1e-4)
+    assert row["oneshot_test_accuracy_mean"] == pytest.approx(0.85)
+    assert row["oneshot_test_accuracy_sd"] == pytest.approx(0.05)
+    assert row["effective_sparsity_sd"] == pytest.approx(0.0)
+    text = results.format_summary([row])
+    assert "98.00 +- 2.48" in text and "85.00 +- 12.42" in text and "3/4" in text
+
+
+def test_one_seed_has_a_mean_but_no_interval_and_the_t_quantiles_are_right():
+    (row,) = results.summarize([{"seed": 0, "strategy": "neuron", "sparsity": 50.0, "status": "ok",
+                                 "test_accuracy": 0.9, "oneshot_test_accuracy": 0.5, "effective_sparsity": 0.6}])
+    assert row["test_accuracy_mean"] == 0.9 and math.isnan(row["test_accuracy_ci95"])
+    assert [round(results.t975(df), 3) for df in (1, 2, 4, 9, 30, 60, 120)] == [
+        12.706, 4.303, 2.776, 2.262, 2.042, 2.000, 1.980]

@@ -86,7 +86,7 @@ def test_sigterm_and_ctrl_c_stop_every_worker_keep_finished_runs_and_say_so(tmp_
     assert f"stopped by {signal.Signals(sig).name}" in err and "finished runs are kept" in err
     assert "Traceback" not in err
     assert _wait_gone(workers, 15) == set()
-    logs = tmp_path / "logs"
+    logs = tmp_path / "logs" / "seed0"
     assert (logs / "dense" / "result.json").is_file()  # the finished dense run is kept
     assert not (logs / "weight_k90" / "result.json").exists()  # nothing trained on after the stop
     time.sleep(2)
