@@ -1,4 +1,18 @@
-"""A small toolkit for studying weight and neuron pruning of a ReLU MLP on MNIST.
+"""A small toolkit for studying how much of a network pruning can remove, and at what cost.
+
+The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
+
+    import pruning
+    model = pruning.build_mlp(784)                                   # MaskedDense layers; or your own builder
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, callbacks=[pruning.MaskingCallback("weight", 90)])   # pruned to 90 % and kept so
+    pruning.export_sparse(model, "model.sparse")                     # compact, checksummed; pruning.load_sparse
+
+* ``prune(model, strategy, k, seed=0)``: prune a model's prunable layers to k % in place (one shot);
+* ``MaskingCallback(strategy, k_or_schedule, log_dir=None, seed=0)``: prune during ``fit`` (``cubic_schedule``);
+* ``measure_sparsity(model)``; ``shrink_model(model)`` / ``expand_model(model)``: drop dead units / put them back;
+* ``export_sparse(model, path)``, ``load_sparse(path)``, ``SparseMLP(kernels, relus)``: store and run it sparse;
+* ``STRATEGIES``, ``Strategy``, ``register_strategy``; ``MODELS``, ``register_model``: the registries.
 
 Data flows one way: config -> data + model -> masks via callback -> training ->
 result.json + TensorBoard events -> results table -> plots.
@@ -15,3 +29,34 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
+
+_API = {
+    "prune": ("callbacks", "apply_masks"),
+    "MaskingCallback": ("callbacks", "MaskingCallback"),
+    "cubic_schedule": ("callbacks", "cubic_schedule"),
+    "measure_sparsity": ("callbacks", "measure_sparsity"),
+    "build_mlp": ("model", "build_mlp"),
+    "MaskedDense": ("model", "MaskedDense"),
+    "load_model": ("model", "load_model"),
+    "export_sparse": ("model", "export_sparse"),
+    "shrink_model": ("shrink", "shrink_model"),
+    "expand_model": ("shrink", "expand_model"),
+    "load_sparse": ("sparse_io", "load_sparse"),
+    "SparseMLP": ("inference", "SparseMLP"),
+    "STRATEGIES": ("masks", "STRATEGIES"),
+    "Strategy": ("masks", "Strategy"),
+    "register_strategy": ("masks", "register"),
+    "MODELS": ("models", "MODELS"),
+    "register_model": ("models", "register_model"),
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    """The public API, imported on first use (PEP 562)."""
+    if name not in _API:
+        raise AttributeError(f"module 'pruning' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _API[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)

@@ -143,10 +143,11 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
     import keras
 
     from .experiment import _compile
-    from .model import all_dense_layers, build_mlp
+    from .model import all_dense_layers
+    from .models import build_model
 
     keras.utils.set_random_seed(hyper.train.seed)
-    model = build_mlp(data.input_dim, hyper.model)
+    model = build_model(data.input_dim, hyper.model)
     steps = math.ceil(len(data.y_train) / hyper.train.batch_size) * (epochs_timed + 1)
     _compile(model, hyper.train.lr, hyper.train.weight_decay, steps)
     n_warm = hyper.train.batch_size * 20

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import masks
+from . import masks, models
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
 PROTOCOLS = ("oneshot", "retrain", "scratch")
@@ -25,11 +25,11 @@ class ConfigError(ValueError):
 
 
 def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
-       aliases: tuple[str, ...] = (), items: type | None = None):
+       aliases: tuple[str, ...] = (), items: type | None = None, flag: str | None = None):
     """A dataclass field carrying its command-line help text (and any other flag names it answers to);
     ``items``: the element type of a comma-separated list whose default is None."""
     return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                            "aliases": aliases, "items": items})
+                                            "aliases": aliases, "items": items, "flag": flag})
 
 
 # --------------------------------------------------------------------------- groups
@@ -54,6 +54,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    name: str = hp(
+        models.DEFAULT, "the network: a registered model builder; one of: "
+        + "; ".join(f"{m.name} ({m.help})" for m in models.MODELS.values()), metavar="NAME", flag="--model",
+    )
     hidden: tuple[int, ...] = hp(
         (1000, 1000, 500, 200), "hidden layer widths, comma-separated", metavar="W1,W2,..."
     )
@@ -64,6 +68,7 @@ class ModelConfig:
     )
 
     def __post_init__(self):
+        _check_choice("--model", self.name, models.model_names())
         if not self.hidden or any(int(w) < 1 for w in self.hidden):
             raise ConfigError(f"--hidden must list positive layer widths, got {self.hidden!r}.")
 
@@ -223,7 +228,8 @@ class RunConfig:
         h = self.hyper
         ident = {
             "data_source": h.data.data_source,
-            "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu},
+            "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu,
+                      **({"name": h.model.name} if h.model.name != models.DEFAULT else {})},
             "train": dataclasses.asdict(h.train),
             "strategy": self.strategy,
             "sparsity": self.sparsity,
@@ -312,7 +318,7 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None,
                 kwargs["choices"] = meta["choices"]
             if default is not None:
                 kwargs["help"] += " (default: %(default)s)"
-        group.add_argument(_flag(f.name), *meta.get("aliases", ()), **kwargs)
+        group.add_argument(meta.get("flag") or _flag(f.name), *meta.get("aliases", ()), **kwargs)
 
 
 def from_args(args: argparse.Namespace, cls, **overrides):

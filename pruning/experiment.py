@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import masks, paths
+from . import masks, models, paths
 from .config import Hyper, RunConfig, StudyConfig
 from .results import is_fs_error, missing_files, read_result, write_json
 
@@ -245,19 +245,15 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
     """Write ``model``'s weights in the sparse format and return what it costs: the counts of
     ``shrink.network_counts`` and the bytes of its weights stored dense (float32, the unpruned
     network's shapes) and sparse, each also after gzip."""
-    from .model import all_dense_layers
+    from .model import sparse_layers
     from .shrink import expand_arrays, network_counts
     from .results import atomic_write_bytes
-    from .sparse_io import SparseLayer, encode, gzip_nbytes
+    from .sparse_io import encode, gzip_nbytes
 
-    layers = all_dense_layers(model)
-    kernels = [np.asarray(l.effective_kernel()) for l in layers]
-    full_shapes = [l.full_shape for l in layers]
-    sparse_layers = [SparseLayer(l.name, k, None if l.mask is None else l.mask.numpy(), l.relu)
-                     for l, k in zip(layers, kernels)]
-    meta = {**(meta or {}), "full_shapes": [list(s) for s in full_shapes],
-            "kept": {l.name: l.kept for l in layers if l.kept is not None}}
-    blob = encode(sparse_layers, meta)  # validated here; written as is, not encoded twice
+    layers, own = sparse_layers(model)
+    kernels = [l.kernel for l in layers]
+    full_shapes = [tuple(s) for s in own["full_shapes"]]
+    blob = encode(layers, {**(meta or {}), **own})  # validated here; written as is, not encoded twice
     atomic_write_bytes(sparse_path, blob)
     dense_blob = b"".join(k.astype(np.float32).tobytes() for k in expand_arrays(model)[0])
     return {
@@ -289,7 +285,8 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     import tensorflow as tf
 
     from .callbacks import MaskingCallback, apply_masks, cubic_schedule, measure_sparsity
-    from .model import build_mlp, load_model, masked_layers
+    from .model import load_model, masked_layers
+    from .models import build_model
 
     tf.get_logger().setLevel("ERROR")  # each run compiles anew: retracing notices are expected
 
@@ -332,7 +329,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
             return fail(f"parent run {cfg.parent} {why}")
         model = load_model(paths.model_file(logdir, cfg.parent))
     else:
-        model = build_mlp(data.input_dim, hyper.model)
+        model = build_model(data.input_dim, hyper.model)
 
     lr = hyper.prune.retrain_lr if protocol == "retrain" else hyper.train.lr
     steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
@@ -412,8 +409,11 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(threads: int, data_dir, data_source, queue, verbose: bool = False) -> None:
+def _init_worker(threads: int, data_dir, data_source, queue, verbose: bool = False, model_specs=None) -> None:
+    from . import models
     from .tfsetup import import_tensorflow
+
+    models.restore(model_specs or {})  # the builders the study's process knows (a plug-in's too)
 
     # Ctrl-C reaches the whole process group; the study's process alone decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -633,7 +633,7 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
             live = [(chain_list, n, threads) for chain_list, n, threads in phase if chain_list]
             pools = [ProcessPoolExecutor(min(n, len(chain_list)), mp_context=ctx, initializer=_init_worker,
                                          initargs=(threads, hyper.data.data_dir, hyper.data.data_source, queue,
-                                                   verbose))
+                                                   verbose, models.snapshot()))
                      for chain_list, n, threads in live]
             futures = [pool.submit(_run_chain, chain, str(logdir))
                        for pool, (chain_list, _, _) in zip(pools, live) for chain in chain_list]

@@ -107,3 +107,25 @@ def numpy_forward(kernels: list[np.ndarray], x: np.ndarray, output_relu: bool = 
         if i < len(kernels) - 1 or output_relu:
             h = np.maximum(h, 0.0)
     return h
+
+
+def sparse_layers(model: keras.Model):
+    """The model's dense layers as ``sparse_io.SparseLayer`` (effective kernel, mask, ReLU flag) and the
+    metadata that lets a shrunk network be expanded back (original shapes, kept units)."""
+    from .sparse_io import SparseLayer
+
+    layers = all_dense_layers(model)
+    out = [SparseLayer(l.name, np.asarray(l.effective_kernel()), None if l.mask is None else l.mask.numpy(), l.relu)
+           for l in layers]
+    meta = {"full_shapes": [list(l.full_shape) for l in layers],
+            "kept": {l.name: l.kept for l in layers if l.kept is not None}}
+    return out, meta
+
+
+def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
+    """Write the model's weights to ``path`` in the compact, checksummed sparse format
+    (``pruning.sparse_io``; read back with ``load_sparse``); returns the bytes written."""
+    from .sparse_io import save_sparse
+
+    layers, own = sparse_layers(model)
+    return save_sparse(path, layers, {**(meta or {}), **own})

@@ -344,3 +344,34 @@ def test_seeds_run_the_study_once_each_and_summarize_them_and_a_resume_adds_only
     assert {p: p.stat().st_mtime_ns for p in before} == before  # seeds 0 and 1 untouched
     assert len(list((logs / "seed2").glob("*/result.json"))) == 3
     assert {r["seeds"] for r in csv.DictReader(open(paths.summary_csv(logs)))} == {"3"}
+
+
+def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_dir, capsys, monkeypatch):
+    """Registering a builder is all it takes: training, masks, shrinking, the sparse export, the table
+    and the figures work on it (the worker processes get the registration too)."""
+    from pruning import cli, models
+    from pruning.model import all_dense_layers, load_model
+    from pruning.sparse_io import load_sparse
+    import model_plugins
+
+    monkeypatch.setitem(models.MODELS, "two_layer", models.ModelSpec("two_layer", model_plugins.build_two_layer,
+                                                                     "trunk + ReLU head (tests)"))
+    logs = tmp_path / "logs"
+    argv = ["--model", "two_layer", "--data-dir", str(mnist_dir), "--hidden", "16", "--epochs", "1",
+            "--retrain-epochs", "1", "--sparsities", "0,50", "--strategies", "weight,neuron", "--batch-size", "64",
+            "--logdir", str(logs)]
+    assert cli.alternate_main_guarded(argv) == 0, capsys.readouterr()
+    rows = {r["run"]: r for r in _csv(logs)}
+    assert float(rows["weight_k50"]["weight_sparsity"]) == 0.5  # 784 x 16 trunk: 6,272 of 12,544
+    assert float(rows["neuron_k50"]["weight_sparsity"]) == 0.5
+    runs = logs / "seed0"
+    shrunk = load_model(paths.model_file(runs, "neuron_k50"))
+    assert [(l.name, l.units, l.prunable, l.relu) for l in all_dense_layers(shrunk)] == [
+        ("trunk", 8, True, True), ("head", 10, False, True)]
+    layers, _ = load_sparse(paths.sparse_model_file(runs, "weight_k50"))
+    assert [(l.name, l.kernel.shape, l.relu) for l in layers] == [("trunk", (784, 16), True), ("head", (16, 10), True)]
+    assert (logs / "plots" / "compare_test.png").is_file()
+    with pytest.raises(SystemExit):  # an unknown model: exit 2 naming the flag and the choices
+        cli.study_main_guarded(["--model", "cnn", "--logdir", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert "--model: unknown value 'cnn'; choose one of mlp, two_layer" in err

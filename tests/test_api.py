@@ -1,0 +1,43 @@
+"""The public API in pruning/__init__.py, as the README's example uses it: lazily imported, and the
+five lines do what they say (exact sparsity, the sparse file predicts what the model predicts)."""
+import subprocess
+import sys
+
+import numpy as np
+
+import pruning
+from helpers import REPO, expected_pruned
+
+
+def test_import_pruning_does_not_start_tensorflow():
+    code = "import sys, pruning; pruning.STRATEGIES; pruning.MODELS; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_every_public_name_resolves():
+    for name in pruning.__all__:
+        assert getattr(pruning, name) is not None, name
+
+
+def test_the_readme_example_prunes_trains_exports_and_loads(tmp_path, tiny_data):
+    x, y = tiny_data.x_train, tiny_data.y_train
+    model = pruning.build_mlp(x.shape[1])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[pruning.MaskingCallback("weight", 90)])
+    pruning.export_sparse(model, tmp_path / "model.sparse")
+    layers, meta = pruning.load_sparse(tmp_path / "model.sparse")
+    for layer, stored in zip([l for l in model.layers if getattr(l, "prunable", False)], layers):
+        size = int(np.prod(layer.kernel.shape))
+        assert np.count_nonzero(stored.mask == 0) == expected_pruned(size, 90) == np.count_nonzero(stored.kernel == 0)
+    engine = pruning.SparseMLP([l.kernel for l in layers], [l.relu for l in layers])
+    logits = model.predict(tiny_data.x_test, verbose=0)
+    assert np.abs(engine.predict(tiny_data.x_test) - logits).max() < 1e-4
+    assert pruning.measure_sparsity(model)["weight_sparsity"] > 0.899
+
+
+def test_prune_is_the_one_shot_entry_point(tiny_data):
+    model = pruning.build_mlp(tiny_data.x_train.shape[1])
+    thresholds = pruning.prune(model, "global_weight", 75)
+    assert set(thresholds) == {"hidden1", "hidden2", "hidden3", "hidden4"}
+    assert abs(pruning.measure_sparsity(model)["weight_sparsity"] - 0.75) < 1e-6
