@@ -142,14 +142,14 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
     time whole epochs after a warm-up, and return examples/s and matmul GFLOP/s."""
     import keras
 
-    from .experiment import _compile
+    from .experiment import compile_model
     from .model import all_dense_layers
     from .models import build_model
 
     keras.utils.set_random_seed(hyper.train.seed)
     model = build_model(data.input_dim, hyper.model)
     steps = math.ceil(len(data.y_train) / hyper.train.batch_size) * (epochs_timed + 1)
-    _compile(model, hyper.train.lr, hyper.train.weight_decay, steps)
+    compile_model(model, hyper.train.lr, hyper.train.weight_decay, steps)
     n_warm = hyper.train.batch_size * 20
     model.fit(data.x_train[:n_warm], data.y_train[:n_warm], batch_size=hyper.train.batch_size, epochs=1, verbose=0)
     t = time.perf_counter()

@@ -136,7 +136,9 @@ def set_threads(n: int | None) -> None:
         pass  # already initialised in this process: keep its setting
 
 
-def _compile(model, lr: float, weight_decay: float, steps: int):
+def compile_model(model, lr: float, weight_decay: float, steps: int):
+    """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay), the
+    learning rate cosine-decayed to 0 over ``steps``, cross-entropy on logits, accuracy."""
     import keras
 
     schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
@@ -164,7 +166,7 @@ def _oneshot(logdir, strategy: str, k: float, data, seed: int = 0) -> tuple[floa
 
     model = load_model(paths.model_file(logdir, paths.DENSE))
     apply_masks(model, strategy, k, seed)
-    _compile(model, 1e-3, 0.0, 0)
+    compile_model(model, 1e-3, 0.0, 0)
     return evaluate(model, data.x_train, data.y_train)[1], evaluate(model, data.x_test, data.y_test)[1]
 
 
@@ -237,7 +239,7 @@ def _final_shrink(model, x_test) -> tuple:
     full = expand_model(smaller)
     diff = np.abs(smaller.predict(x_test, batch_size=EVAL_BATCH, verbose=0)
                   - full.predict(x_test, batch_size=EVAL_BATCH, verbose=0)).max()
-    _compile(smaller, 1e-3, 0.0, 0)
+    compile_model(smaller, 1e-3, 0.0, 0)
     return smaller, float(diff)
 
 
@@ -333,7 +335,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
 
     lr = hyper.prune.retrain_lr if protocol == "retrain" else hyper.train.lr
     steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
-    _compile(model, lr, hyper.train.weight_decay, steps)
+    compile_model(model, lr, hyper.train.weight_decay, steps)
 
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
@@ -365,7 +367,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
                         validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
         if shrinks:
             model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
-                                   lambda m: _compile(m, lr, hyper.train.weight_decay, steps))
+                                   lambda m: compile_model(m, lr, hyper.train.weight_decay, steps))
         else:
             h = model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args)
             _extend(history, h.history)

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .registry import Registry
+
 GRANULARITIES = ("weight", "unit")
 SCOPES = ("layer", "global")
 
@@ -65,25 +67,10 @@ class Strategy:
         return self.granularity == "unit"
 
 
-STRATEGIES: dict[str, Strategy] = {}
-
-
-def register(strategy: Strategy) -> Strategy:
-    if strategy.name in STRATEGIES or strategy.name == "none":
-        raise ValueError(f"a strategy named {strategy.name!r} is already registered")
-    STRATEGIES[strategy.name] = strategy
-    return strategy
-
-
-def get(name: str) -> Strategy:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
-
-
-def names() -> tuple[str, ...]:
-    return tuple(STRATEGIES)
+STRATEGIES = Registry("strategy", reserved=("none",))  # "none": the dense run's strategy
+register = STRATEGIES.register
+get = STRATEGIES.lookup
+names = STRATEGIES.names
 
 
 # ---------------------------------------------------------------------------- scores

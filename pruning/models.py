@@ -15,6 +15,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+from .registry import Registry
+
 DEFAULT = "mlp"
 
 
@@ -32,25 +34,14 @@ class ModelSpec:
         return fn(input_dim, cfg)
 
 
-MODELS: dict[str, ModelSpec] = {}
+MODELS = Registry("model")
+get_model = MODELS.lookup
+model_names = MODELS.names
 
 
 def register_model(name: str, builder: str | Callable, help: str) -> ModelSpec:
-    if name in MODELS:
-        raise ValueError(f"a model named {name!r} is already registered")
-    MODELS[name] = spec = ModelSpec(name, builder, help)
-    return spec
-
-
-def get_model(name: str) -> ModelSpec:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}") from None
-
-
-def model_names() -> tuple[str, ...]:
-    return tuple(MODELS)
+    """Make ``builder`` (a top-level function, or "module:function") the choice ``--model name``."""
+    return MODELS.register(ModelSpec(name, builder, help))
 
 
 def build_model(input_dim: int, cfg):

@@ -8,7 +8,7 @@ keras = pytest.importorskip("keras")
 
 from pruning import callbacks  # noqa: E402
 from pruning.config import ModelConfig  # noqa: E402
-from pruning.experiment import _compile  # noqa: E402
+from pruning.experiment import compile_model  # noqa: E402
 from pruning.model import all_dense_layers, build_mlp, load_model, masked_layers  # noqa: E402
 from helpers import expected_pruned  # noqa: E402
 
@@ -123,11 +123,11 @@ def test_pruning_a_shrunk_model_counts_k_against_the_original_units(model):
 def test_adam_moments_of_the_surviving_weights_are_carried_over(model):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 20)).astype(np.float32), rng.integers(0, 10, 64)
-    _compile(model, 1e-3, 0.5, 100)
+    compile_model(model, 1e-3, 0.5, 100)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     _neuron_pruned(model, 50)
     smaller, keep = shrink.shrink_model(model)
-    _compile(smaller, 1e-3, 0.5, 100)
+    compile_model(smaller, 1e-3, 0.5, 100)
     shrink.carry_optimizer_state(model, smaller, keep)
     old, new = model.optimizer, smaller.optimizer
     assert int(new.iterations.numpy()) == int(old.iterations.numpy()) == 2
