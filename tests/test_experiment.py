@@ -469,7 +469,7 @@ def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(s
     """--ramp-epochs 3: the masks grow along the cubic schedule from the parent's k (50) to 75;
     pruned_test_accuracy is the parent pruned straight to 75, and the parent's model is untouched."""
     from pruning.callbacks import apply_masks, cubic_schedule
-    from pruning.experiment import _compile, evaluate, train_run
+    from pruning.experiment import compile_model, evaluate, train_run
 
     logdir = tmp_path / "logs"
     shutil.copytree(study["logdir"], logdir)
@@ -487,7 +487,7 @@ def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(s
         expected_weight_sparsity(shapes.values(), "weight", 75), abs=1e-12)
     parent = _load(study, "weight_k50")
     apply_masks(parent, "weight", 75)
-    _compile(parent, 1e-3, 0.0, 0)
+    compile_model(parent, 1e-3, 0.0, 0)
     assert r["pruned_test_accuracy"] == evaluate(parent, study["data"].x_test, study["data"].y_test)[1]
 
 

@@ -7,7 +7,7 @@ tf = pytest.importorskip("tensorflow")
 
 from pruning import callbacks, masks  # noqa: E402
 from pruning.config import ModelConfig  # noqa: E402
-from pruning.experiment import _compile, evaluate  # noqa: E402
+from pruning.experiment import compile_model, evaluate  # noqa: E402
 from pruning.model import (MaskedDense, build_mlp, effective_kernels, load_model, masked_layers,  # noqa: E402
                            numpy_forward)
 from helpers import assert_mask_count  # noqa: E402
@@ -133,10 +133,10 @@ def test_predictions_equal_the_numpy_forward_of_the_effective_kernels(strategy, 
 def test_oneshot_accuracy_from_evaluate_equals_numpy_argmax_accuracy(strategy, tiny_data):
     keras.utils.set_random_seed(3)
     m = build_mlp(tiny_data.input_dim, CFG)
-    _compile(m, 1e-2, 0.0, 0)
+    compile_model(m, 1e-2, 0.0, 0)
     m.fit(tiny_data.x_train, tiny_data.y_train, batch_size=32, epochs=3, verbose=0)
     callbacks.apply_masks(m, strategy, 50)
-    _compile(m, 1e-3, 0.0, 0)
+    compile_model(m, 1e-3, 0.0, 0)
     x, y = tiny_data.x_test, tiny_data.y_test
     _, acc = evaluate(m, x, y)
     logits = numpy_forward(_kernels(m), x)
