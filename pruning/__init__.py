@@ -14,8 +14,16 @@ The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
 * ``export_sparse(model, path)``, ``load_sparse(path)``, ``SparseMLP(kernels, relus)``: store and run it sparse;
 * ``STRATEGIES``, ``Strategy``, ``register_strategy``; ``MODELS``, ``register_model``: the registries.
 
-Data flows one way: config -> data + model -> masks via callback -> training ->
-result.json + TensorBoard events -> results table -> plots.
+The package's folders show its architecture; data flows one way through them::
+
+    config.py, paths.py, files.py, registry.py   frozen configurations, every output name, atomic writes
+    data/      MNIST from IDX files, tensorflow-datasets or the offline sample, validated
+    core/      strategies and pure mask functions, MaskedDense, the masking callback
+    models/    registered network builders (mlp)
+    study/     plan -> runs on worker processes (engine) -> result.json + TensorBoard events; resume, lock
+    deploy/    shrink, the sparse file format and engine, the benchmark
+    report/    results.csv, summary.csv (mean, sd, 95 % CI), figures
+    cli.py     the five commands (main.py, main_alternate.py, train.py, plotting.py, benchmark.py)
 """
 import os
 
@@ -31,23 +39,23 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 __version__ = "0.1.0"
 
 _API = {
-    "prune": ("callbacks", "apply_masks"),
-    "MaskingCallback": ("callbacks", "MaskingCallback"),
-    "cubic_schedule": ("callbacks", "cubic_schedule"),
-    "measure_sparsity": ("callbacks", "measure_sparsity"),
-    "build_mlp": ("model", "build_mlp"),
-    "MaskedDense": ("model", "MaskedDense"),
-    "load_model": ("model", "load_model"),
-    "export_sparse": ("model", "export_sparse"),
-    "shrink_model": ("shrink", "shrink_model"),
-    "expand_model": ("shrink", "expand_model"),
-    "load_sparse": ("sparse_io", "load_sparse"),
-    "SparseMLP": ("inference", "SparseMLP"),
-    "STRATEGIES": ("masks", "STRATEGIES"),
-    "Strategy": ("masks", "Strategy"),
-    "register_strategy": ("masks", "register"),
+    "prune": ("core.callbacks", "apply_masks"),
+    "MaskingCallback": ("core.callbacks", "MaskingCallback"),
+    "cubic_schedule": ("core.callbacks", "cubic_schedule"),
+    "measure_sparsity": ("core.callbacks", "measure_sparsity"),
+    "MaskedDense": ("core.layers", "MaskedDense"),
+    "load_model": ("core.layers", "load_model"),
+    "STRATEGIES": ("core.masks", "STRATEGIES"),
+    "Strategy": ("core.masks", "Strategy"),
+    "register_strategy": ("core.masks", "register"),
+    "build_mlp": ("models.mlp", "build_mlp"),
     "MODELS": ("models", "MODELS"),
     "register_model": ("models", "register_model"),
+    "export_sparse": ("deploy.export", "export_sparse"),
+    "load_sparse": ("deploy.sparse_format", "load_sparse"),
+    "shrink_model": ("deploy.shrink", "shrink_model"),
+    "expand_model": ("deploy.shrink", "expand_model"),
+    "SparseMLP": ("deploy.sparse_engine", "SparseMLP"),
 }
 __all__ = sorted(_API)
 

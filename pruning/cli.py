@@ -3,20 +3,22 @@ are thin wrappers over these functions."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import signal
 import sys
 import time
 from pathlib import Path
 
-from . import masks, paths
+from . import paths
+from .core import masks
 from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
                      add_hyper_flags, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
-from .lock import LockError
-from .results import OutputError, ResultError, explain_fs_error, is_fs_error
+from .deploy.sparse_format import SparseFormatError
+from .files import OutputError, ResultError, explain_fs_error, is_fs_error
+from .study.lock import LockError
 
-from .sparse_io import SparseFormatError
 
 USER_ERRORS = (ConfigError, DataError, ResultError, SparseFormatError, OutputError, LockError)
 EXIT_USAGE = 2
@@ -39,7 +41,7 @@ def guarded(fn):
     """Run ``fn``; a user error (bad input, a full disk, a read-only or busy directory) becomes a
     one-paragraph message and exit status 2; Ctrl-C, SIGTERM and SIGHUP stop it the same way,
     keeping finished runs, with exit status 128 + the signal's number."""
-    from .experiment import StudyError
+    from .study.plan import StudyError
 
     def wrapper(argv=None):
         import threading
@@ -120,14 +122,14 @@ def _load_data(hyper, verbose: bool = False):
     """The data set, validated, before anything is written: bad data changes nothing."""
     import os
 
-    from .data import ENV_VAR, load_mnist
+    from . import data as datasets
     from .tfsetup import import_tensorflow
 
-    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(ENV_VAR)
+    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.ENV_VAR)
                                                 or hyper.data.data_source != "auto"):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
-    data = load_mnist(hyper.data.data_dir, hyper.data.data_source)
+    data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
     d = data.describe()
     print(f"data: {d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
     return data
@@ -162,7 +164,7 @@ def train_main(argv=None) -> int:
     hyper = _hyper(p, args)
     out = from_args(args, OutputConfig)
     _percent_notice([args.sparsity])
-    from .lock import hold
+    from .study.lock import hold
 
     data = _load_data(hyper, args.verbose)  # bad data changes nothing
     with hold(out.logdir):
@@ -170,8 +172,10 @@ def train_main(argv=None) -> int:
 
 
 def _train(args, hyper, out, data) -> int:
-    from .experiment import check_existing, dense_config, train_run, ProgressPrinter
-    from .results import missing_files, read_result
+    from .report.results import missing_files, read_result
+    from .study.engine import ProgressPrinter
+    from .study.plan import check_existing, dense_config
+    from .study.run import train_run
     from .tfsetup import import_tensorflow
 
     logdir = paths.seed_dir(out.logdir, hyper.train.seed)  # a study's replicate of this seed
@@ -206,7 +210,7 @@ def _train(args, hyper, out, data) -> int:
 
 
 def _print_run(logdir, name) -> int:
-    from .results import read_result
+    from .report.results import read_result
 
     r = read_result(logdir, name)
     line = f"{name}: test accuracy {100 * r['test_accuracy']:.2f}%, train accuracy {100 * r['train_accuracy']:.2f}%"
@@ -239,8 +243,8 @@ def study_parser(alternate: bool) -> argparse.ArgumentParser:
 
 
 def study_main(argv=None, alternate: bool = False) -> int:
-    from .lock import hold
-    from .results import check_writable_dir
+    from .study.lock import hold
+    from .files import check_writable_dir
 
     p = study_parser(alternate)
     args = p.parse_args(argv)
@@ -259,10 +263,10 @@ def study_main(argv=None, alternate: bool = False) -> int:
 
 
 def _study(args, hyper, out, study, plots: Path, data) -> int:
-    from .experiment import run_seeds
-    from .plots import data_notice, make_figures
-    from .results import (SUMMARY_COLUMNS, format_summary, format_table, read_all_results, summarize, table_rows,
-                          write_rows, write_table)
+    from .report.plots import data_notice, make_figures
+    from .report.results import format_table, read_all_results, table_rows, write_rows, write_table
+    from .report.stats import SUMMARY_COLUMNS, format_summary, summarize
+    from .study.engine import run_seeds
 
     t0 = time.perf_counter()
     planned = run_seeds(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
@@ -298,10 +302,10 @@ alternate_main_guarded = guarded(lambda argv=None: study_main(argv, alternate=Tr
 # --------------------------------------------------------------------------- plotting.py
 @guarded
 def plotting_main(argv=None) -> int:
-    from .plots import FIGURES, make_figures
-    from .results import read_study_results
+    from .report.plots import FIGURES, make_figures
+    from .report.results import read_study_results
 
-    from .results import check_writable_dir
+    from .files import check_writable_dir
 
     p = Parser(
         prog="plotting.py",
@@ -337,7 +341,7 @@ def _batches(text: str) -> tuple[int, ...]:
 
 
 def benchmark_parser() -> argparse.ArgumentParser:
-    from .bench import ENGINE_HELP
+    from .deploy.bench import ENGINE_HELP
 
     p = Parser(
         prog="benchmark.py",
@@ -366,11 +370,11 @@ def benchmark_parser() -> argparse.ArgumentParser:
 
 @guarded
 def benchmark_main(argv=None) -> int:
-    from .bench import finished_runs
     from .config import DataConfig
-    from .data import load_mnist
-    from .lock import hold
-    from .results import check_writable_dir, read_result
+    from .deploy.bench import finished_runs
+    from .files import check_writable_dir
+    from .report.results import read_result
+    from .study.lock import hold
     from .tfsetup import import_tensorflow
 
     p = benchmark_parser()
@@ -393,9 +397,9 @@ def benchmark_main(argv=None) -> int:
                           f"finished study.")
     dense = read_result(args.logdir, paths.DENSE)
     hyper = RunConfig.from_dict(dense["config"]).hyper
-    data_cfg = DataConfig(args.data_dir, "idx" if args.data_dir else hyper.data.data_source)
-    data = load_mnist(data_cfg.data_dir or hyper.data.data_dir, data_cfg.data_source)
-    print(f"data: {data.describe()['source']}", flush=True)
+    if args.data_dir:  # else the data the study trained on, as its dense run records it
+        hyper = dataclasses.replace(hyper, data=DataConfig(args.data_dir, "idx"))
+    data = _load_data(hyper, args.verbose)
     for line in notices:
         print(f"notice: {line}", flush=True)
     with hold(root):  # not while a study writes (or another benchmark times) in it
@@ -406,11 +410,12 @@ def benchmark_main(argv=None) -> int:
 
 
 def _benchmark(args, data, hyper, plots: Path) -> int:
-    from .bench import (ENGINES, NOISY_SPREAD, SUSPECT_MARGIN, SUSPECT_MARGIN_BATCH_1, TOLERANCE, BenchmarkError,
+    from .deploy.bench import (ENGINES, NOISY_SPREAD, SUSPECT_MARGIN, SUSPECT_MARGIN_BATCH_1, TOLERANCE, BenchmarkError,
                         benchmark_summary, dense_training_throughput, format_benchmark, latency_rows,
                         load_warning, machine_load, matmul_peak, summary_line)
-    from .plots import speedup_figure
-    from .results import write_json, write_rows
+    from .files import write_json
+    from .report.plots import speedup_figure
+    from .report.results import write_rows
 
     load = {"start": machine_load()}
     for line in filter(None, [load_warning(load["start"], "at the start")]):

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import masks, models
+from . import models
+from .core import masks
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
 PROTOCOLS = ("oneshot", "retrain", "scratch")

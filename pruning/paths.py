@@ -7,7 +7,7 @@ A study lives in one log directory (``--logdir``), one sub-directory per seed (r
       results.csv             one row per (seed, strategy, sparsity)
       summary.csv             one row per (strategy, sparsity): mean, sd and 95% CI over the seeds
       plots/                  the study's figures (main.py), unless --plots names another place
-      .lock                   held (flock) by the command writing the study; see pruning.lock
+      .lock                   held (flock) by the command writing the study; see pruning.study.lock
       seed0/                  one replicate (train.py --seed 0 writes here too):
         study.json            this seed's configuration and planned runs
         benchmark.csv/.json   inference latencies, matmul peak, training throughput (benchmark.py)
@@ -16,7 +16,7 @@ A study lives in one log directory (``--logdir``), one sub-directory per seed (r
           config.json         the resolved configuration, written when the run starts
           train/ validation/  TensorBoard event files (validation = the MNIST test set)
           model.keras         the final model (unit strategies: physically shrunk)
-          model.sparse        the same weights in the compact sparse format (pruning.sparse_io)
+          model.sparse        the same weights in the compact sparse format (pruning.deploy.sparse_format)
           result.json         written last, atomically: with the files it names, marks the run finished
         weight_k90/ ...       one directory per (strategy, sparsity)
       seed1/ ...

@@ -1,4 +1,4 @@
-"""Name -> entry, for each kind of plug-in (strategies in ``pruning.masks``, models in
+"""Name -> entry, for each kind of plug-in (strategies in ``pruning.core.masks``, models in
 ``pruning.models``): registered once, looked up by name, listed in registration order. A plain dict
 underneath, so ``for entry in REGISTRY.values()`` and a test's ``monkeypatch.setitem`` just work."""
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pruning import data as pdata
+from pruning.data import sources as pdata
 
 REPO = Path(__file__).resolve().parent.parent
 IDX_NAMES = {
@@ -26,7 +26,7 @@ IDX_NAMES = {
 
 # --------------------------------------------------------------------------- expected numbers
 def expected_pruned(count: int, k: float) -> int:
-    """Round-half-up of k% of count, written independently of pruning.masks."""
+    """Round-half-up of k% of count, written independently of pruning.core.masks."""
     return int(math.floor(k * count / 100.0 + 0.5))
 
 

@@ -2,7 +2,7 @@
 a model's own registration (pruning.models). Two layers, neither named like the MLP's: a prunable
 ``trunk`` of ``--hidden``'s first width, and a ``head`` that is not pruned and, unlike the MLP's
 output, ends in a ReLU."""
-from pruning.model import mlp_from_specs
+from pruning.core.layers import mlp_from_specs
 
 
 def build_two_layer(input_dim: int, cfg):

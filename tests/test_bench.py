@@ -1,4 +1,4 @@
-"""pruning.bench without a study: timing spread, row marks, the engines' agreement check, the
+"""pruning.deploy.bench without a study: timing spread, row marks, the engines' agreement check, the
 terminal table and the load warning. Timings are only compared with generous margins: these tests
 check behaviour, not speed."""
 import itertools
@@ -6,9 +6,7 @@ import time
 
 import pytest
 
-from pruning.bench import (ENGINES, NOISY_SPREAD, SUSPECT_MARGIN, TOLERANCE, BenchmarkError, Timing,
-                           benchmark_summary, check_agreement, format_benchmark, load_warning, machine_load,
-                           mark_row, relative_spread, summary_line, timed_rounds)
+from pruning.deploy.bench import BenchmarkError, ENGINES, NOISY_SPREAD, SUSPECT_MARGIN, TOLERANCE, Timing, benchmark_summary, check_agreement, format_benchmark, load_warning, machine_load, mark_row, relative_spread, summary_line, timed_rounds
 
 
 def _row(run="weight_k90", batch=100, flop_ratio=10.0, spread=0.02, **speedups) -> dict:
@@ -149,7 +147,7 @@ def test_the_figure_defaults_to_the_logdir_and_out_is_an_alias_of_plots():
 
 
 def test_speedup_figure_circles_noisy_and_suspect_points_and_names_them_in_the_legend(tmp_path, monkeypatch):
-    from pruning import plots
+    from pruning.report import plots
 
     def rows(marked: bool):
         out = []

@@ -1,14 +1,15 @@
-"""pruning.callbacks.MaskingCallback: masks at the start, on schedule changes, and its
+"""pruning.core.callbacks.MaskingCallback: masks at the start, on schedule changes, and its
 TensorBoard scalars."""
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from pruning import masks  # noqa: E402
-from pruning.callbacks import MaskingCallback, apply_masks, measure_sparsity  # noqa: E402
+from pruning.core import masks  # noqa: E402
+from pruning.core.callbacks import MaskingCallback, apply_masks, measure_sparsity  # noqa: E402
 from pruning.config import ModelConfig  # noqa: E402
-from pruning.model import build_mlp, masked_layers  # noqa: E402
+from pruning.core.layers import masked_layers  # noqa: E402
+from pruning.models.mlp import build_mlp  # noqa: E402
 from helpers import expected_pruned, read_scalars  # noqa: E402
 
 HIDDEN = ("hidden1", "hidden2", "hidden3")
@@ -118,7 +119,7 @@ def test_apply_masks_returns_the_thresholds_of_the_computed_masks():
 
 # --------------------------------------------------------------------------- gradual (cubic) schedule
 def test_cubic_schedule_follows_zhu_and_gupta_and_ends_at_the_target():
-    from pruning.callbacks import cubic_schedule
+    from pruning.core.callbacks import cubic_schedule
 
     s = cubic_schedule(0.0, 80.0, 4)
     # s(e) = end + (start - end) * (1 - (e + 1) / ramp)^3
@@ -132,7 +133,7 @@ def test_cubic_schedule_follows_zhu_and_gupta_and_ends_at_the_target():
 
 
 def test_cubic_schedule_in_fit_prunes_gradually_to_the_exact_target(tmp_path):
-    from pruning.callbacks import cubic_schedule
+    from pruning.core.callbacks import cubic_schedule
 
     m, x, y = _model_and_data(4)
     schedule = cubic_schedule(0.0, 75.0, 3)
@@ -151,3 +152,59 @@ def test_a_falling_schedule_is_refused_because_masks_only_grow(tmp_path):
     schedule = lambda epoch: 80.0 if epoch == 0 else 50.0  # noqa: E731
     with pytest.raises(ValueError, match="falls from 80.0% to 50.0%"):
         m.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[MaskingCallback("weight", schedule)])
+
+
+# --------------------------------------------------------------------------- masks computed once, applied as needed
+def test_masks_applied_prunes_inside_the_block_and_restores_kernels_and_masks_exactly_after():
+    from pruning.core.callbacks import compute_model_masks, masks_applied
+
+    m, _, _ = _model_and_data()
+    apply_masks(m, "weight", 25)
+    before = {l.name: (l.kernel.numpy().copy(), l.mask.numpy().copy()) for l in masked_layers(m)}
+    ms = compute_model_masks(m, "weight", 60)
+    assert {l.name: l.mask.numpy().tolist() for l in masked_layers(m)} == {
+        n: mask.tolist() for n, (_, mask) in before.items()}, "computing masks changed the model"
+    with pytest.raises(RuntimeError, match="inside"):
+        with masks_applied(m, ms):
+            assert measure_sparsity(m)["per_layer"] == {n: _fraction("weight", 60, s) for n, s in SHAPES.items()}
+            for l in masked_layers(m):
+                assert np.count_nonzero(l.kernel.numpy()[ms.masks[l.name] == 0]) == 0
+            raise RuntimeError("inside")
+    for l in masked_layers(m):
+        assert np.array_equal(l.kernel.numpy(), before[l.name][0])
+        assert np.array_equal(l.mask.numpy(), before[l.name][1])
+
+
+def test_the_callback_uses_given_first_masks_instead_of_computing_them(monkeypatch):
+    from pruning.core.callbacks import MaskSet
+
+    m, x, y = _model_and_data()
+    rng = np.random.default_rng(3)
+    # not what magnitude pruning would choose: a fixed random half of each layer
+    given = {l.name: (rng.random(l.kernel.shape) < 0.5).astype(np.float32) for l in masked_layers(m)}
+    calls = []
+    real = masks.compute_masks
+    monkeypatch.setattr(masks, "compute_masks", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    cb = MaskingCallback("weight", lambda e: 50.0 if e == 0 else 70.0,
+                         initial=MaskSet("weight", 50.0, given, {n: 0.0 for n in given}))
+    probe = _Probe()
+    m.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[cb, probe])
+    for name, mask in given.items():
+        assert np.array_equal(probe.masks[0][name], mask)
+    assert calls == [70.0], "only the second target is computed"
+    assert measure_sparsity(m)["per_layer"] == {n: _fraction("weight", 70, s) for n, s in SHAPES.items()}
+
+
+def test_given_first_masks_are_ignored_for_another_target_and_refused_for_another_strategy(monkeypatch):
+    from pruning.core.callbacks import MaskSet, compute_model_masks
+
+    m, x, y = _model_and_data()
+    at_50 = compute_model_masks(m, "weight", 50)
+    with pytest.raises(ValueError, match="'weight'.*'neuron'"):
+        MaskingCallback("neuron", 50, initial=at_50)
+    calls = []
+    real = masks.compute_masks
+    monkeypatch.setattr(masks, "compute_masks", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    m.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[MaskingCallback("weight", 80, initial=at_50)])
+    assert calls == [80.0]
+    assert isinstance(at_50, MaskSet) and at_50.sparsity == 50.0

@@ -225,11 +225,11 @@ def _readonly(monkeypatch, directory):
     import errno
     import os as _os
 
-    from pruning import results
+    from pruning import files
 
     directory = str(directory)
     inside = lambda p: str(p) == directory or str(p).startswith(directory + "/")  # noqa: E731
-    real_mkdir, real_probe = _os.mkdir, results._probe
+    real_mkdir, real_probe = _os.mkdir, files._probe
 
     def mkdir(path, *a, **k):
         if inside(_os.path.dirname(str(path))) and not _os.path.isdir(path):
@@ -242,7 +242,7 @@ def _readonly(monkeypatch, directory):
         return real_probe(path)
 
     monkeypatch.setattr(_os, "mkdir", mkdir)
-    monkeypatch.setattr(results, "_probe", probe)
+    monkeypatch.setattr(files, "_probe", probe)
 
 
 @pytest.mark.parametrize("case", ["logdir_is_a_file", "logdir_under_a_file", "logdir_under_readonly",
@@ -279,12 +279,12 @@ def test_unwritable_outputs_exit_2_naming_the_path_before_any_training(in_tmp, c
 def test_a_full_disk_exits_2_with_a_message_not_a_traceback(in_tmp, capsys, mnist_dir, monkeypatch):
     import errno
 
-    from pruning import results
+    from pruning import files
 
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(results, "atomic_write_bytes", full)
+    monkeypatch.setattr(files, "atomic_write_bytes", full)
     code = cli.study_main_guarded(_study_argv(in_tmp, mnist_dir, "--logdir", in_tmp / "logs"))
     out, err = capsys.readouterr()
     assert code == 2
@@ -299,17 +299,18 @@ def test_a_worker_on_a_full_disk_stops_the_study_instead_of_recording_a_failure(
     import errno
     import queue
 
-    from pruning import experiment
     from pruning.config import Hyper, ModelConfig, RunConfig, TrainConfig
+    from pruning.study import engine, run
 
     def full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(experiment, "write_json", full)
-    monkeypatch.setattr(experiment, "_WORKER", {"data": tiny_data, "queue": queue.Queue(), "threads": 1})
+    monkeypatch.setattr(run, "write_json", full)
+    monkeypatch.setattr(engine, "write_json", full)
     cfg = RunConfig(Hyper(model=ModelConfig(hidden=(8,)), train=TrainConfig(epochs=1)))
+    monkeypatch.setattr(engine, "_WORKER", {"data": {cfg.hyper.data: tiny_data}, "queue": queue.Queue(), "threads": 1})
     with pytest.raises(OSError) as info:
-        experiment._run_chain([cfg.to_dict()], str(tmp_path / "logs"))
+        engine._run_chain([cfg.to_dict()], str(tmp_path / "logs"))
     assert info.value.errno == errno.ENOSPC
     assert not (tmp_path / "logs" / "dense" / "result.json").exists()
 
@@ -332,8 +333,8 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose():
 def test_every_registered_strategy_is_a_choice_with_its_help(monkeypatch):
     import numpy as np
 
-    from pruning import masks
     from pruning.config import Hyper, RunConfig, StudyConfig
+    from pruning.core import masks
 
     assert StudyConfig(strategies=("random", "random_neuron", "global_weight")).strategies[0] == "random"
     help_text = cli.study_parser(False).format_help()

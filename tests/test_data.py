@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from pruning import data as pdata
+from pruning.data import sources as pdata
 from helpers import IDX_NAMES, synthetic_digits, write_mnist_dir
 
 DTYPES = (np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64)

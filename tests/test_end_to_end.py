@@ -75,7 +75,7 @@ def test_results_csv_has_one_row_per_strategy_and_sparsity_with_exact_sparsity(s
 
 @pytest.mark.parametrize("name", RUNS)
 def test_each_run_has_its_result_model_and_events(study, name):
-    from pruning.results import read_json
+    from pruning.files import read_json
 
     rdir = study["runs"] / name
     for f in ("result.json", "model.keras", "config.json"):
@@ -158,10 +158,10 @@ def test_alternate_study_with_nan_loss_records_failures_plots_and_exits_1(tmp_pa
 
 def test_size_columns_match_the_saved_models_and_sparse_files(study):
     """results.csv's size columns are recomputed here from each run's model.keras and model.sparse."""
-    from pruning.model import all_dense_layers, load_model
-    from pruning.shrink import expand_arrays, network_counts
-    from pruning.results import read_json
-    from pruning.sparse_io import load_sparse
+    from pruning.core.layers import all_dense_layers, load_model
+    from pruning.deploy.shrink import expand_arrays, network_counts
+    from pruning.files import read_json
+    from pruning.deploy.sparse_format import load_sparse
 
     hidden = tuple(int(w) for w in HIDDEN.split(","))
     full = list(zip((784,) + hidden, hidden + (10,)))
@@ -200,7 +200,8 @@ def _study_copy(study, tmp_path):
 def _benchmark(study, logs, *extra):
     """benchmark.py in process, with no idle pauses between timed blocks: these tests check what it
     writes and refuses, never its timings."""
-    from pruning import bench, cli
+    from pruning import cli
+    from pruning.deploy import bench
 
     saved = bench.BLOCK_PAUSE_S
     bench.BLOCK_PAUSE_S = 0.0
@@ -216,8 +217,8 @@ def _nothing_written(logs):
 
 
 def test_benchmark_times_every_run_and_its_fast_paths_agree_with_the_masked_model(study, tmp_path, capsys):
-    from pruning.bench import ENGINES
-    from pruning.results import read_json
+    from pruning.deploy.bench import ENGINES
+    from pruning.files import read_json
 
     logs = _study_copy(study, tmp_path)
     code = _benchmark(study, logs)
@@ -256,7 +257,7 @@ def test_benchmark_on_a_sparse_file_damaged_inside_exits_2_naming_its_checksum(s
 
 
 def test_benchmark_exits_1_when_an_engine_disagrees_with_the_masked_model(study, tmp_path, capsys, monkeypatch):
-    from pruning.inference import SparseMLP
+    from pruning.deploy.sparse_engine import SparseMLP
 
     predict = SparseMLP.predict
     monkeypatch.setattr(SparseMLP, "predict", lambda self, x: predict(self, x) + 1.0)
@@ -304,7 +305,7 @@ def test_benchmark_without_the_dense_model_exits_2_saying_what_to_do(study, tmp_
 def test_benchmark_on_a_study_that_is_running_exits_2_and_writes_nothing(study, tmp_path, capsys):
     import os
 
-    from pruning import lock
+    from pruning.study import lock
 
     logs = _study_copy(study, tmp_path)
     with lock.hold(logs):
@@ -350,8 +351,8 @@ def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_
     """Registering a builder is all it takes: training, masks, shrinking, the sparse export, the table
     and the figures work on it (the worker processes get the registration too)."""
     from pruning import cli, models
-    from pruning.model import all_dense_layers, load_model
-    from pruning.sparse_io import load_sparse
+    from pruning.core.layers import all_dense_layers, load_model
+    from pruning.deploy.sparse_format import load_sparse
     import model_plugins
 
     monkeypatch.setitem(models.MODELS, "two_layer", models.ModelSpec("two_layer", model_plugins.build_two_layer,

@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from pruning import cli, lock
+from pruning import cli
+from pruning.study import lock
 from helpers import REPO, run_script
 
 HOLD = """
 import sys, time
-from pruning import lock
+from pruning.study import lock
 with lock.hold(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)

@@ -1,8 +1,8 @@
-"""pruning.masks: exact counts, ties, whole columns, monotone chains, lowest scores first."""
+"""pruning.core.masks: exact counts, ties, whole columns, monotone chains, lowest scores first."""
 import numpy as np
 import pytest
 
-from pruning import masks
+from pruning.core import masks
 from helpers import assert_mask_count, expected_pruned
 
 STRATEGIES = ("weight", "neuron")

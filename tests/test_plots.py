@@ -1,9 +1,10 @@
-"""pruning.plots on hand-made results (no training): the zoom range, the data notice in every
+"""pruning.report.plots on hand-made results (no training): the zoom range, the data notice in every
 figure's title, legends and distinct colours. Fast."""
 import matplotlib.colors
 import pytest
 
-from pruning import paths, plots
+from pruning import paths
+from pruning.report import plots
 
 # README's full-MNIST study, test accuracy (%) of the retrained runs
 README_K = (25, 50, 60, 70, 80, 90, 95, 97, 99)
@@ -148,7 +149,7 @@ def test_figures_of_full_data_have_no_notice(which, captured, tmp_path):
 
 
 def test_make_figures_puts_the_notice_on_every_figure(captured, tmp_path):
-    from pruning.results import write_json
+    from pruning.files import write_json
 
     results = _study(SAMPLE)
     for r in results:

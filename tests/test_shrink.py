@@ -1,15 +1,16 @@
-"""pruning.shrink: liveness, effective sparsity by hand count, shrunk == masked, optimizer carry-over."""
+"""pruning.deploy.shrink: liveness, effective sparsity by hand count, shrunk == masked, optimizer carry-over."""
 import numpy as np
 import pytest
 
-from pruning import shrink
+from pruning.deploy import shrink
 
 keras = pytest.importorskip("keras")
 
-from pruning import callbacks  # noqa: E402
+from pruning.core import callbacks  # noqa: E402
 from pruning.config import ModelConfig  # noqa: E402
-from pruning.experiment import compile_model  # noqa: E402
-from pruning.model import all_dense_layers, build_mlp, load_model, masked_layers  # noqa: E402
+from pruning.study.run import compile_model  # noqa: E402
+from pruning.core.layers import all_dense_layers, load_model, masked_layers  # noqa: E402
+from pruning.models.mlp import build_mlp  # noqa: E402
 from helpers import expected_pruned  # noqa: E402
 
 CFG = ModelConfig(hidden=(16, 12, 8))

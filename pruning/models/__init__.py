@@ -1,7 +1,7 @@
 """The network is a plug-in: registered builders, looked up by name (``--model``).
 
 A builder is a top-level function ``(input_dim, model_config) -> keras.Model`` whose layers are
-``pruning.model.MaskedDense`` (prunable ones flagged ``prunable=True``): the runner, the masks, the
+``pruning.core.layers.MaskedDense`` (prunable ones flagged ``prunable=True``): the runner, the masks, the
 shrinker, the size report, the sparse export and the plots ask those layers what they are, never
 "is this the MLP". This module imports no TensorFlow, so the command line can list the choices
 cheaply; a builder's own module is imported when the model is built. The study's worker processes
@@ -15,7 +15,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from .registry import Registry
+from ..registry import Registry
 
 DEFAULT = "mlp"
 
@@ -58,5 +58,5 @@ def restore(specs: dict[str, ModelSpec]) -> None:
     MODELS.update(specs)
 
 
-register_model(DEFAULT, "pruning.model:build_mlp",
+register_model(DEFAULT, "pruning.models.mlp:build_mlp",
                "a bias-free ReLU MLP of --hidden widths; the hidden layers are prunable, the output layer is not")

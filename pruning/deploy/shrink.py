@@ -83,7 +83,7 @@ def shrink_arrays(kernels: list[np.ndarray], masks: list[np.ndarray | None] | No
 
 # --------------------------------------------------------------------------- Keras models
 def _layer_arrays(model):
-    from .model import all_dense_layers
+    from ..core.layers import all_dense_layers
 
     layers = all_dense_layers(model)
     return layers, [l.kernel.numpy() for l in layers], [None if l.mask is None else l.mask.numpy() for l in layers]
@@ -96,7 +96,7 @@ def shrink_model(model):
     Each layer keeps its ``full_shape`` and the original indices of its units (``kept``), so
     the result can be expanded back and its sparsity measured against the unpruned network.
     """
-    from .model import mlp_from_specs
+    from ..core.layers import mlp_from_specs
 
     layers, kernels, masks = _layer_arrays(model)
     kernels, masks, keep = shrink_arrays(kernels, masks)
@@ -137,7 +137,7 @@ def expand_arrays(model) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
 
 def expand_model(model):
     """A full-size masked model computing the same function as a shrunk ``model``."""
-    from .model import mlp_from_specs
+    from ..core.layers import mlp_from_specs
 
     layers = _layer_arrays(model)[0]
     kernels, masks = expand_arrays(model)

@@ -1,4 +1,4 @@
-"""pruning.experiment and pruning.results: the study plan, one run's written result,
+"""pruning.study and pruning.report.results: the study plan, one run's written result,
 failures, resume, and atomic writes."""
 import io
 import json
@@ -10,10 +10,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pruning import paths, results
+from pruning import files, paths
+from pruning.report import results, stats
 from pruning.config import (ConfigError, DataConfig, Hyper, ModelConfig, PruneConfig, RunConfig, StudyConfig,
                             TrainConfig)
-from pruning.experiment import StudyError, check_existing, dense_config, plan_study, planned_epochs
+from pruning.study.plan import StudyError, check_existing, dense_config, plan_study, planned_epochs
 from helpers import expected_pruned, expected_weight_sparsity, prunable_shapes, read_scalars, write_mnist_dir
 
 HIDDEN = (16, 12, 8)
@@ -27,7 +28,7 @@ def _hyper(**kw) -> Hyper:
 
 def _as_written(obj):
     """``obj`` as it reads back from JSON (tuples as lists, NaN as null)."""
-    return json.loads(json.dumps(results._clean(obj)))
+    return json.loads(json.dumps(files._clean(obj)))
 
 
 def _chain_names(chains):
@@ -75,7 +76,7 @@ def test_every_sparsity_zero_run_is_the_one_dense_run():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, tiny_data):
     """dense -> weight_k50 -> weight_k75 (the study), plus neuron_k50 from dense, trained in process."""
-    from pruning.experiment import train_run
+    from pruning.study.run import train_run
 
     root = tmp_path_factory.mktemp("study")
     data_dir = write_mnist_dir(root / "data", 300, 100, side=10)
@@ -92,7 +93,7 @@ def study(tmp_path_factory, tiny_data):
 
 
 def _load(study, name):
-    from pruning.model import load_model
+    from pruning.core.layers import load_model
 
     return load_model(paths.model_file(study["logdir"], name))
 
@@ -102,10 +103,10 @@ def test_train_run_writes_result_config_model_and_events(study):
     for name, epochs in (("dense", 3), ("weight_k50", 1), ("weight_k75", 1), ("neuron_k50", 1)):
         rdir = logdir / name
         assert {"result.json", "config.json", "model.keras", "train", "validation"} <= {p.name for p in rdir.iterdir()}
-        r = results.read_json(rdir / "result.json")
+        r = files.read_json(rdir / "result.json")
         assert r == _as_written(study["results"][name])  # what train_run returned is what it wrote
         assert r["status"] == "ok" and r["reason"] is None and r["run"] == name
-        assert r["config"] == results.read_json(rdir / "config.json")
+        assert r["config"] == files.read_json(rdir / "config.json")
         assert r["data"] == {"source": "synthetic", "fingerprint": study["data"].fingerprint(), "train_examples": 300, "test_examples": 100, "input_dim": 100,
                              "note": None}
         assert set(r["history"]) == {"loss", "accuracy", "test_loss", "test_accuracy"}
@@ -122,14 +123,14 @@ def test_train_run_writes_result_config_model_and_events(study):
 @pytest.mark.parametrize("name, strategy, k", [("dense", "weight", 0), ("weight_k50", "weight", 50),
                                                ("weight_k75", "weight", 75), ("neuron_k50", "neuron", 50)])
 def test_written_sparsity_is_the_exact_fraction_and_saved_kernels_are_zero_where_masked(study, name, strategy, k):
-    from pruning.model import masked_layers
+    from pruning.core.layers import masked_layers
 
     r = study["results"][name]
     shapes = prunable_shapes(100, HIDDEN)
     assert r["sparsity"]["weight_sparsity"] == expected_weight_sparsity(shapes, strategy, k)
     model = _load(study, name)
     if strategy == "neuron":  # saved physically shrunk: the masks are put back in place to count them
-        from pruning.shrink import expand_model
+        from pruning.deploy.shrink import expand_model
 
         for layer, (rows, cols) in zip(masked_layers(model), shapes):
             assert layer.units == cols - expected_pruned(cols, k) and layer.mask.numpy().all()
@@ -145,7 +146,7 @@ def test_written_sparsity_is_the_exact_fraction_and_saved_kernels_are_zero_where
 
 
 def test_iterative_chain_keeps_the_previous_runs_zeros(study):
-    from pruning.model import masked_layers
+    from pruning.core.layers import masked_layers
 
     k50, k75 = _load(study, "weight_k50"), _load(study, "weight_k75")
     for a, b in zip(masked_layers(k50), masked_layers(k75)):
@@ -156,8 +157,8 @@ def test_iterative_chain_keeps_the_previous_runs_zeros(study):
 @pytest.mark.parametrize("name, strategy, k", [("weight_k50", "weight", 50), ("weight_k75", "weight", 75),
                                                ("neuron_k50", "neuron", 50)])
 def test_oneshot_accuracy_is_the_dense_model_pruned_to_k_in_numpy(study, name, strategy, k):
-    from pruning import masks
-    from pruning.model import MaskedDense, numpy_forward
+    from pruning.core import masks
+    from pruning.core.layers import MaskedDense, numpy_forward
 
     dense = _load(study, "dense")
     kernels = []
@@ -174,7 +175,7 @@ def test_oneshot_accuracy_is_the_dense_model_pruned_to_k_in_numpy(study, name, s
 
 
 def test_final_accuracy_is_that_of_the_saved_model(study):
-    from pruning.model import MaskedDense, numpy_forward
+    from pruning.core.layers import MaskedDense, numpy_forward
 
     data = study["data"]
     for name in ("dense", "weight_k75", "neuron_k50"):
@@ -193,8 +194,8 @@ def test_pruned_run_logs_masking_scalars_to_tensorboard(study):
 
 # --------------------------------------------------------------------------- other protocols
 def test_oneshot_and_scratch_runs(study, tmp_path):
-    from pruning.experiment import train_run
-    from pruning.model import masked_layers
+    from pruning.study.run import train_run
+    from pruning.core.layers import masked_layers
 
     logdir = tmp_path / "logs"
     shutil.copytree(study["logdir"] / "dense", logdir / "dense")
@@ -218,7 +219,7 @@ def test_oneshot_and_scratch_runs(study, tmp_path):
 # --------------------------------------------------------------------------- failures
 @pytest.fixture(scope="module")
 def failed_study(tmp_path_factory, tiny_data):
-    from pruning.experiment import train_run
+    from pruning.study.run import train_run
 
     logdir = tmp_path_factory.mktemp("failed") / "logs"
     hyper = _hyper(train=TrainConfig(epochs=2, batch_size=16, lr=1e30))
@@ -232,9 +233,9 @@ def test_absurd_learning_rate_fails_the_run_with_a_nan_reason(failed_study):
     r = failed_study["dense"]
     assert r["status"] == "failed"
     assert "NaN" in r["reason"] and "--lr" in r["reason"]
-    assert results.read_json(failed_study["logdir"] / "dense" / "result.json") == _as_written(r)
+    assert files.read_json(failed_study["logdir"] / "dense" / "result.json") == _as_written(r)
     assert math.isnan(r["history"]["loss"][-1])  # NaN in memory, null on disk
-    assert results.read_json(failed_study["logdir"] / "dense" / "result.json")["history"]["loss"][-1] is None
+    assert files.read_json(failed_study["logdir"] / "dense" / "result.json")["history"]["loss"][-1] is None
     assert not (failed_study["logdir"] / "dense" / "model.keras").exists()
     assert {"event": "done", "run": "dense", "status": "failed", "reason": r["reason"]} in failed_study["events"]
 
@@ -243,12 +244,12 @@ def test_run_whose_parent_failed_is_failed_naming_the_parent(failed_study):
     r = failed_study["child"]
     assert r["status"] == "failed"
     assert r["reason"].startswith("parent run dense failed")
-    assert results.read_json(failed_study["logdir"] / "weight_k50" / "result.json")["status"] == "failed"
+    assert files.read_json(failed_study["logdir"] / "weight_k50" / "result.json")["status"] == "failed"
     assert not (failed_study["logdir"] / "weight_k50" / "model.keras").exists()
 
 
 def test_run_whose_parent_never_ran_is_failed_naming_the_parent(tmp_path, tiny_data):
-    from pruning.experiment import train_run
+    from pruning.study.run import train_run
 
     r = train_run(RunConfig(_hyper(), "neuron", 50, "neuron_k25"), tmp_path, tiny_data)
     assert r["status"] == "failed" and r["reason"] == "parent run neuron_k25 has not finished"
@@ -278,7 +279,7 @@ def test_check_existing_done_todo_and_conflict(study):
 
 
 def test_run_study_resumes_without_retraining_finished_runs(study):
-    from pruning.experiment import run_study
+    from pruning.study.engine import run_study
 
     logdir = study["logdir"]
     before = {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/result.json")}
@@ -289,13 +290,13 @@ def test_run_study_resumes_without_retraining_finished_runs(study):
     assert "resuming: 3 finished run(s) kept (dense, weight_k50, weight_k75)" in out.getvalue()
     assert {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/result.json")} == before
     assert {p.parent.name: p.stat().st_mtime_ns for p in logdir.glob("*/model.keras")} == models
-    written = results.read_json(paths.study_file(logdir))
+    written = files.read_json(paths.study_file(logdir))
     assert written["runs"] == ["dense", "weight_k50", "weight_k75"]
     assert written["study"]["sparsities"] == [0, 50, 75]
 
 
 def test_run_study_refuses_a_logdir_holding_another_configuration(study):
-    from pruning.experiment import run_study
+    from pruning.study.engine import run_study
 
     changed = replace(study["hyper"], model=ModelConfig(hidden=(16, 12, 9)))
     with pytest.raises(StudyError, match="model.hidden"):
@@ -325,14 +326,14 @@ def test_results_table_has_one_row_per_strategy_and_sparsity(study):
 
 
 def test_write_json_turns_nan_and_inf_into_null(tmp_path):
-    results.write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
+    files.write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": -float("inf")}})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": None, "b": [1.5, None], "c": {"d": None}}
 
 
 def test_read_json_of_a_corrupt_result_names_the_file(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "result.json").write_text('{"status": "ok", ')
-    with pytest.raises(results.ResultError, match=str(tmp_path / "run" / "result.json")):
+    with pytest.raises(files.ResultError, match=str(tmp_path / "run" / "result.json")):
         results.read_result(tmp_path, "run")
 
 
@@ -343,9 +344,9 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_when_the_write_fails(
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(OSError, match="disk full"):
-        results.atomic_write_bytes(path, b"new contents that never land\n")
+        files.atomic_write_bytes(path, b"new contents that never land\n")
     with pytest.raises(OSError, match="disk full"):
         results.write_table(path, [{"strategy": "weight", "sparsity": 50.0}])
     assert path.read_bytes() == b"old contents\n"
@@ -366,16 +367,16 @@ def test_atomic_write_interrupted_by_keyboard_interrupt_leaves_no_file(tmp_path,
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results.os, "replace", interrupt)
+    monkeypatch.setattr(files.os, "replace", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        results.write_json(tmp_path / "sub" / "result.json", {"status": "ok"})
+        files.write_json(tmp_path / "sub" / "result.json", {"status": "ok"})
     assert list((tmp_path / "sub").iterdir()) == []
     assert not os.path.exists(tmp_path / "sub" / "result.json")
 
 
 # --------------------------------------------------------------------------- progress lines
 def test_progress_printer_prints_one_line_per_event():
-    from pruning.experiment import ProgressPrinter
+    from pruning.study.engine import ProgressPrinter
 
     hyper = _hyper()
     runs = [dense_config(hyper), RunConfig(hyper, "weight", 50, "dense")]
@@ -394,7 +395,7 @@ def test_progress_printer_prints_one_line_per_event():
 
 
 def test_resume_redoes_every_later_run_of_a_chain_whose_middle_run_is_missing(study, tmp_path):
-    from pruning.experiment import runs_to_do
+    from pruning.study.plan import runs_to_do
 
     logdir = tmp_path / "logs"
     shutil.copytree(study["logdir"], logdir)
@@ -407,7 +408,7 @@ def test_resume_redoes_every_later_run_of_a_chain_whose_middle_run_is_missing(st
 
 @pytest.mark.parametrize("lost", [paths.MODEL, paths.SPARSE_MODEL])
 def test_a_finished_run_whose_model_file_is_gone_is_redone_with_its_chain_after_it(study, tmp_path, lost):
-    from pruning.experiment import runs_to_do
+    from pruning.study.plan import runs_to_do
 
     logdir = tmp_path / "logs"
     shutil.copytree(study["logdir"], logdir)
@@ -422,7 +423,7 @@ def test_a_finished_run_whose_model_file_is_gone_is_redone_with_its_chain_after_
 
 
 def test_a_run_whose_parent_lost_its_model_fails_naming_it_not_with_a_traceback(study, tmp_path):
-    from pruning.experiment import train_run
+    from pruning.study.run import train_run
 
     logdir = tmp_path / "logs"
     shutil.copytree(study["logdir"], logdir)
@@ -442,7 +443,7 @@ def test_a_result_names_the_files_that_make_it_finished(study):
 def test_result_files_honour_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
-        results.write_json(tmp_path / "r.json", {"a": 1})
+        files.write_json(tmp_path / "r.json", {"a": 1})
         results.write_rows(tmp_path / "r.csv", [{"a": 1}])
     finally:
         os.umask(old)
@@ -451,7 +452,7 @@ def test_result_files_honour_the_umask(tmp_path, umask, mode):
 
 
 def test_a_chain_running_alone_gets_every_core():
-    from pruning.experiment import worker_plan
+    from pruning.study.plan import worker_plan
 
     dense = [dense_config(_hyper()).to_dict()]
     weight = [RunConfig(_hyper(), "weight", k, None).to_dict() for k in (50, 90)]
@@ -468,8 +469,8 @@ def test_a_chain_running_alone_gets_every_core():
 def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(study, tmp_path):
     """--ramp-epochs 3: the masks grow along the cubic schedule from the parent's k (50) to 75;
     pruned_test_accuracy is the parent pruned straight to 75, and the parent's model is untouched."""
-    from pruning.callbacks import apply_masks, cubic_schedule
-    from pruning.experiment import compile_model, evaluate, train_run
+    from pruning.core.callbacks import apply_masks, cubic_schedule
+    from pruning.study.run import compile_model, evaluate, train_run
 
     logdir = tmp_path / "logs"
     shutil.copytree(study["logdir"], logdir)
@@ -493,7 +494,7 @@ def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(s
 
 def test_check_existing_refuses_a_finished_run_trained_on_other_data(study):
     """The data directory's path is not part of a run's identity, but the data themselves are."""
-    from pruning.data import Dataset
+    from pruning.data.sources import Dataset
 
     logdir, hyper, data = study["logdir"], study["hyper"], study["data"]
     same = data.describe()
@@ -507,7 +508,7 @@ def test_check_existing_refuses_a_finished_run_trained_on_other_data(study):
 
 def test_chain_threads_give_the_costly_chain_all_cores_and_every_chain_one():
     from pruning.config import Hyper, StudyConfig
-    from pruning.experiment import chain_threads, plan_study, run_cost
+    from pruning.study.plan import chain_threads, plan_study, run_cost
 
     chains = plan_study(Hyper(), StudyConfig())[1:]  # weight chain, neuron chain
     assert [c[0].strategy for c in chains] == ["weight", "neuron"]
@@ -522,7 +523,7 @@ def test_chain_threads_give_the_costly_chain_all_cores_and_every_chain_one():
 @pytest.fixture(scope="module")
 def baselines(study, tmp_path_factory):
     """random k75, random_neuron k50 and global_weight k75, each retrained from the study's dense model."""
-    from pruning.experiment import train_run
+    from pruning.study.run import train_run
 
     logdir = tmp_path_factory.mktemp("baselines") / "logs"
     shutil.copytree(study["logdir"], logdir)
@@ -542,7 +543,7 @@ def test_random_baselines_train_with_the_exact_count_per_layer(baselines, strate
 
 
 def test_random_neuron_runs_train_and_are_saved_physically_shrunk(baselines):
-    from pruning.model import load_model, masked_layers
+    from pruning.core.layers import load_model, masked_layers
 
     model = load_model(paths.model_file(baselines["logdir"], "random_neuron_k50"))
     assert [l.units for l in masked_layers(model)] == [w - expected_pruned(w, 50) for w in HIDDEN]
@@ -550,8 +551,8 @@ def test_random_neuron_runs_train_and_are_saved_physically_shrunk(baselines):
 
 
 def test_a_random_mask_is_the_same_for_the_same_seed_and_another_for_another(study, tmp_path):
-    from pruning.callbacks import apply_masks
-    from pruning.model import load_model, masked_layers
+    from pruning.core.callbacks import apply_masks
+    from pruning.core.layers import load_model, masked_layers
 
     def mask_at(seed):
         model = load_model(paths.model_file(study["logdir"], "dense"))
@@ -581,7 +582,7 @@ def test_summary_over_three_seeds_matches_the_numbers_worked_by_hand():
             for s, acc, one in ((0, 0.98, 0.90), (1, 0.97, 0.80), (2, 0.99, 0.85))]
     rows.append({"seed": 3, "strategy": "weight", "sparsity": 90.0, "status": "failed", "test_accuracy": None,
                  "oneshot_test_accuracy": None, "effective_sparsity": None})
-    (row,) = results.summarize(rows)
+    (row,) = stats.summarize(rows)
     assert (row["strategy"], row["sparsity"], row["seeds"], row["n_ok"]) == ("weight", 90.0, 4, 3)
     # mean 0.98; deviations -0.00, -0.01, +0.01: sd = sqrt(0.0002 / 2) = 0.01; t(0.975, 2) = 4.3027
     assert row["test_accuracy_mean"] == pytest.approx(0.98)
@@ -590,13 +591,60 @@ def test_summary_over_three_seeds_matches_the_numbers_worked_by_hand():
     assert row["oneshot_test_accuracy_mean"] == pytest.approx(0.85)
     assert row["oneshot_test_accuracy_sd"] == pytest.approx(0.05)
     assert row["effective_sparsity_sd"] == pytest.approx(0.0)
-    text = results.format_summary([row])
+    text = stats.format_summary([row])
     assert "98.00 +- 2.48" in text and "85.00 +- 12.42" in text and "3/4" in text
 
 
 def test_one_seed_has_a_mean_but_no_interval_and_the_t_quantiles_are_right():
-    (row,) = results.summarize([{"seed": 0, "strategy": "neuron", "sparsity": 50.0, "status": "ok",
+    (row,) = stats.summarize([{"seed": 0, "strategy": "neuron", "sparsity": 50.0, "status": "ok",
                                  "test_accuracy": 0.9, "oneshot_test_accuracy": 0.5, "effective_sparsity": 0.6}])
     assert row["test_accuracy_mean"] == 0.9 and math.isnan(row["test_accuracy_ci95"])
-    assert [round(results.t975(df), 3) for df in (1, 2, 4, 9, 30, 60, 120)] == [
+    assert [round(stats.t975(df), 3) for df in (1, 2, 4, 9, 30, 60, 120)] == [
         12.706, 4.303, 2.776, 2.262, 2.042, 2.000, 1.980]
+
+
+# --------------------------------------------------------------------------- masks once per change; one data path
+@pytest.mark.parametrize("protocol, epochs, parent, targets", [
+    # the starting model pruned to k is also the one-shot model and the callback's first masks
+    ("oneshot", 1, "dense", [75]),
+    ("retrain", 1, "dense", [75]),
+    # a ramp: the start (shared with one-shot), then each epoch's new target 75 + (0 - 75)(1 - (e+1)/3)^3
+    ("retrain", 3, "dense", [75, 75 - 75 * 8 / 27, 75 - 75 / 27, 75]),
+    # from another run: its model pruned to k, the dense model pruned to k (one-shot), then the ramp from 50
+    ("retrain", 3, "weight_k50", [75, 75, 75 - 25 * 8 / 27, 75 - 25 / 27, 75]),
+])
+def test_masks_are_computed_once_per_change_of_the_target(study, tmp_path, monkeypatch, protocol, epochs, parent,
+                                                          targets):
+    from pruning.core import masks
+    from pruning.study.run import train_run
+
+    for name in {"dense", parent}:
+        shutil.copytree(paths.run_dir(study["logdir"], name), paths.run_dir(tmp_path, name))
+    calls = []
+    real = masks.compute_masks
+    monkeypatch.setattr(masks, "compute_masks", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    hyper = replace(study["hyper"], prune=PruneConfig(protocol=protocol, retrain_epochs=epochs, ramp_epochs=3))
+    r = train_run(RunConfig(hyper, "weight", 75, parent), tmp_path, study["data"])
+    assert r["status"] == "ok"
+    assert calls == pytest.approx(targets)
+    if parent == "dense":
+        assert r["oneshot_test_accuracy"] == r["pruned_test_accuracy"]
+    assert 0 < r["oneshot_train_accuracy"] <= 1 and 0 < r["oneshot_test_accuracy"] <= 1
+
+
+def test_a_worker_loads_the_runs_data_once_and_refuses_other_data_than_the_studys(monkeypatch, mnist_dir, tmp_path):
+    import queue
+
+    from pruning import data
+    from pruning.study import engine
+
+    cfg = RunConfig(_hyper(data=DataConfig(data_dir=str(mnist_dir))))
+    right = data.load(cfg.hyper.data).fingerprint()
+    monkeypatch.setattr(engine, "_WORKER", {"data": {}, "queue": queue.Queue(), "threads": 1, "fingerprint": right})
+    ds = engine.worker_data(cfg)
+    assert ds.fingerprint() == right and ds.source == f"idx:{mnist_dir.resolve()}"
+    assert engine.worker_data(cfg) is ds, "loaded once per worker"
+
+    other = write_mnist_dir(tmp_path / "other", 60, 20)
+    with pytest.raises(StudyError, match=r"other data \(idx:.*other\) than the study checked"):
+        engine.worker_data(RunConfig(_hyper(data=DataConfig(data_dir=str(other)))))

@@ -1,4 +1,7 @@
-"""The bias-free ReLU MLP whose layers own their pruning masks."""
+"""The layers that own their pruning masks, and what the rest of the toolkit asks of a model's layers.
+
+A model is prunable when its layers are ``MaskedDense``: the masks, the callback, the shrinker, the
+sparse export and the reports find them by type and flag (``masked_layers``), never by position."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +9,6 @@ import numpy as np
 import keras  # pruning/__init__.py has set KERAS_BACKEND before this import
 import tensorflow as tf
 
-from .config import ModelConfig
 
 
 @keras.saving.register_keras_serializable(package="pruning")
@@ -18,7 +20,7 @@ class MaskedDense(keras.layers.Layer):
     masked entry is exactly zero: it cannot be revived by any optimizer. Layers built
     with ``prunable=False`` (the output layer) have no mask at all.
 
-    A layer of a physically shrunk network (``pruning.shrink``) remembers where it came
+    A layer of a physically shrunk network (``pruning.deploy.shrink``) remembers where it came
     from: ``full_shape`` is the kernel shape of the unpruned network and ``kept`` the
     original indices of the units it still has (``None``: all of them, in order).
     """
@@ -63,15 +65,6 @@ class MaskedDense(keras.layers.Layer):
                 "full_shape": None if self._full_shape is None else list(self._full_shape), "kept": self.kept}
 
 
-def build_mlp(input_dim: int, cfg: ModelConfig = ModelConfig(), n_classes: int = 10) -> keras.Model:
-    """784-1000-1000-500-200-10 by default: hidden layers ``hidden1..`` are prunable,
-    the output layer ``output`` is not; it gives logits (or ReLU'd logits with
-    ``cfg.output_relu``, the literal form of the original challenge)."""
-    specs = [dict(name=f"hidden{i}", units=w, relu=True, prunable=True) for i, w in enumerate(cfg.hidden, start=1)]
-    specs.append(dict(name="output", units=n_classes, relu=cfg.output_relu, prunable=False))
-    return mlp_from_specs(input_dim, specs)
-
-
 def mlp_from_specs(input_dim: int, specs: list[dict]) -> keras.Model:
     """A chain of MaskedDense layers, one per spec (``MaskedDense`` keyword arguments)."""
     inputs = keras.Input(shape=(input_dim,), name="pixels")
@@ -107,25 +100,3 @@ def numpy_forward(kernels: list[np.ndarray], x: np.ndarray, output_relu: bool = 
         if i < len(kernels) - 1 or output_relu:
             h = np.maximum(h, 0.0)
     return h
-
-
-def sparse_layers(model: keras.Model):
-    """The model's dense layers as ``sparse_io.SparseLayer`` (effective kernel, mask, ReLU flag) and the
-    metadata that lets a shrunk network be expanded back (original shapes, kept units)."""
-    from .sparse_io import SparseLayer
-
-    layers = all_dense_layers(model)
-    out = [SparseLayer(l.name, np.asarray(l.effective_kernel()), None if l.mask is None else l.mask.numpy(), l.relu)
-           for l in layers]
-    meta = {"full_shapes": [list(l.full_shape) for l in layers],
-            "kept": {l.name: l.kept for l in layers if l.kept is not None}}
-    return out, meta
-
-
-def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
-    """Write the model's weights to ``path`` in the compact, checksummed sparse format
-    (``pruning.sparse_io``; read back with ``load_sparse``); returns the bytes written."""
-    from .sparse_io import save_sparse
-
-    layers, own = sparse_layers(model)
-    return save_sparse(path, layers, {**(meta or {}), **own})

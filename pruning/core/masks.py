@@ -5,7 +5,7 @@ A strategy (``Strategy``) is defined once, by three choices:
 * its **score**: what is small gets pruned (``|w|``, a column's L2 norm, or a seeded random draw);
 * its **granularity**: ``"weight"`` scores each kernel entry; ``"unit"`` scores each output unit
   (kernel column) and masks whole columns. Unit strategies' networks are physically shrunk
-  (``pruning.shrink``); weight strategies' are stored sparse (``pruning.sparse_io``);
+  (``pruning.deploy.shrink``); weight strategies' are stored sparse (``pruning.deploy.sparse_format``);
 * its **scope**: ``"layer"`` prunes k% of each prunable layer; ``"global"`` prunes k% of all
   prunable weights together, below one threshold.
 
@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .registry import Registry
+from ..registry import Registry
 
 GRANULARITIES = ("weight", "unit")
 SCOPES = ("layer", "global")

@@ -1,15 +1,16 @@
-"""pruning.model: the masked MLP, its masks under any optimizer, its NumPy twin, save/load."""
+"""pruning.core.layers: the masked MLP, its masks under any optimizer, its NumPy twin, save/load."""
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
-from pruning import callbacks, masks  # noqa: E402
+from pruning.core import callbacks, masks  # noqa: E402
 from pruning.config import ModelConfig  # noqa: E402
-from pruning.experiment import compile_model, evaluate  # noqa: E402
-from pruning.model import (MaskedDense, build_mlp, effective_kernels, load_model, masked_layers,  # noqa: E402
-                           numpy_forward)
+from pruning.study.run import compile_model, evaluate  # noqa: E402
+from pruning.core.layers import (MaskedDense, effective_kernels, load_model, masked_layers,  # noqa: E402
+                                 numpy_forward)
+from pruning.models.mlp import build_mlp  # noqa: E402
 from helpers import assert_mask_count  # noqa: E402
 
 CFG = ModelConfig(hidden=(16, 12, 8))

@@ -1,6 +1,8 @@
 """Applying masks to a model, and the Keras callback that does it during training."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -9,13 +11,61 @@ import numpy as np
 import tensorflow as tf
 
 from . import masks
-from .model import masked_layers
+from .layers import masked_layers
 
 
 def layer_infos(model: keras.Model, seed: int = 0) -> list[masks.LayerInfo]:
     """What each prunable layer's score may need: its position, original width, kept units, the seed."""
     return [masks.LayerInfo(index=i, full_units=layer.full_shape[1], kept=layer.kept_units, seed=int(seed))
             for i, layer in enumerate(masked_layers(model))]
+
+
+@dataclass(frozen=True)
+class MaskSet:
+    """The masks of a model's prunable layers at one sparsity, computed once (``compute_model_masks``)
+    and applied as often as needed (``assign_masks``, ``masks_applied``)."""
+
+    strategy: str
+    sparsity: float
+    masks: dict  # layer name -> 0/1 array, the kernel's shape
+    thresholds: dict  # layer name -> the largest pruned score
+
+
+def compute_model_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 0) -> MaskSet:
+    """The masks that prune ``model``'s prunable layers to ``sparsity`` percent with ``strategy``;
+    the model is not changed. Existing masks are kept (their entries are pruned first); ``seed``
+    (the run's) decides a random strategy's draw."""
+    strat = masks.get(strategy)
+    layers = masked_layers(model)
+    kernels = [layer.kernel.numpy() for layer in layers]
+    infos = layer_infos(model, seed)
+    new = masks.compute_masks(strategy, kernels, sparsity, [layer.mask.numpy() for layer in layers],
+                              [_removed(strat, layer) for layer in layers], infos)
+    return MaskSet(strategy, float(sparsity), {l.name: m for l, m in zip(layers, new)},
+                   {l.name: masks.threshold(strategy, k, m, i) for l, k, m, i in zip(layers, kernels, new, infos)})
+
+
+def assign_masks(model: keras.Model, mask_set: MaskSet) -> dict[str, float]:
+    """Give each prunable layer its mask from ``mask_set`` and set its masked kernel entries to exactly
+    zero; returns the thresholds."""
+    for layer in masked_layers(model):
+        mask = mask_set.masks[layer.name]
+        layer.mask.assign(mask)
+        layer.kernel.assign(layer.kernel.numpy() * mask)
+    return dict(mask_set.thresholds)
+
+
+@contextmanager
+def masks_applied(model: keras.Model, mask_set: MaskSet):
+    """``model`` pruned with ``mask_set`` inside the block, exactly as it was (kernels and masks) after."""
+    saved = [(layer.kernel.numpy(), layer.mask.numpy()) for layer in masked_layers(model)]
+    assign_masks(model, mask_set)
+    try:
+        yield model
+    finally:
+        for layer, (kernel, mask) in zip(masked_layers(model), saved):
+            layer.kernel.assign(kernel)
+            layer.mask.assign(mask)
 
 
 def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 0) -> dict[str, float]:
@@ -25,18 +75,7 @@ def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 
     layers and the masked kernel entries are set to exactly zero. ``seed`` (the run's) decides a
     random strategy's draw. Returns each layer's pruning threshold (the largest pruned score).
     """
-    strat = masks.get(strategy)
-    layers = masked_layers(model)
-    kernels = [layer.kernel.numpy() for layer in layers]
-    infos = layer_infos(model, seed)
-    new = masks.compute_masks(strategy, kernels, sparsity, [layer.mask.numpy() for layer in layers],
-                              [_removed(strat, layer) for layer in layers], infos)
-    thresholds = {}
-    for layer, kernel, mask, info in zip(layers, kernels, new, infos):
-        thresholds[layer.name] = masks.threshold(strategy, kernel, mask, info)
-        layer.mask.assign(mask)
-        layer.kernel.assign(kernel * mask)
-    return thresholds
+    return assign_masks(model, compute_model_masks(model, strategy, sparsity, seed))
 
 
 def _removed(strategy: masks.Strategy, layer) -> int:
@@ -54,7 +93,7 @@ def measure_sparsity(model: keras.Model) -> dict:
     together; ``overall``: over every kernel, the unpruned output layer included.
     A shrunk layer is measured over its current inputs and its *original* units: a removed
     unit's column counts as pruned; the rows that went because the unit feeding them died
-    count toward the effective sparsity (``pruning.shrink``), not here.
+    count toward the effective sparsity (``pruning.deploy.shrink``), not here.
     """
     per_layer, zeros, total, all_zeros, all_total = {}, 0, 0, 0, 0
     for layer in model.layers:
@@ -98,11 +137,12 @@ class MaskingCallback(keras.callbacks.Callback):
     of any epoch whose target differs from the current one, so a gradual schedule is a
     function of the epoch. At the end of every epoch it writes ``sparsity/<layer>`` and
     ``threshold/<layer>`` to TensorBoard (under ``log_dir``, if given). ``seed`` (the run's)
-    decides a random strategy's draw.
+    decides a random strategy's draw. ``initial``, a ``MaskSet`` already computed on the model as it
+    starts training, is used (not recomputed) when the first target is its sparsity.
     """
 
     def __init__(self, strategy: str, schedule: float | Callable[[int], float], log_dir: str | Path | None = None,
-                 seed: int = 0):
+                 seed: int = 0, initial: MaskSet | None = None):
         super().__init__()
         masks.get(strategy)  # ValueError naming an unknown strategy
         self.strategy = strategy
@@ -112,6 +152,9 @@ class MaskingCallback(keras.callbacks.Callback):
         self.current: float | None = None
         self.thresholds: dict[str, float] = {}
         self._writer = None
+        if initial is not None and initial.strategy != strategy:
+            raise ValueError(f"initial masks of strategy {initial.strategy!r} for a {strategy!r} callback")
+        self._initial = initial
 
     def _update(self, epoch: int) -> None:
         target = float(self.schedule(epoch))
@@ -121,12 +164,24 @@ class MaskingCallback(keras.callbacks.Callback):
                 f"grow (a pruned weight's value is gone), so use a non-decreasing schedule"
             )
         if target != self.current:
-            self.thresholds = apply_masks(self.model, self.strategy, target, self.seed)
+            if self.current is None and self._initial is not None and self._initial.sparsity == target:
+                self.thresholds = assign_masks(self.model, self._initial)
+            else:
+                self.thresholds = apply_masks(self.model, self.strategy, target, self.seed)
+            self._initial = None
             self.current = target
 
     def update(self, epoch: int) -> None:
         """Bring the masks to the schedule's target for ``epoch`` (also callable between fits)."""
         self._update(epoch)
+
+    def prune_once(self, model: keras.Model) -> None:
+        """Prune ``model`` to the schedule's first target without training it (the one-shot protocol),
+        with the same masks, logs and exact zeros as a ``fit`` would leave."""
+        self.set_model(model)
+        self.on_train_begin()
+        self.on_epoch_end(0)
+        self.on_train_end()
 
     def on_train_begin(self, logs=None):
         if self.log_dir is not None and self._writer is None:

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .results import check_writable_dir
+from ..files import check_writable_dir
 
 LOCK_FILE = ".lock"
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 FORMAT = "pruning-sparse-mlp"
 VERSION = 2  # what encode writes

@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import paths
-from .results import missing_files, read_all_results
+from .. import paths
+from ..report.results import missing_files, read_all_results
 
 BATCHES = (1, 100, 1000)
 ENGINES = ("dense", "dense_tf", "masked", "sparse", "shrunk")
@@ -32,9 +32,9 @@ ENGINE_HELP = {
     "dense": "the unpruned network, NumPy float32 matmuls (BLAS, all cores): the reference",
     "dense_tf": "the same unpruned network run by TensorFlow (compiled tf.function)",
     "masked": "the pruned network as trained: Keras/TensorFlow, kernel x mask at full size",
-    "sparse": "the pruned network from model.sparse on pruning.inference.SparseMLP "
+    "sparse": "the pruned network from model.sparse on pruning.deploy.sparse_engine.SparseMLP "
               "(per layer dense BLAS or a Numba sparse kernel, whichever is faster)",
-    "shrunk": "the pruned network without its dead units (pruning.shrink), NumPy float32 matmuls",
+    "shrunk": "the pruned network without its dead units (pruning.deploy.shrink), NumPy float32 matmuls",
 }
 
 # Largest |logit difference| on the timed inputs allowed between an engine and the masked model
@@ -142,9 +142,9 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
     time whole epochs after a warm-up, and return examples/s and matmul GFLOP/s."""
     import keras
 
-    from .experiment import compile_model
-    from .model import all_dense_layers
-    from .models import build_model
+    from ..core.layers import all_dense_layers
+    from ..models import build_model
+    from ..study.run import compile_model
 
     keras.utils.set_random_seed(hyper.train.seed)
     model = build_model(data.input_dim, hyper.model)
@@ -198,10 +198,10 @@ class RunEngines:
 
 def run_engines(logdir, result: dict, dense_fns: dict) -> RunEngines:
     """Load one finished run's model.keras and model.sparse and build its engines."""
-    from .inference import SparseMLP
-    from .model import all_dense_layers, load_model
+    from ..core.layers import all_dense_layers, load_model
     from .shrink import expand_arrays, expand_model, shrink_arrays
-    from .sparse_io import load_sparse
+    from .sparse_engine import SparseMLP
+    from .sparse_format import load_sparse
 
     name = result["run"]
     model = load_model(paths.model_file(logdir, name))
@@ -249,7 +249,7 @@ def check_agreement(run: str, batch: int, diffs: dict[str, float], tolerance: di
         where = run_dir if run_dir is not None else f"the run directory {run}/"
         cause = ("The run's model.sparse disagrees with its model.keras: most likely one of the two was "
                  "changed, replaced or damaged after the study wrote them." if engine == "sparse" else
-                 "The network shrunk from the run's model.keras (pruning.shrink) disagrees with it: most likely "
+                 "The network shrunk from the run's model.keras (pruning.deploy.shrink) disagrees with it: most likely "
                  "model.keras was changed or damaged after the study wrote it (e.g. NaN or inf weights).")
         raise BenchmarkError(
             f"run {run}, engine {engine}, batch {batch}: its logits differ from the masked model's "
@@ -303,7 +303,7 @@ def latency_rows(logdir, x: np.ndarray, batches=BATCHES, repeats: int = 15,
     sparse and shrunk engines' max |logit difference| from the masked model, and the row's ``noisy``
     and ``suspect`` marks (``mark_row``). Raises BenchmarkError, before timing, when an engine
     disagrees with the masked model (``check_agreement``)."""
-    from .model import all_dense_layers, load_model
+    from ..core.layers import all_dense_layers, load_model
 
     runs = finished_runs(logdir)
     dense_model = load_model(paths.model_file(logdir, paths.DENSE))

@@ -1,8 +1,8 @@
-"""SparseMLP (pruning.inference) against a plain NumPy forward of the masked network."""
+"""SparseMLP (pruning.deploy.sparse_engine) against a plain NumPy forward of the masked network."""
 import numpy as np
 import pytest
 
-from pruning.inference import SparseMLP, density_limit
+from pruning.deploy.sparse_engine import SparseMLP, density_limit
 
 SIZES = [784, 1000, 1000, 500, 200, 10]
 RELUS = [True, True, True, True, False]

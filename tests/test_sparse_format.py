@@ -1,4 +1,4 @@
-"""pruning.sparse_io: exact round trips per encoding, sizes, atomic saves, and every corrupt-file case."""
+"""pruning.deploy.sparse_format: exact round trips per encoding, sizes, atomic saves, and every corrupt-file case."""
 import hashlib
 import json
 import os
@@ -8,20 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from pruning.sparse_io import (
-    FORMAT,
-    MAGIC,
-    VERSION,
-    SparseFormatError,
-    SparseLayer,
-    decode,
-    dense_nbytes,
-    encode,
-    gzip_nbytes,
-    index_dtype,
-    load_sparse,
-    save_sparse,
-)
+from pruning.deploy.sparse_format import FORMAT, MAGIC, SparseFormatError, SparseLayer, VERSION, decode, dense_nbytes, encode, gzip_nbytes, index_dtype, load_sparse, save_sparse
 
 MLP = (784, 1000, 1000, 500, 200, 10)
 

@@ -15,11 +15,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from . import masks, paths  # noqa: E402
-from .results import mean_ci, read_all_results, read_json  # noqa: E402
+from .. import paths  # noqa: E402
+from ..core import masks  # noqa: E402
+from ..files import read_json  # noqa: E402
+from .results import read_all_results  # noqa: E402
+from .stats import mean_ci  # noqa: E402
 
 class _FromRegistry(dict):
-    """A strategy's colour or label, read from the strategy registry (pruning.masks) when asked."""
+    """A strategy's colour or label, read from the strategy registry (pruning.core.masks) when asked."""
 
     def __init__(self, attr: str):
         super().__init__()

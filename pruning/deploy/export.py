@@ -1,0 +1,54 @@
+"""A trained Keras model in the sparse format: what is written, and what it costs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..core.layers import all_dense_layers
+
+
+def sparse_layers(model: keras.Model):
+    """The model's dense layers as ``sparse_format.SparseLayer`` (effective kernel, mask, ReLU flag) and the
+    metadata that lets a shrunk network be expanded back (original shapes, kept units)."""
+    from .sparse_format import SparseLayer
+
+    layers = all_dense_layers(model)
+    out = [SparseLayer(l.name, np.asarray(l.effective_kernel()), None if l.mask is None else l.mask.numpy(), l.relu)
+           for l in layers]
+    meta = {"full_shapes": [list(l.full_shape) for l in layers],
+            "kept": {l.name: l.kept for l in layers if l.kept is not None}}
+    return out, meta
+
+
+def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
+    """Write the model's weights to ``path`` in the compact, checksummed sparse format
+    (``pruning.deploy.sparse_format``; read back with ``load_sparse``); returns the bytes written."""
+    from .sparse_format import save_sparse
+
+    layers, own = sparse_layers(model)
+    return save_sparse(path, layers, {**(meta or {}), **own})
+
+
+def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
+    """Write ``model``'s weights in the sparse format and return what it costs: the counts of
+    ``shrink.network_counts`` and the bytes of its weights stored dense (float32, the unpruned
+    network's shapes) and sparse, each also after gzip."""
+    from ..files import atomic_write_bytes
+    from .shrink import expand_arrays, network_counts
+    from .sparse_format import encode, gzip_nbytes
+
+    layers, own = sparse_layers(model)
+    kernels = [l.kernel for l in layers]
+    full_shapes = [tuple(s) for s in own["full_shapes"]]
+    blob = encode(layers, {**(meta or {}), **own})  # validated here; written as is, not encoded twice
+    atomic_write_bytes(sparse_path, blob)
+    dense_blob = b"".join(k.astype(np.float32).tobytes() for k in expand_arrays(model)[0])
+    return {
+        **network_counts(kernels, full_shapes),
+        "dense_bytes": len(dense_blob),
+        "sparse_bytes": len(blob),
+        "dense_gzip_bytes": gzip_nbytes(dense_blob),
+        "sparse_gzip_bytes": gzip_nbytes(blob),
+    }

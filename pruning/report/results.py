@@ -1,0 +1,157 @@
+"""A run's written result and the study's table.
+
+A run is finished exactly when its ``result.json`` exists (written last, atomically, by
+``pruning.files``) and the files it names are there. ``results.csv`` has one row per
+(seed, strategy, sparsity); ``summary.csv`` (``pruning.report.stats``) is computed from it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+from .. import paths
+from ..files import atomic_write_bytes, read_json
+
+RESULT_FORMAT = 1
+# result.json's "size" block (pruning.deploy.export.size_report): what the pruned network really costs
+SIZE_COLUMNS = (
+    "effective_sparsity",
+    "params_nonzero",
+    "flops_per_example",
+    "dense_bytes",
+    "sparse_bytes",
+    "dense_gzip_bytes",
+    "sparse_gzip_bytes",
+)
+CSV_COLUMNS = (
+    "seed",
+    "strategy",
+    "sparsity",
+    "status",
+    "oneshot_test_accuracy",
+    "oneshot_train_accuracy",
+    "pruned_test_accuracy",
+    "test_accuracy",
+    "train_accuracy",
+    "weight_sparsity",
+    *SIZE_COLUMNS,
+    "epochs",
+    "wall_time_s",
+    "run",
+    "parent",
+)
+
+
+def result_files(result: dict) -> list[str]:
+    """The files (relative to the run's directory) that a finished run's result names; results written
+    before the list existed name model.keras and model.sparse."""
+    return list(result.get("files") or (paths.MODEL, paths.SPARSE_MODEL))
+
+
+def missing_files(logdir: str | Path, result: dict) -> list[str]:
+    """The files a finished result names that are not in its run directory: such a run is not finished."""
+    rdir = paths.run_dir(logdir, result["run"])
+    return [f for f in result_files(result) if not (rdir / f).is_file()]
+
+
+def read_result(logdir: str | Path, name: str) -> dict | None:
+    """The run's written result, or None if the run has not finished."""
+    path = paths.result_file(logdir, name)
+    return read_json(path) if path.exists() else None
+
+
+def read_all_results(logdir: str | Path) -> list[dict]:
+    """Every finished run under ``logdir``, sorted by (strategy, sparsity), never by directory order."""
+    out = []
+    logdir = Path(logdir)
+    if not logdir.is_dir():
+        return out
+    for sub in logdir.iterdir():
+        f = sub / paths.RESULT
+        if f.is_file():
+            out.append(read_json(f))
+    return sorted(out, key=lambda r: (r["config"]["strategy"], float(r["config"]["sparsity"])))
+
+
+def read_study_results(logdir: str | Path) -> list[dict]:
+    """Every finished run of a study: of each replicate (LOGDIR/seed<N>/), or of LOGDIR itself when it
+    has none (a single replicate's directory)."""
+    dirs = [d for _, d in paths.seed_dirs(logdir)] or [Path(logdir)]
+    return [r for d in dirs for r in read_all_results(d)]
+
+
+def table_rows(results: list[dict], strategies, sparsities, seed: int | None = None) -> list[dict]:
+    """One row per (strategy, sparsity) that has a result, of one seed's runs; sparsity 0 is the
+    shared dense run. ``seed`` (default: the runs' own) fills the ``seed`` column."""
+    by_name = {r["run"]: r for r in results}
+    rows = []
+    for strategy in strategies:
+        for k in sparsities:
+            r = by_name.get(paths.run_name(strategy, k))
+            if r is None:
+                continue
+            rows.append(
+                {
+                    "seed": seed if seed is not None else r["config"]["hyper"]["train"]["seed"],
+                    "strategy": strategy,
+                    "sparsity": float(k),
+                    "status": r["status"],
+                    "oneshot_test_accuracy": r.get("oneshot_test_accuracy"),
+                    "oneshot_train_accuracy": r.get("oneshot_train_accuracy"),
+                    "pruned_test_accuracy": r.get("pruned_test_accuracy"),
+                    "test_accuracy": r.get("test_accuracy"),
+                    "train_accuracy": r.get("train_accuracy"),
+                    "weight_sparsity": (r.get("sparsity") or {}).get("weight_sparsity"),
+                    **{k: (r.get("size") or {}).get(k) for k in SIZE_COLUMNS},
+                    "epochs": len((r.get("history") or {}).get("loss", [])),
+                    "wall_time_s": r.get("wall_time_s"),
+                    "run": r["run"],
+                    "parent": r["config"].get("parent"),
+                }
+            )
+    return rows
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}" if math.isfinite(v) else ""
+    return str(v)
+
+
+def write_table(path: str | Path, rows: list[dict]) -> None:
+    write_rows(path, rows, CSV_COLUMNS)
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.1f}x" if a and b else ""
+
+
+def write_rows(path: str | Path, rows: list[dict], columns=None) -> None:
+    """Flat dicts as CSV, written atomically; ``columns`` default to the keys in first-seen order."""
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: _fmt(row.get(k)) for k in columns})
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def format_table(rows: list[dict]) -> str:
+    """The results table as aligned text for the terminal (accuracies in percent)."""
+    head = (f"{'strategy':<13} {'k%':>5} {'one-shot':>9} {'final':>9} {'train':>7} {'zeros':>7} {'effective':>9} "
+            f"{'smaller':>7} {'time':>6}  status")
+    lines = [head, "-" * len(head)]
+    pct = lambda v: "" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    for r in rows:
+        lines.append(
+            f"{r['strategy']:<13} {paths.format_sparsity(r['sparsity']):>5} {pct(r['oneshot_test_accuracy']):>9} "
+            f"{pct(r['test_accuracy']):>9} {pct(r['train_accuracy']):>7} {pct(r['weight_sparsity']):>7} "
+            f"{pct(r.get('effective_sparsity')):>9} {_ratio(r.get('dense_bytes'), r.get('sparse_bytes')):>7} "
+            f"{(r['wall_time_s'] or 0):>5.0f}s  {r['status']}"
+        )
+    return "\n".join(lines)

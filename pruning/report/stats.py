@@ -1,0 +1,79 @@
+"""Replicates summarized: mean, sample standard deviation and 95 % confidence half-width (Student t)
+per (strategy, sparsity), always recomputed from the per-seed rows of results.csv."""
+from __future__ import annotations
+
+import math
+
+from .. import paths
+
+SUMMARY_KEYS = ("test_accuracy", "oneshot_test_accuracy", "effective_sparsity")
+SUMMARY_COLUMNS = ("strategy", "sparsity", "seeds", "n_ok",
+                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")))
+
+# Two-sided 95 % quantiles of Student's t, t(0.975, df), for df = 1..30 (standard tables).
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788,
+         2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639,
+         2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t975(df: int) -> float:
+    """t(0.975, df): the table for df <= 30, then a Cornish-Fisher expansion around the normal
+    quantile (error below 1e-4 there)."""
+    if df < 1:
+        return math.nan
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_ci(values) -> tuple[float, float, float]:
+    """(mean, sample standard deviation, 95 % confidence half-width = t(0.975, n-1) x sd / sqrt(n)) of
+    the values that are numbers; sd and half-width are NaN for fewer than two."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = sum(v) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    return mean, sd, t975(n - 1) * sd / math.sqrt(n)
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """One row per (strategy, sparsity) over the seeds of ``rows`` (results.csv rows): how many seeds,
+    how many finished ok, and the mean, sd and 95 % half-width of each of ``SUMMARY_KEYS`` over the
+    finished ones. Never stored by hand: always recomputed from the per-seed rows."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["strategy"], float(r["sparsity"])), []).append(r)
+    out = []
+    for (strategy, k), rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        row = {"strategy": strategy, "sparsity": k, "seeds": len(rs), "n_ok": len(ok)}
+        for key in SUMMARY_KEYS:
+            mean, sd, hw = mean_ci(r.get(key) for r in ok)
+            row.update({f"{key}_mean": mean, f"{key}_sd": sd, f"{key}_ci95": hw})
+        out.append(row)
+    return out
+
+
+def format_summary(rows: list[dict]) -> str:
+    """The summary as aligned text: mean +- 95 % half-width in percent, over n seeds."""
+    def pm(r, key):
+        mean, hw = r[f"{key}_mean"], r[f"{key}_ci95"]
+        if mean is None or not math.isfinite(mean):
+            return ""
+        return f"{100 * mean:.2f}" + (f" +- {100 * hw:.2f}" if hw is not None and math.isfinite(hw) else "")
+
+    head = (f"{'strategy':<13} {'k%':>5} {'seeds':>5} {'one-shot':>15} {'final':>15} {'effective':>15}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        n = f"{r['n_ok']}" + ("" if r["n_ok"] == r["seeds"] else f"/{r['seeds']}")
+        lines.append(f"{r['strategy']:<13} {paths.format_sparsity(r['sparsity']):>5} {n:>5} "
+                     f"{pm(r, 'oneshot_test_accuracy'):>15} {pm(r, 'test_accuracy'):>15} "
+                     f"{pm(r, 'effective_sparsity'):>15}")
+    lines.append("mean +- 95% confidence half-width (Student t over the seeds), test accuracy in %; seeds: "
+                 "finished / planned when some failed")
+    return "\n".join(lines)

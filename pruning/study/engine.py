@@ -1,0 +1,256 @@
+"""The local engine: executes a study's plan on worker processes of this machine, one chain per
+worker, each with its share of the cores; prints progress; stops every worker on Ctrl-C,
+SIGTERM or the first error; runs the plan once per seed (replicates).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from .. import models, paths
+from ..config import Hyper, RunConfig, StudyConfig
+from ..files import is_fs_error, write_json
+from .plan import StudyError, plan_study, planned_epochs, runs_to_do, worker_plan
+from .run import set_threads, train_run
+
+_WORKER: dict = {}
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the study's process is gone (even SIGKILLed): a worker never trains on as an orphan."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, fingerprint: str | None = None) -> None:
+    from ..tfsetup import import_tensorflow
+
+    models.restore(model_specs or {})  # the builders the study's process knows (a plug-in's too)
+
+    # Ctrl-C reaches the whole process group; the study's process alone decides, and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    import_tensorflow(verbose)
+    set_threads(threads)
+    _WORKER.update(threads=threads, queue=queue, fingerprint=fingerprint, data={})
+
+
+def worker_data(cfg: RunConfig):
+    """The data of ``cfg`` (``pruning.data.load``, once per worker), refused if it is not the data the
+    study's process loaded and checked: a worker must never train on other data than the study reports."""
+    from .. import data
+
+    key = cfg.hyper.data
+    if key not in _WORKER["data"]:
+        ds = data.load(key, log=lambda msg: None)
+        want = _WORKER.get("fingerprint")
+        if want is not None and ds.fingerprint() != want:
+            raise StudyError(f"a worker process loaded other data ({ds.source}) than the study checked at its "
+                             f"start; the files under --data-dir (or $MNIST_DATA_DIR) changed while it ran. "
+                             f"Keep them unchanged and rerun the same command to resume.")
+        _WORKER["data"][key] = ds
+    return _WORKER["data"][key]
+
+
+def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
+    """Worker side: run one chain's runs in order (each starts from the one before)."""
+    queue, out = _WORKER["queue"], []
+    for d in chain:
+        cfg = RunConfig.from_dict(d)
+        queue.put({"event": "start", "run": cfg.name, "threads": _WORKER["threads"]})
+        try:
+            r = train_run(cfg, logdir, worker_data(cfg), progress=queue.put)
+        except StudyError:
+            raise  # the study cannot go on (other data): it stops and says so (exit 2)
+        except Exception as e:
+            if is_fs_error(e):
+                raise  # a full disk or a read-only place: the study stops and says so (exit 2)
+            traceback.print_exc()  # a bug: record it, keep the study going
+            reason = f"{type(e).__name__}: {e}"
+            write_json(paths.result_file(logdir, cfg.name), {
+                "format": 1, "run": cfg.name, "status": "failed", "reason": reason, "config": cfg.to_dict()})
+            queue.put({"event": "done", "run": cfg.name, "status": "failed", "reason": reason})
+            r = {"status": "failed"}
+        out.append((cfg.name, r["status"]))
+    return out
+
+
+def _fmt_time(s: float) -> str:
+    s = max(0, int(round(s)))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class ProgressPrinter:
+    """Turns workers' events into one line each: which run, epoch, accuracy, time left."""
+
+    def __init__(self, runs: list[RunConfig], jobs: int, out=None):
+        self.out = out or sys.stdout
+        self.epochs = {c.name: planned_epochs(c) for c in runs}
+        self.order = {c.name: i + 1 for i, c in enumerate(runs)}
+        self.total = sum(self.epochs.values())
+        self.done_epochs, self.durations, self.jobs, self.seen, self.active = 0, [], jobs, {}, set()
+
+    def _eta(self) -> str:
+        if not self.durations:
+            return "?"
+        recent = sorted(self.durations[-8:])[len(self.durations[-8:]) // 2]
+        parallel = max(1, min(self.jobs, len(self.active)))
+        return "~" + _fmt_time((self.total - self.done_epochs) * recent / parallel)
+
+    def __call__(self, ev: dict) -> None:
+        run, tag = ev.get("run", ""), f"[{self.order.get(ev.get('run'), '?')}/{len(self.order)}]"
+        if ev["event"] == "start":
+            self.active.add(run)
+            line = f"{tag} {run}: started ({self.epochs.get(run, 0)} epochs, {ev.get('threads')} thread(s))"
+        elif ev["event"] == "epoch":
+            self.done_epochs += 1
+            self.durations.append(ev["seconds"])
+            line = (f"{tag} {run}: epoch {ev['epoch']}/{ev['epochs']}  loss {ev['loss']:.4f}  "
+                    f"train acc {100 * ev['accuracy']:.2f}%  test acc {100 * ev['test_accuracy']:.2f}%  "
+                    f"{ev['seconds']:.1f}s/epoch  study left {self._eta()}")
+        elif ev["event"] == "done" and ev["status"] == "ok":
+            line = f"{tag} {run}: done, test acc {100 * ev['test_accuracy']:.2f}% in {ev['seconds']:.0f}s"
+        else:
+            line = f"{tag} {run}: FAILED: {ev.get('reason')}"
+        if ev["event"] == "done":  # a run that stopped early frees its remaining epochs
+            self.active.discard(run)
+            self.done_epochs += self.epochs.get(run, 0) - self.seen.get(run, 0)
+        elif ev["event"] == "epoch":
+            self.seen[run] = self.seen.get(run, 0) + 1
+        print(line, file=self.out, flush=True)
+
+
+def _drain(queue, printer: ProgressPrinter, stop: threading.Event) -> None:
+    """Print the workers' events until ``stop`` is set and nothing is left to read. The study's
+    process never writes to the queue: a worker killed halfway through a write can leave the
+    queue's shared write lock held for good, and a writer here would then block its exit."""
+    import queue as queue_module
+
+    while True:
+        try:
+            ev = queue.get(timeout=0.2)
+        except queue_module.Empty:
+            if stop.is_set():
+                return
+            continue
+        printer(ev)
+
+
+def stop_workers(pools) -> None:
+    """Stop every worker process of ``pools`` now: cancel what has not started, terminate what runs
+    (SIGTERM, then SIGKILL after 10 s). A run cut short leaves no result.json, so a rerun redoes it."""
+    procs = [p for pool in pools for p in list((getattr(pool, "_processes", None) or {}).values())]
+    for pool in pools:
+        pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + 10
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+def study_seeds(hyper: Hyper, study: StudyConfig) -> list[int]:
+    """The study's replicates: --seeds, else the one --seed."""
+    return list(study.seeds) if study.seeds is not None else [hyper.train.seed]
+
+
+def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
+              data_info: dict | None = None, verbose: bool = False) -> dict[int, list[RunConfig]]:
+    """Run (or resume) the study once per seed, each into LOGDIR/seed<N>/ with its own dense network;
+    returns each seed's planned runs. The root's study.json names the seeds."""
+    from dataclasses import replace
+
+    out = out or sys.stdout
+    seeds = study_seeds(hyper, study)
+    Path(logdir).mkdir(parents=True, exist_ok=True)
+    write_json(paths.study_file(logdir), {
+        "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": seeds,
+        "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
+    })
+    planned = {}
+    for i, seed in enumerate(seeds, start=1):
+        if len(seeds) > 1:
+            print(f"== seed {seed} ({i} of {len(seeds)}): {paths.seed_dir(logdir, seed)}", file=out, flush=True)
+        seeded = replace(hyper, train=replace(hyper.train, seed=seed))
+        planned[seed] = run_study(seeded, study, paths.seed_dir(logdir, seed), overwrite, out, data_info, verbose)
+    return planned
+
+
+def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
+              data_info: dict | None = None, verbose: bool = False) -> list[RunConfig]:
+    """Run (or resume) every run of the study; returns the planned runs, in order.
+
+    The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
+    worker processes, each limited to its share of the cores.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    out = out or sys.stdout
+    logdir = Path(logdir)
+    chains = plan_study(hyper, study)
+    runs = [c for chain in chains for c in chain]
+    notices: list[str] = []
+    todo = runs_to_do(chains, logdir, overwrite, data_info, notices)
+    for line in notices:
+        print(f"notice: {line}", file=out, flush=True)
+    skipped = [c.name for c in runs if c.name not in todo]
+    if skipped:
+        print(f"resuming: {len(skipped)} finished run(s) kept ({', '.join(skipped)}); --overwrite retrains them",
+              file=out, flush=True)
+    logdir.mkdir(parents=True, exist_ok=True)
+    write_json(paths.study_file(logdir), {
+        "hyper": RunConfig(hyper).to_dict()["hyper"],
+        "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
+        "runs": [c.name for c in runs],
+    })
+    pending = [[c.to_dict() for c in chain if c.name in todo] for chain in chains]
+    first, rest = [c for c in pending[:1] if c], [c for c in pending[1:] if c]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    printer = ProgressPrinter([c for c in runs if c.name in todo], min(study.jobs, max(1, len(rest))), out)
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    stop = threading.Event()
+    drainer = threading.Thread(target=_drain, args=(queue, printer, stop), daemon=True)
+    drainer.start()
+    phases = worker_plan(first, rest, study.jobs, cores)
+    pools: list = []
+    try:
+        for phase in phases:
+            live = [(chain_list, n, threads) for chain_list, n, threads in phase if chain_list]
+            pools = [ProcessPoolExecutor(min(n, len(chain_list)), mp_context=ctx, initializer=_init_worker,
+                                         initargs=(threads, queue, verbose, models.snapshot(),
+                                                   (data_info or {}).get("fingerprint")))
+                     for chain_list, n, threads in live]
+            futures = [pool.submit(_run_chain, chain, str(logdir))
+                       for pool, (chain_list, _, _) in zip(pools, live) for chain in chain_list]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # the first failure (a full disk, a dead worker) stops the study at once
+            for pool in pools:
+                pool.shutdown()
+    except BrokenProcessPool:
+        stop_workers(pools)
+        raise StudyError("a worker process died (out of memory, or killed). Rerun the same command to resume; "
+                         "finished runs are kept. Try --jobs 1 if memory is short.") from None
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no worker may train on without the study
+        stop_workers(pools)
+        raise
+    finally:
+        stop.set()
+        # a daemon thread: if a killed worker left half a message in the pipe, it may wait forever
+        # for the rest, and must not keep the study from exiting
+        drainer.join(timeout=5)
+    return runs

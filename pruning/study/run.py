@@ -1,0 +1,288 @@
+"""One run of the study, from its configuration to its written result.
+
+``train_run`` builds (or loads from its parent run) the model, prunes it with the run's strategy
+along its schedule while it retrains, and writes ``result.json``, ``model.keras``, ``model.sparse``
+and TensorBoard events into the run's directory. It never raises for a NaN loss or a failed parent:
+those are written as ``status: failed`` with the reason.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import paths
+from ..config import RunConfig
+from ..core import masks
+from ..files import write_json
+from ..report.results import missing_files, read_result
+from .plan import planned_epochs
+
+Progress = Callable[[dict], None]
+EVAL_BATCH = 2000
+
+
+def set_threads(n: int | None) -> None:
+    """Limit TensorFlow's CPU threads; must run before TensorFlow executes anything."""
+    if not n:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(n))
+        tf.config.threading.set_inter_op_parallelism_threads(min(int(n), 2))
+    except RuntimeError:
+        pass  # already initialised in this process: keep its setting
+
+
+def compile_model(model, lr: float, weight_decay: float, steps: int):
+    """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay), the
+    learning rate cosine-decayed to 0 over ``steps``, cross-entropy on logits, accuracy."""
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
+    if weight_decay > 0:
+        opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+    else:
+        opt = keras.optimizers.Adam(schedule)
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def evaluate(model, x, y) -> tuple[float, float]:
+    """(loss, accuracy) of a compiled model on (x, y)."""
+    loss, acc = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0)
+    return float(loss), float(acc)
+
+
+def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks) -> dict:
+    """What pruning alone does, before any retraining: the starting model pruned straight to k
+    (``pruned_test_accuracy``) and the study's dense model pruned to k (``oneshot_*``; the same
+    masks when the run starts from the dense model, so they are computed once)."""
+    from ..core.callbacks import compute_model_masks, masks_applied
+    from ..core.layers import load_model
+
+    out = {}
+    with masks_applied(model, start_masks):
+        out["pruned_test_accuracy"] = evaluate(model, data.x_test, data.y_test)[1]
+        if cfg.parent == paths.DENSE:
+            out["oneshot_train_accuracy"] = evaluate(model, data.x_train, data.y_train)[1]
+            out["oneshot_test_accuracy"] = out["pruned_test_accuracy"]
+            return out
+    dense = read_result(logdir, paths.DENSE)
+    if dense is not None and dense.get("status") == "ok":
+        dense_model = load_model(paths.model_file(logdir, paths.DENSE))
+        compile_model(dense_model, 1e-3, 0.0, 0)
+        with masks_applied(dense_model, compute_model_masks(dense_model, cfg.strategy, cfg.sparsity,
+                                                            cfg.hyper.train.seed)):
+            out["oneshot_train_accuracy"] = evaluate(dense_model, data.x_train, data.y_train)[1]
+            out["oneshot_test_accuracy"] = evaluate(dense_model, data.x_test, data.y_test)[1]
+    return out
+
+
+def _progress_callback(name: str, epochs: int, progress: Progress):
+    import keras
+
+    class _Report(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            progress(
+                {
+                    "event": "epoch",
+                    "run": name,
+                    "epoch": epoch + 1,
+                    "epochs": epochs,
+                    "loss": float(logs.get("loss", math.nan)),
+                    "accuracy": float(logs.get("accuracy", math.nan)),
+                    "test_accuracy": float(logs.get("val_accuracy", math.nan)),
+                    "seconds": time.perf_counter() - self.t0,
+                }
+            )
+
+    return _Report()
+
+
+def _extend(history: dict, new: dict) -> None:
+    """Append one fit() call's history to the run's (``val_*`` keys become ``test_*``)."""
+    for k, vals in new.items():
+        key = "test_" + k[4:] if k.startswith("val_") else k
+        history.setdefault(key, []).extend(float(v) for v in vals)
+
+
+def _phases(schedule, epochs: int) -> list[tuple[int, int]]:
+    """[start, end) epoch ranges over which the schedule's target sparsity is constant."""
+    bounds = [0] + [e for e in range(1, epochs) if schedule(e) != schedule(e - 1)] + [epochs]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _fit_shrinking(model, masking, data, epochs: int, fit_args: dict, history: dict, compile_fn):
+    """Neuron pruning that costs what its size says: at each change of the target sparsity the
+    masks are updated, the dead units are physically removed (``shrink.shrink_model``) and
+    training goes on in the smaller network, with Adam's moments of the surviving weights
+    carried over. Returns the final (smallest) model."""
+    from ..deploy.shrink import carry_optimizer_state, shrink_model
+
+    for start, end in _phases(masking.schedule, epochs):
+        masking.set_model(model)
+        masking.update(start)
+        smaller, keep = shrink_model(model)
+        compile_fn(smaller)
+        if model.optimizer is not None and model.optimizer.built:
+            carry_optimizer_state(model, smaller, keep)
+        model = smaller
+        h = model.fit(data.x_train, data.y_train, initial_epoch=start, epochs=end, **fit_args)
+        _extend(history, h.history)
+        if len(h.history.get("loss", [])) < end - start:
+            break  # TerminateOnNaN stopped it; the caller records the failure
+    return model
+
+
+def _final_shrink(model, x_test) -> tuple:
+    """The model without its dead units, and the largest |logit difference| on ``x_test``
+    between it and the full-size masked network it stands for (``shrink.expand_model``)."""
+    from ..deploy.shrink import expand_model, shrink_model
+
+    smaller = shrink_model(model)[0]
+    full = expand_model(smaller)
+    diff = np.abs(smaller.predict(x_test, batch_size=EVAL_BATCH, verbose=0)
+                  - full.predict(x_test, batch_size=EVAL_BATCH, verbose=0)).max()
+    compile_model(smaller, 1e-3, 0.0, 0)
+    return smaller, float(diff)
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _versions() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+
+
+def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) -> dict:
+    """Run one configuration to its written result (returned). Never raises for a NaN loss
+    or a failed parent: those are recorded as ``status: failed`` with the reason."""
+    import keras
+    import tensorflow as tf
+
+    from ..core.callbacks import MaskingCallback, compute_model_masks, cubic_schedule, measure_sparsity
+    from ..core.layers import load_model
+    from ..deploy.export import size_report
+    from ..models import build_model
+
+    tf.get_logger().setLevel("ERROR")  # each run compiles anew: retracing notices are expected
+
+    progress = progress or (lambda event: None)
+    hyper, name = cfg.hyper, cfg.name
+    rdir = paths.run_dir(logdir, name)
+    if rdir.exists():
+        shutil.rmtree(rdir)  # an unfinished, failed or overwritten run: start clean
+    rdir.mkdir(parents=True)
+    write_json(paths.config_file(logdir, name), cfg.to_dict())
+    t0 = time.perf_counter()
+    result = {
+        "format": 1,
+        "run": name,
+        "status": "ok",
+        "reason": None,
+        "config": cfg.to_dict(),
+        "data": data.describe(),
+        "files": [paths.MODEL, paths.SPARSE_MODEL],  # a run is finished only while these exist
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": _versions(),
+    }
+
+    def fail(reason: str) -> dict:
+        result.update(status="failed", reason=reason, wall_time_s=time.perf_counter() - t0)
+        write_json(paths.result_file(logdir, name), result)
+        progress({"event": "done", "run": name, "status": "failed", "reason": reason})
+        return result
+
+    keras.utils.set_random_seed(hyper.train.seed)
+    epochs = planned_epochs(cfg)
+    shrinks = cfg.sparsity > 0 and masks.get(cfg.strategy).shrinks  # unit strategies train shrunk
+    protocol = hyper.prune.protocol if cfg.sparsity > 0 else "dense"
+    if cfg.parent is not None:
+        parent = read_result(logdir, cfg.parent)
+        if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
+            why = ("has not finished" if parent is None else f"failed ({parent.get('reason')})"
+                   if parent.get("status") != "ok" else
+                   f"lost its {', '.join(missing_files(logdir, parent))}; rerun the study to redo it")
+            return fail(f"parent run {cfg.parent} {why}")
+        model = load_model(paths.model_file(logdir, cfg.parent))
+    else:
+        model = build_model(data.input_dim, hyper.model)
+
+    lr = hyper.prune.retrain_lr if protocol == "retrain" else hyper.train.lr
+    steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
+    compile_model(model, lr, hyper.train.weight_decay, steps)
+
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
+        keras.callbacks.TerminateOnNaN(),
+        _progress_callback(name, epochs, progress),
+    ]
+    if cfg.sparsity > 0:
+        start_k = float(parent["config"]["sparsity"]) if cfg.parent is not None else 0.0
+        ramp = hyper.prune.ramp_epochs if protocol == "retrain" else 0
+        schedule = cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
+        # The masks of the starting model pruned straight to k: measured before retraining, and the
+        # callback's first masks too when its schedule starts at k (one-shot, no ramp).
+        start_masks = compute_model_masks(model, cfg.strategy, cfg.sparsity, hyper.train.seed)
+        result.update(_pruned_accuracies(model, cfg, logdir, data, start_masks))
+        masking = MaskingCallback(cfg.strategy, schedule, log_dir=rdir / paths.TRAIN_EVENTS, seed=hyper.train.seed,
+                                  initial=start_masks)
+        callbacks.insert(0, masking)
+
+    history: dict[str, list[float]] = {}
+    if epochs > 0:
+        fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
+                        validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
+        if shrinks:
+            model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
+                                   lambda m: compile_model(m, lr, hyper.train.weight_decay, steps))
+        else:
+            h = model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args)
+            _extend(history, h.history)
+    elif cfg.sparsity > 0:  # one-shot: no training, just the masks
+        masking.prune_once(model)
+    result["history"] = history
+
+    losses = history.get("loss", [])
+    if any(not math.isfinite(v) for v in losses) or len(losses) < epochs:
+        return fail(f"loss became NaN or infinite at epoch {len(losses)} of {epochs}; lower --lr or --retrain-lr")
+    result["train_loss"], result["train_accuracy"] = evaluate(model, data.x_train, data.y_train)
+    result["test_loss"], result["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+    if not math.isfinite(result["test_loss"]):
+        return fail("the final model's loss is NaN or infinite; lower --lr or --retrain-lr")
+    if cfg.sparsity == 0:
+        result["oneshot_train_accuracy"] = result["train_accuracy"]
+        result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
+    result["sparsity"] = measure_sparsity(model)
+    if shrinks:
+        model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
+    result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
+    _save_model(model, paths.model_file(logdir, name))
+    result["wall_time_s"] = time.perf_counter() - t0
+    write_json(paths.result_file(logdir, name), result)
+    progress({"event": "done", "run": name, "status": "ok", "test_accuracy": result["test_accuracy"],
+              "seconds": result["wall_time_s"]})
+    return result
+
+
