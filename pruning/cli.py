@@ -13,7 +13,7 @@ from pathlib import Path
 from . import paths
 from .core import masks
 from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
-                     add_hyper_flags, check_sparsity, from_args, hyper_from_args, parse_number)
+                     add_hyper_flags, check_fits, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
 from .deploy.sparse_format import SparseFormatError
 from .files import OutputError, ResultError, explain_fs_error, is_fs_error
@@ -151,7 +151,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--sparsity", type=_sparsity, default=0.0, metavar="K",
                    help="percent of each hidden layer's weights (or units) removed, 0 <= K < 100 (default: 0, the dense run)")
     g.add_argument("--from-run", default=paths.DENSE, metavar="NAME",
-                   help="the finished run in --logdir whose model is pruned (retrain and oneshot protocols; default: dense)")
+                   help="the finished run in LOGDIR/seed<SEED>/ whose model is pruned (retrain and oneshot protocols; "
+                   "default: dense, trained first if missing)")
     add_hyper_flags(p)
     _add_verbose(p)
     return p
@@ -163,6 +164,11 @@ def train_main(argv=None) -> int:
     args = p.parse_args(argv)
     hyper = _hyper(p, args)
     out = from_args(args, OutputConfig)
+    if args.sparsity > 0:
+        try:
+            check_fits(hyper.model, [args.strategy], "--strategy")
+        except ConfigError as e:
+            p.error(str(e))
     _percent_notice([args.sparsity])
     from .study.lock import hold
 
@@ -228,8 +234,8 @@ def study_parser(alternate: bool) -> argparse.ArgumentParser:
     how = "one model at a time, with all CPU cores" if alternate else "--jobs models at a time (default 2)"
     p = Parser(
         prog=prog,
-        description=f"The weight-vs-neuron pruning study on MNIST, {how}: trains the dense network once, "
-        "prunes and retrains it at every --sparsities for both strategies, writes per-run TensorBoard logs "
+        description=f"The pruning study on MNIST, {how}: trains the dense network once per seed, "
+        "prunes and retrains it at every --sparsities with every --strategies, writes per-run TensorBoard logs "
         "and result.json, results.csv at the log directory's root, prints the table and writes the figures. "
         "Rerunning resumes: finished runs are skipped.",
     )
@@ -252,6 +258,7 @@ def study_main(argv=None, alternate: bool = False) -> int:
     out = from_args(args, OutputConfig)
     try:
         study = from_args(args, StudyConfig, **({"jobs": 1} if alternate else {}))
+        check_fits(hyper.model, study.strategies)
     except ConfigError as e:
         p.error(str(e))
     _percent_notice(study.sparsities)

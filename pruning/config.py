@@ -329,6 +329,20 @@ def from_args(args: argparse.Namespace, cls, **overrides):
     return cls(**values)
 
 
+def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> None:
+    """Refuse (ConfigError, naming both flags) a strategy whose granularity the model cannot be
+    pruned at: found before anything is written, not hours into a study."""
+    spec = models.get_model(model.name)
+    misfits = [s for s in strategies if masks.get(s).granularity not in spec.granularities]
+    if misfits:
+        fits = [s for s in masks.names() if masks.get(s).granularity in spec.granularities]
+        raise ConfigError(
+            f"{flag} {','.join(misfits)} {'prunes' if len(misfits) == 1 else 'prune'} by "
+            f"{masks.get(misfits[0]).granularity}, which --model {model.name} does not support (it is pruned "
+            f"by {' and '.join(spec.granularities)}: {', '.join(fits)}). Drop "
+            f"{'it' if len(misfits) == 1 else 'them'} from {flag}, or choose another --model.")
+
+
 def hyper_from_args(args: argparse.Namespace) -> Hyper:
     return Hyper(
         data=from_args(args, DataConfig),

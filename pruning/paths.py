@@ -39,6 +39,14 @@ SEED_PREFIX = "seed"
 BENCHMARK_CSV = "benchmark.csv"  # benchmark.py: latency of each engine for each run and batch size
 BENCHMARK_JSON = "benchmark.json"  # benchmark.py: the machine's matmul peak and training throughput
 BENCHMARK_PNG = "speedup_vs_sparsity.png"
+# the study's figures (pruning.report.plots), in LOGDIR/plots/ or --plots DIR; {s} is a strategy's name
+EPOCHS_PNG = "accuracy_vs_epoch_{s}.png"
+SPARSITY_PNG = "accuracy_vs_sparsity_{s}.png"
+COMPARE_TRAIN_PNG = "compare_train.png"
+COMPARE_TEST_PNG = "compare_test.png"
+ONESHOT_PNG = "oneshot_vs_retrained.png"
+LAYER_SPARSITY_PNG = "layer_sparsity_{s}.png"
+EFFECTIVE_PNG = "accuracy_vs_effective_sparsity.png"
 PLOTS = "plots"  # plotting.py's default output; a study's own figures go to <logdir>/plots
 
 

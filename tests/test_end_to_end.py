@@ -376,3 +376,25 @@ def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_
         cli.study_main_guarded(["--model", "cnn", "--logdir", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert "--model: unknown value 'cnn'; choose one of mlp, two_layer" in err
+
+
+@pytest.mark.parametrize("script, argv, needle", [
+    ("study", ["--strategies", "weight,neuron,random_neuron"],
+     "--strategies neuron,random_neuron prune by unit, which --model weights_only does not support (it is pruned "
+     "by weight: weight, random, global_weight). Drop them from --strategies, or choose another --model."),
+    ("train", ["--strategy", "neuron", "--sparsity", "50"],
+     "--strategy neuron prunes by unit, which --model weights_only does not support"),
+])
+def test_a_strategy_the_model_cannot_be_pruned_by_exits_2_before_anything_is_written(
+        tmp_path, mnist_dir, capsys, monkeypatch, script, argv, needle):
+    from pruning import cli, models
+    import model_plugins
+
+    monkeypatch.setitem(models.MODELS, "weights_only", models.ModelSpec(
+        "weights_only", model_plugins.build_two_layer, "masks only (tests)", ("weight",)))
+    main = cli.study_main_guarded if script == "study" else cli.train_main
+    with pytest.raises(SystemExit) as info:
+        main(["--model", "weights_only", "--data-dir", str(mnist_dir), "--logdir", str(tmp_path / "logs"), *argv])
+    assert info.value.code == 2
+    assert needle in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "logs").exists()

@@ -25,6 +25,9 @@ class ModelSpec:
     name: str
     builder: str | Callable  # "module:function", or the function itself
     help: str
+    # the strategy granularities (pruning.core.masks.GRANULARITIES) its prunable layers support:
+    # "weight" needs masks only; "unit" also needs the network to be shrinkable unit by unit
+    granularities: tuple[str, ...] = ("weight", "unit")
 
     def build(self, input_dim: int, cfg):
         fn = self.builder
@@ -39,9 +42,11 @@ get_model = MODELS.lookup
 model_names = MODELS.names
 
 
-def register_model(name: str, builder: str | Callable, help: str) -> ModelSpec:
-    """Make ``builder`` (a top-level function, or "module:function") the choice ``--model name``."""
-    return MODELS.register(ModelSpec(name, builder, help))
+def register_model(name: str, builder: str | Callable, help: str,
+                   granularities: tuple[str, ...] = ("weight", "unit")) -> ModelSpec:
+    """Make ``builder`` (a top-level function, or "module:function") the choice ``--model name``;
+    ``granularities`` names the kinds of strategy it can be pruned with."""
+    return MODELS.register(ModelSpec(name, builder, help, tuple(granularities)))
 
 
 def build_model(input_dim: int, cfg):

@@ -322,14 +322,14 @@ def effective_figure(results, strategies, path, footer="") -> Path:
 
 
 FIGURES = {
-    "accuracy_vs_epoch_{s}.png": "train and test accuracy per epoch for each k, one figure per strategy",
-    "accuracy_vs_sparsity_{s}.png": "train and test accuracy against sparsity, one figure per strategy",
-    "compare_train.png": "the strategies compared, train accuracy",
-    "compare_test.png": "the strategies compared, test accuracy",
-    "oneshot_vs_retrained.png": "one-shot against retrained test accuracy, every strategy",
-    "layer_sparsity_{s}.png": "the sparsity a global strategy chose for each layer against k (global strategies)",
-    "accuracy_vs_effective_sparsity.png": "test accuracy against effective sparsity (weights that can no "
-                                          "longer reach the output count as pruned), every strategy",
+    paths.EPOCHS_PNG: "train and test accuracy per epoch for each k, one figure per strategy",
+    paths.SPARSITY_PNG: "train and test accuracy against sparsity, one figure per strategy",
+    paths.COMPARE_TRAIN_PNG: "the strategies compared, train accuracy",
+    paths.COMPARE_TEST_PNG: "the strategies compared, test accuracy",
+    paths.ONESHOT_PNG: "one-shot against retrained test accuracy, every strategy",
+    paths.LAYER_SPARSITY_PNG: "the sparsity a global strategy chose for each layer against k (global strategies)",
+    paths.EFFECTIVE_PNG: "test accuracy against effective sparsity (weights that can no longer reach the "
+                         "output count as pruned), every strategy",
 }
 
 
@@ -377,15 +377,15 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     first = replicates[0][0] if replicates else []
     files = []
     for s in strategies:
-        files.append(epochs_figure(first, s, out / f"accuracy_vs_epoch_{s}.png", footer))
-        files.append(sparsity_figure(results, s, out / f"accuracy_vs_sparsity_{s}.png", footer))
-    files.append(compare_figure(results, strategies, "train_accuracy", out / "compare_train.png", footer))
-    files.append(compare_figure(results, strategies, "test_accuracy", out / "compare_test.png", footer))
-    files.append(oneshot_figure(results, strategies, out / "oneshot_vs_retrained.png", footer))
-    files.append(effective_figure(results, strategies, out / "accuracy_vs_effective_sparsity.png", footer))
+        files.append(epochs_figure(first, s, out / paths.EPOCHS_PNG.format(s=s), footer))
+        files.append(sparsity_figure(results, s, out / paths.SPARSITY_PNG.format(s=s), footer))
+    files.append(compare_figure(results, strategies, "train_accuracy", out / paths.COMPARE_TRAIN_PNG, footer))
+    files.append(compare_figure(results, strategies, "test_accuracy", out / paths.COMPARE_TEST_PNG, footer))
+    files.append(oneshot_figure(results, strategies, out / paths.ONESHOT_PNG, footer))
+    files.append(effective_figure(results, strategies, out / paths.EFFECTIVE_PNG, footer))
     for s in strategies:
         if masks.get(s).scope == "global":
-            files.append(layer_sparsity_figure(results, s, out / f"layer_sparsity_{s}.png", footer))
+            files.append(layer_sparsity_figure(results, s, out / paths.LAYER_SPARSITY_PNG.format(s=s), footer))
     return files, missing + failed
 
 
