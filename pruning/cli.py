@@ -323,6 +323,9 @@ def plotting_main(argv=None) -> int:
     p.add_argument("--plots", "--out", dest="plots", default=paths.PLOTS, metavar="DIR",
                    help="where the PNG figures go (default: plots; --out is the old name). The README's "
                    "figures: --logdir logs --plots docs/figures")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print the final, one-shot and effective-sparsity tables in Markdown: one row per "
+                   "k, one column per strategy, mean ± 95%% confidence half-width over the seeds (the README's tables)")
     args = p.parse_args(argv)
     if not read_study_results(args.logdir):
         raise ResultError(f"{args.logdir} holds no finished run (no */{paths.RESULT} or seed*/*/{paths.RESULT}). Run python main.py "
@@ -333,7 +336,38 @@ def plotting_main(argv=None) -> int:
         print(f)
     if missing:
         print(f"missing or failed runs (not plotted): {', '.join(missing)}")
+    if args.markdown:
+        print(_markdown_tables(args.logdir))
     return 0
+
+
+def _markdown_tables(logdir) -> str:
+    """The study's summary (recomputed from every seed's results) as the README's Markdown tables."""
+    from .files import read_json
+    from .report.results import read_all_results, table_rows
+    from .report.stats import markdown_table, summarize
+
+    replicates = paths.seed_dirs(logdir) or [(None, Path(logdir))]
+    rows, strategies, sparsities = [], [], []
+    for seed, d in replicates:
+        results = read_all_results(d)
+        if paths.study_file(d).exists():
+            study = read_json(paths.study_file(d))["study"]
+            strat, ks = study["strategies"], study["sparsities"]
+        else:
+            strat = sorted({r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
+            ks = sorted({float(r["config"]["sparsity"]) for r in results})
+        strategies += [s for s in strat if s not in strategies]
+        sparsities += [k for k in ks if k not in sparsities]
+        rows += table_rows(results, strat, ks, seed=seed)
+    summary = summarize(rows)
+    seeds = sorted({r["seed"] for r in rows})
+    title = (f"mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+             if len(seeds) > 1 else f"one seed ({seeds[0]})")
+    return "\n\n".join(f"{what}, %, {title}:\n\n{markdown_table(summary, key, strategies)}" for what, key in (
+        ("Test accuracy after retraining", "test_accuracy"),
+        ("Test accuracy one-shot (the dense network pruned to k, not retrained)", "oneshot_test_accuracy"),
+        ("Effective sparsity (weights that can no longer reach the output count as pruned)", "effective_sparsity")))
 
 
 # --------------------------------------------------------------------------- benchmark.py

@@ -338,6 +338,12 @@ def test_seeds_run_the_study_once_each_and_summarize_them_and_a_resume_adds_only
     assert float(weight50["test_accuracy_mean"]) == pytest.approx(sum(accs) / 2, abs=1e-6)
     assert float(weight50["test_accuracy_ci95"]) == pytest.approx(12.7062 * abs(accs[0] - accs[1]) / 2, rel=1e-4)
     assert (logs / "plots" / "compare_test.png").is_file()
+    assert cli.plotting_main(["--logdir", str(logs), "--plots", str(tmp_path / "figs"), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "Test accuracy after retraining, %, mean ± 95% confidence half-width over 2 seeds (0, 1):" in out
+    assert (f"| 50 | {100 * sum(accs) / 2:.2f} ± {100 * 12.7062 * abs(accs[0] - accs[1]) / 2:.2f} |"
+            in out.split("one-shot")[0])
+    assert "| k (%) | weight | random |" in out
     before = {p: p.stat().st_mtime_ns for p in logs.glob("seed*/*/result.json")}
     assert cli.alternate_main_guarded(argv + ["--seeds", "0,1,2"]) == 0
     out = capsys.readouterr().out

@@ -648,3 +648,22 @@ def test_a_worker_loads_the_runs_data_once_and_refuses_other_data_than_the_study
     other = write_mnist_dir(tmp_path / "other", 60, 20)
     with pytest.raises(StudyError, match=r"other data \(idx:.*other\) than the study checked"):
         engine.worker_data(RunConfig(_hyper(data=DataConfig(data_dir=str(other)))))
+
+
+def test_markdown_table_puts_k_in_rows_strategies_in_columns_with_mean_and_half_width():
+    rows = [{"seed": s, "strategy": "weight", "sparsity": 90.0, "status": "ok", "test_accuracy": acc,
+             "oneshot_test_accuracy": 0.5, "effective_sparsity": 0.9}
+            for s, acc in ((0, 0.98), (1, 0.97), (2, 0.99))]
+    rows += [{"seed": s, "strategy": "random", "sparsity": 90.0, "status": st, "test_accuracy": acc,
+              "oneshot_test_accuracy": None, "effective_sparsity": 0.9}
+             for s, st, acc in ((0, "ok", 0.95), (1, "failed", None), (2, "ok", 0.96))]
+    rows += [{"seed": 0, "strategy": "weight", "sparsity": 50.0, "status": "ok", "test_accuracy": 0.985,
+              "oneshot_test_accuracy": 0.9, "effective_sparsity": 0.5}]
+    text = stats.markdown_table(stats.summarize(rows), "test_accuracy", ["weight", "random"])
+    # weight k90: 98.00 +- 4.3027 x 0.01 / sqrt(3); random k90: mean 95.5, sd 0.00707, t(0.975, 1) = 12.7062
+    assert text.splitlines() == [
+        "| k (%) | weight | random |",
+        "|---:|---:|---:|",
+        "| 50 | 98.50 |  |",
+        "| 90 | 98.00 ± 2.48 | 95.50 ± 6.35 (2 of 3 seeds) |",
+    ]

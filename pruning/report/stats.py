@@ -77,3 +77,25 @@ def format_summary(rows: list[dict]) -> str:
     lines.append("mean +- 95% confidence half-width (Student t over the seeds), test accuracy in %; seeds: "
                  "finished / planned when some failed")
     return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict], key: str, strategies) -> str:
+    """``key`` (one of ``SUMMARY_KEYS``) of the summary ``rows`` as a Markdown table: one row per k, one
+    column per strategy, each cell the mean +- 95 % half-width in percent (the mean alone for one seed;
+    "(n of N seeds)" when some failed)."""
+    by = {(r["strategy"], float(r["sparsity"])): r for r in rows}
+    ks = sorted({k for _, k in by})
+
+    def cell(r) -> str:
+        if r is None:
+            return ""
+        mean, hw = r[f"{key}_mean"], r[f"{key}_ci95"]
+        if mean is None or not math.isfinite(mean):
+            return "failed" if r["n_ok"] == 0 else ""
+        text = f"{100 * mean:.2f}" + (f" ± {100 * hw:.2f}" if hw is not None and math.isfinite(hw) else "")
+        return text + (f" ({r['n_ok']} of {r['seeds']} seeds)" if r["n_ok"] < r["seeds"] else "")
+
+    lines = ["| k (%) | " + " | ".join(strategies) + " |", "|---:|" + "---:|" * len(strategies)]
+    for k in ks:
+        lines.append(f"| {paths.format_sparsity(k)} | " + " | ".join(cell(by.get((s, k))) for s in strategies) + " |")
+    return "\n".join(lines)
