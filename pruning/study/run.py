@@ -175,16 +175,44 @@ def _versions() -> dict:
     return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
 
 
+class _ParentUnusable(Exception):
+    """The run's parent cannot be started from; the message says why (written as the run's failure)."""
+
+
+def _start_model(cfg: RunConfig, logdir, data):
+    """The model the run starts from (its parent's, else a fresh one) and the parent's result (None)."""
+    from ..core.layers import load_model
+    from ..models import build_model
+
+    if cfg.parent is None:
+        return build_model(data.input_dim, cfg.hyper.model), None
+    parent = read_result(logdir, cfg.parent)
+    if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
+        why = ("has not finished" if parent is None else f"failed ({parent.get('reason')})"
+               if parent.get("status") != "ok" else
+               f"lost its {', '.join(missing_files(logdir, parent))}; rerun the study to redo it")
+        raise _ParentUnusable(f"parent run {cfg.parent} {why}")
+    return load_model(paths.model_file(logdir, cfg.parent)), parent
+
+
+def _schedule(cfg: RunConfig, parent: dict | None, epochs: int):
+    """The run's target sparsity per epoch: a cubic ramp from the parent's k to the run's over
+    ``--ramp-epochs`` when retraining, else the run's k from the start."""
+    from ..core.callbacks import cubic_schedule
+
+    start_k = float(parent["config"]["sparsity"]) if parent is not None else 0.0
+    ramp = cfg.hyper.prune.ramp_epochs if cfg.hyper.prune.protocol == "retrain" else 0
+    return cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
+
+
 def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) -> dict:
     """Run one configuration to its written result (returned). Never raises for a NaN loss
     or a failed parent: those are recorded as ``status: failed`` with the reason."""
     import keras
     import tensorflow as tf
 
-    from ..core.callbacks import MaskingCallback, compute_model_masks, cubic_schedule, measure_sparsity
-    from ..core.layers import load_model
+    from ..core.callbacks import MaskingCallback, compute_model_masks, measure_sparsity
     from ..deploy.export import size_report
-    from ..models import build_model
 
     tf.get_logger().setLevel("ERROR")  # each run compiles anew: retracing notices are expected
 
@@ -214,43 +242,37 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         progress({"event": "done", "run": name, "status": "failed", "reason": reason})
         return result
 
+    # 1. the starting model, compiled as the run trains it
     keras.utils.set_random_seed(hyper.train.seed)
+    try:
+        model, parent = _start_model(cfg, logdir, data)
+    except _ParentUnusable as e:
+        return fail(str(e))
     epochs = planned_epochs(cfg)
-    shrinks = cfg.sparsity > 0 and masks.get(cfg.strategy).shrinks  # unit strategies train shrunk
-    protocol = hyper.prune.protocol if cfg.sparsity > 0 else "dense"
-    if cfg.parent is not None:
-        parent = read_result(logdir, cfg.parent)
-        if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
-            why = ("has not finished" if parent is None else f"failed ({parent.get('reason')})"
-                   if parent.get("status") != "ok" else
-                   f"lost its {', '.join(missing_files(logdir, parent))}; rerun the study to redo it")
-            return fail(f"parent run {cfg.parent} {why}")
-        model = load_model(paths.model_file(logdir, cfg.parent))
-    else:
-        model = build_model(data.input_dim, hyper.model)
-
-    lr = hyper.prune.retrain_lr if protocol == "retrain" else hyper.train.lr
+    retrains = cfg.sparsity > 0 and hyper.prune.protocol == "retrain"
+    lr = hyper.prune.retrain_lr if retrains else hyper.train.lr
     steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
     compile_model(model, lr, hyper.train.weight_decay, steps)
-
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
         _progress_callback(name, epochs, progress),
     ]
+
+    # 2. pruning: what it does before any retraining, and the callback that prunes along the schedule
+    masking = None
     if cfg.sparsity > 0:
-        start_k = float(parent["config"]["sparsity"]) if cfg.parent is not None else 0.0
-        ramp = hyper.prune.ramp_epochs if protocol == "retrain" else 0
-        schedule = cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
         # The masks of the starting model pruned straight to k: measured before retraining, and the
         # callback's first masks too when its schedule starts at k (one-shot, no ramp).
         start_masks = compute_model_masks(model, cfg.strategy, cfg.sparsity, hyper.train.seed)
         result.update(_pruned_accuracies(model, cfg, logdir, data, start_masks))
-        masking = MaskingCallback(cfg.strategy, schedule, log_dir=rdir / paths.TRAIN_EVENTS, seed=hyper.train.seed,
-                                  initial=start_masks)
+        masking = MaskingCallback(cfg.strategy, _schedule(cfg, parent, epochs), log_dir=rdir / paths.TRAIN_EVENTS,
+                                  seed=hyper.train.seed, initial=start_masks)
         callbacks.insert(0, masking)
 
+    # 3. training (unit strategies on the physically shrinking network)
     history: dict[str, list[float]] = {}
+    shrinks = masking is not None and masks.get(cfg.strategy).shrinks
     if epochs > 0:
         fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
                         validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
@@ -258,15 +280,15 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
             model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
                                    lambda m: compile_model(m, lr, hyper.train.weight_decay, steps))
         else:
-            h = model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args)
-            _extend(history, h.history)
-    elif cfg.sparsity > 0:  # one-shot: no training, just the masks
+            _extend(history, model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args).history)
+    elif masking is not None:  # one-shot: no training, just the masks
         masking.prune_once(model)
     result["history"] = history
-
     losses = history.get("loss", [])
     if any(not math.isfinite(v) for v in losses) or len(losses) < epochs:
         return fail(f"loss became NaN or infinite at epoch {len(losses)} of {epochs}; lower --lr or --retrain-lr")
+
+    # 4. the final model: measured, shrunk, written; result.json last (it marks the run finished)
     result["train_loss"], result["train_accuracy"] = evaluate(model, data.x_train, data.y_train)
     result["test_loss"], result["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
     if not math.isfinite(result["test_loss"]):
@@ -284,5 +306,3 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     progress({"event": "done", "run": name, "status": "ok", "test_accuracy": result["test_accuracy"],
               "seconds": result["wall_time_s"]})
     return result
-
-
