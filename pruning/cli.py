@@ -348,7 +348,7 @@ def _markdown_tables(logdir) -> str:
     from .report.stats import markdown_table, summarize
 
     replicates = paths.seed_dirs(logdir) or [(None, Path(logdir))]
-    rows, strategies, sparsities = [], [], []
+    rows, strategies = [], []
     for seed, d in replicates:
         results = read_all_results(d)
         if paths.study_file(d).exists():
@@ -358,8 +358,12 @@ def _markdown_tables(logdir) -> str:
             strat = sorted({r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
             ks = sorted({float(r["config"]["sparsity"]) for r in results})
         strategies += [s for s in strat if s not in strategies]
-        sparsities += [k for k in ks if k not in sparsities]
-        rows += table_rows(results, strat, ks, seed=seed)
+        mine = table_rows(results, strat, ks, seed=seed)
+        found = {(r["strategy"], float(r["sparsity"])) for r in mine}
+        # a planned run that has not finished counts as a seed without a number: "(2 of 3 seeds)"
+        mine += [{"seed": seed, "strategy": s, "sparsity": float(k), "status": "missing"}
+                 for s in strat for k in ks if (s, float(k)) not in found]
+        rows += mine
     summary = summarize(rows)
     seeds = sorted({r["seed"] for r in rows})
     title = (f"mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))})"

@@ -351,6 +351,11 @@ def test_seeds_run_the_study_once_each_and_summarize_them_and_a_resume_adds_only
     assert {p: p.stat().st_mtime_ns for p in before} == before  # seeds 0 and 1 untouched
     assert len(list((logs / "seed2").glob("*/result.json"))) == 3
     assert {r["seeds"] for r in csv.DictReader(open(paths.summary_csv(logs)))} == {"3"}
+    # a run that has not finished is a seed without a number in the tables, never silently left out
+    shutil.rmtree(paths.run_dir(logs / "seed2", "random_k50"))
+    assert cli.plotting_main(["--logdir", str(logs), "--plots", str(tmp_path / "figs"), "--markdown"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("| 50 |"))
+    assert line.count("(2 of 3 seeds)") == 1 and line.endswith("(2 of 3 seeds) |")
 
 
 def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_dir, capsys, monkeypatch):

@@ -206,3 +206,17 @@ def test_a_global_strategy_gets_a_figure_of_the_sparsity_it_chose_per_layer(capt
     assert list(lines["hidden1"].get_xdata()) == [50.0, 90.0]
     assert list(lines["hidden1"].get_ydata()) == [20.0, 75.0] and list(lines["hidden2"].get_ydata()) == [80.0, 99.0]
     assert "global weight pruning" in ax.get_title()
+
+
+def test_a_95_band_past_0_or_100_percent_is_clipped_there_and_the_mean_is_not():
+    # weight k50 over three seeds: 99.9, 99.0, 90.0 %: mean 96.3, sd = sqrt((3.6² + 2.7² + 6.3²) / 2) = 5.4745
+    results = [_result("weight", 0, acc, FULL) for acc in (98.0, 98.2, 98.4)]
+    results += [_result("weight", 50, acc, FULL, parent=paths.DENSE) for acc in (99.9, 99.0, 90.0)]
+    results += [_result("weight", 90, acc, FULL, parent=paths.DENSE) for acc in (1.0, 20.0, 30.0)]
+    xs, ys = plots._curve(results, "weight", "test_accuracy")
+    lows, highs = plots._band(results, "weight", "test_accuracy")
+    assert xs == [0.0, 50.0, 90.0]
+    assert ys[1] == pytest.approx(96.3) and ys[2] == pytest.approx(17.0)
+    assert highs[1] == 100.0 and lows[1] == pytest.approx(96.3 - 4.3027 * 5.4745 / 3 ** 0.5, abs=0.01)
+    assert lows[2] == 0.0 and highs[2] == pytest.approx(17.0 + 4.3027 * 14.7309 / 3 ** 0.5, abs=0.01)
+    assert lows[0] > 97 and highs[0] < 99  # a band inside [0, 100] is drawn as computed

@@ -70,8 +70,13 @@ def _curve(results, strategy, key):
 
 
 def _band(results, strategy, key):
-    """The 95 % band over the seeds of ``_curve``'s values, or None with one seed."""
-    return _mean_band(_by_k(results, strategy, lambda r: None if r.get(key) is None else 100 * r[key]))[2]
+    """The 95 % band over the seeds of ``_curve``'s values (accuracies in %), or None with one seed.
+    With three seeds a t-interval can reach past 0 or 100 %, where no accuracy lies: it is drawn
+    clipped to [0, 100]."""
+    band = _mean_band(_by_k(results, strategy, lambda r: None if r.get(key) is None else 100 * r[key]))[2]
+    if band is None:
+        return None
+    return [max(0.0, v) for v in band[0]], [min(100.0, v) for v in band[1]]
 
 
 def _count(n) -> str:
@@ -262,7 +267,7 @@ def oneshot_figure(results, strategies, path, footer="") -> Path:
     pairs = [(s, key, style, label) for s in strategies
              for key, style, label in (("oneshot_test_accuracy", ":", "one-shot"), ("test_accuracy", "-", "retrained"))]
     series = [(*_curve(results, s, key), style, COLORS[s], f"{LABELS[s]}, {label}") for s, key, style, label in pairs]
-    return _sparsity_plot(series, f"one-shot (no retraining) against retrained: test accuracy{_seeds_note(results)}",
+    return _sparsity_plot(series, f"one-shot vs retrained: test accuracy{_seeds_note(results)}",
                           path, footer, data_notice(results), [_band(results, s, key) for s, key, _, _ in pairs])
 
 
