@@ -94,6 +94,14 @@ def _add_verbose(p: argparse.ArgumentParser) -> None:
                    help="show TensorFlow's start-up and C++ log lines (hidden by default)")
 
 
+def _add_xla(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=False,
+                   help="compile the training steps with XLA (Keras jit_compile; off by default, as Keras has it "
+                   "on CPUs): faster epochs, and the last digits of the numbers differ from a run without it. "
+                   "How a run executes, not what it computes: recorded in result.json, not part of its "
+                   "identity, so a study resumes across it")
+
+
 def _percent_notice(values) -> None:
     small = [v for v in values if 0 < v < 1]
     if small:
@@ -154,6 +162,7 @@ def train_parser() -> argparse.ArgumentParser:
                    help="the finished run in LOGDIR/seed<SEED>/ whose model is pruned (retrain and oneshot protocols; "
                    "default: dense, trained first if missing)")
     add_hyper_flags(p)
+    _add_xla(p)
     _add_verbose(p)
     return p
 
@@ -209,7 +218,7 @@ def _train(args, hyper, out, data) -> int:
     printer = ProgressPrinter(todo, jobs=1)
     for cfg in todo:
         printer({"event": "start", "run": cfg.name, "threads": "all"})
-        r = train_run(cfg, logdir, data, progress=printer)
+        r = train_run(cfg, logdir, data, progress=printer, xla=args.xla)
         if r["status"] != "ok":
             return 1
     return _print_run(logdir, target.name)
@@ -244,6 +253,7 @@ def study_parser(alternate: bool) -> argparse.ArgumentParser:
     p.add_argument("--plots", "--out", dest="plots", default=None, metavar="DIR",
                    help="where the study's figures go (default: LOGDIR/plots, inside the study; the README's "
                    "figures are made with python plotting.py --logdir logs --plots docs/figures)")
+    _add_xla(p)
     _add_verbose(p)
     return p
 
@@ -273,11 +283,12 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
     from .report.plots import data_notice, make_figures
     from .report.results import format_table, read_all_results, table_rows, write_rows, write_table
     from .report.stats import SUMMARY_COLUMNS, format_summary, summarize
+    from .report.timing import dense_epoch_s, format_timing, started_since
     from .study.engine import run_seeds
 
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     planned = run_seeds(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
-                        verbose=args.verbose)
+                        verbose=args.verbose, xla=args.xla)
     wall = time.perf_counter() - t0
     rows, results = [], []
     for seed, runs in planned.items():
@@ -295,6 +306,7 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
     print(f"\nstudy wall time {wall / 60:.1f} min; tables: {paths.results_csv(out.logdir)}, "
           f"{paths.summary_csv(out.logdir)}; figures: {len(files)} in {plots}/; TensorBoard: tensorboard "
           f"--logdir {out.logdir}")
+    print(format_timing(started_since(results, started), wall, dense_epoch_s(results)))
     failed = [f"seed{r['seed']}/{r['run']}" if len(planned) > 1 else r["run"] for r in rows if r["status"] != "ok"]
     if failed or missing:
         print(f"not ok: {', '.join(sorted(set(failed + missing)))} (see each run's result.json for the reason)")

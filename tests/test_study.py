@@ -667,3 +667,51 @@ def test_markdown_table_puts_k_in_rows_strategies_in_columns_with_mean_and_half_
         "| 50 | 98.50 |  |",
         "| 90 | 98.00 ± 2.48 | 95.50 ± 6.35 (2 of 3 seeds) |",
     ]
+
+
+# --------------------------------------------------------------------------- where a run's time goes
+def test_a_run_writes_its_time_by_kind_and_each_epochs_wall_time(study):
+    r = study["results"]["weight_k50"]
+    t = r["timing"]
+    kinds = ("train", "validation", "eval", "masks", "io", "other")
+    assert set(t) == {f"{k}_s" for k in kinds} | {"epoch_s"}
+    assert all(t[f"{k}_s"] >= 0 for k in kinds)
+    assert t["train_s"] > 0 and t["validation_s"] > 0 and t["eval_s"] > 0 and t["io_s"] > 0
+    assert sum(t[f"{k}_s"] for k in kinds) == pytest.approx(r["wall_time_s"], rel=0.02, abs=0.05)
+    assert len(t["epoch_s"]) == len(r["history"]["loss"]) == 1
+    assert t["masks_s"] > 0  # its masks were computed
+    assert r["execution"] == {"xla": False, "intra_op_threads": r["execution"]["intra_op_threads"]}
+
+
+def test_the_timing_summary_adds_the_runs_kinds_and_counts_the_study_in_dense_epochs():
+    from pruning.report import timing
+
+    runs = [{"run": "dense", "started": "2026-11-26T10:00:00+0000",
+             "timing": {"train_s": 90.0, "validation_s": 6.0, "eval_s": 3.0, "masks_s": 0.0, "io_s": 1.0,
+                        "other_s": 0.0, "epoch_s": [9.0, 10.0, 12.0]}},
+            {"run": "weight_k50", "started": "2026-11-26T10:02:00+0000",
+             "timing": {"train_s": 30.0, "validation_s": 2.0, "eval_s": 4.0, "masks_s": 1.0, "io_s": 2.0,
+                        "other_s": 1.0, "epoch_s": [6.0]}}]
+    from datetime import datetime, timezone
+
+    assert timing.started_since(runs, datetime(2026, 11, 26, 10, 1, tzinfo=timezone.utc).timestamp()) == runs[1:]
+    assert timing.dense_epoch_s(runs) == 10.0
+    text = timing.format_timing(runs, 300.0, 10.0)
+    # 140 s in all; outside the epochs: 3 + 0 + 1 + 0 + 4 + 1 + 2 + 1 = 12 s = 9 %
+    assert text.splitlines() == [
+        "time in the 2 run(s) trained now, summed over runs (workers overlap), in min: training 2.0, per-epoch "
+        "validation 0.1, evaluation 0.1, masks 0.0, I/O and sizes 0.1, other 0.0; outside the epochs: 9% of the "
+        "runs' time",
+        "study wall time 5.0 min = 30 dense epochs (median dense epoch 10.0 s, validation included)"]
+    assert timing.format_timing([], 10.0, None) == "time: no run was trained by this command"
+
+
+def test_xla_trains_the_same_run_with_compiled_steps_and_records_it(study, tmp_path):
+    from pruning.study.run import train_run
+
+    shutil.copytree(paths.run_dir(study["logdir"], "dense"), paths.run_dir(tmp_path, "dense"))
+    cfg = RunConfig(study["hyper"], "weight", 50, "dense")
+    r = train_run(cfg, tmp_path, study["data"], xla=True)
+    assert r["status"] == "ok" and r["execution"]["xla"] is True
+    assert r["sparsity"]["weight_sparsity"] == study["results"]["weight_k50"]["sparsity"]["weight_sparsity"]
+    assert check_existing(cfg, tmp_path) == "done"  # how a run executes is not part of what it is

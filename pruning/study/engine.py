@@ -28,7 +28,8 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, fingerprint: str | None = None) -> None:
+def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, fingerprint: str | None = None,
+                 xla: bool = False) -> None:
     from ..tfsetup import import_tensorflow
 
     models.restore(model_specs or {})  # the builders the study's process knows (a plug-in's too)
@@ -38,7 +39,7 @@ def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, f
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     import_tensorflow(verbose)
     set_threads(threads)
-    _WORKER.update(threads=threads, queue=queue, fingerprint=fingerprint, data={})
+    _WORKER.update(threads=threads, queue=queue, fingerprint=fingerprint, data={}, xla=xla)
 
 
 def worker_data(cfg: RunConfig):
@@ -65,7 +66,7 @@ def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
         cfg = RunConfig.from_dict(d)
         queue.put({"event": "start", "run": cfg.name, "threads": _WORKER["threads"]})
         try:
-            r = train_run(cfg, logdir, worker_data(cfg), progress=queue.put)
+            r = train_run(cfg, logdir, worker_data(cfg), progress=queue.put, xla=_WORKER.get("xla", False))
         except StudyError:
             raise  # the study cannot go on (other data): it stops and says so (exit 2)
         except Exception as e:
@@ -165,7 +166,7 @@ def study_seeds(hyper: Hyper, study: StudyConfig) -> list[int]:
 
 
 def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None, verbose: bool = False) -> dict[int, list[RunConfig]]:
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> dict[int, list[RunConfig]]:
     """Run (or resume) the study once per seed, each into LOGDIR/seed<N>/ with its own dense network;
     returns each seed's planned runs. The root's study.json names the seeds."""
     from dataclasses import replace
@@ -182,12 +183,13 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         if len(seeds) > 1:
             print(f"== seed {seed} ({i} of {len(seeds)}): {paths.seed_dir(logdir, seed)}", file=out, flush=True)
         seeded = replace(hyper, train=replace(hyper.train, seed=seed))
-        planned[seed] = run_study(seeded, study, paths.seed_dir(logdir, seed), overwrite, out, data_info, verbose)
+        planned[seed] = run_study(seeded, study, paths.seed_dir(logdir, seed), overwrite, out, data_info, verbose,
+                                  xla)
     return planned
 
 
 def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None, verbose: bool = False) -> list[RunConfig]:
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> list[RunConfig]:
     """Run (or resume) every run of the study; returns the planned runs, in order.
 
     The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
@@ -232,7 +234,7 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
             live = [(chain_list, n, threads) for chain_list, n, threads in phase if chain_list]
             pools = [ProcessPoolExecutor(min(n, len(chain_list)), mp_context=ctx, initializer=_init_worker,
                                          initargs=(threads, queue, verbose, models.snapshot(),
-                                                   (data_info or {}).get("fingerprint")))
+                                                   (data_info or {}).get("fingerprint"), xla))
                      for chain_list, n, threads in live]
             futures = [pool.submit(_run_chain, chain, str(logdir))
                        for pool, (chain_list, _, _) in zip(pools, live) for chain in chain_list]

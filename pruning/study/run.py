@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +27,45 @@ from .plan import planned_epochs
 
 Progress = Callable[[dict], None]
 EVAL_BATCH = 2000
+TIMING_KINDS = ("train", "validation", "eval", "masks", "io", "other")
+
+
+class Clock:
+    """A run's wall time by kind of work (``TIMING_KINDS``): ``with clock("eval"): ...``. A section
+    inside another counts only in the inner one. ``train`` is ``fit`` without its per-epoch
+    ``validation`` on the test set (together: the epochs); ``eval`` the full evaluations before and
+    after; ``masks`` computing masks and sparsities; ``io`` loading, saving and the size report;
+    ``other`` the rest of the wall time."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.spent = dict.fromkeys(TIMING_KINDS, 0.0)
+        self._open: list[list] = []  # [kind, seconds spent in sections inside it]
+        self.epochs: list[float] = []  # each epoch's wall time, validation included
+
+    @contextmanager
+    def __call__(self, kind: str):
+        start = time.perf_counter()
+        self._open.append([kind, 0.0])
+        try:
+            yield
+        finally:
+            _, inner = self._open.pop()
+            seconds = time.perf_counter() - start
+            self.spent[kind] += seconds - inner
+            if self._open:
+                self._open[-1][1] += seconds
+
+    def move(self, seconds: float, source: str, target: str) -> None:
+        self.spent[source] -= seconds
+        self.spent[target] += seconds
+
+    def report(self) -> dict:
+        wall = time.perf_counter() - self.t0
+        out = {f"{k}_s": v for k, v in self.spent.items() if k != "other"}
+        out["other_s"] = max(0.0, wall - sum(out.values()))
+        out["epoch_s"] = list(self.epochs)
+        return out
 
 
 def set_threads(n: int | None) -> None:
@@ -41,9 +81,11 @@ def set_threads(n: int | None) -> None:
         pass  # already initialised in this process: keep its setting
 
 
-def compile_model(model, lr: float, weight_decay: float, steps: int):
+def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False):
     """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay), the
-    learning rate cosine-decayed to 0 over ``steps``, cross-entropy on logits, accuracy."""
+    learning rate cosine-decayed to 0 over ``steps``, cross-entropy on logits, accuracy. ``xla``
+    compiles the training and evaluation steps with XLA (Keras' ``jit_compile``; off by default
+    on CPUs): faster epochs, and sums in another order, so the last digits differ."""
     import keras
 
     schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
@@ -55,6 +97,7 @@ def compile_model(model, lr: float, weight_decay: float, steps: int):
         optimizer=opt,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=bool(xla),
     )
 
 
@@ -64,7 +107,7 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return float(loss), float(acc)
 
 
-def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks) -> dict:
+def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: Clock) -> dict:
     """What pruning alone does, before any retraining: the starting model pruned straight to k
     (``pruned_test_accuracy``) and the study's dense model pruned to k (``oneshot_*``; the same
     masks when the run starts from the dense model, so they are computed once)."""
@@ -72,7 +115,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks) -> dict
     from ..core.layers import load_model
 
     out = {}
-    with masks_applied(model, start_masks):
+    with masks_applied(model, start_masks), clock("eval"):
         out["pruned_test_accuracy"] = evaluate(model, data.x_test, data.y_test)[1]
         if cfg.parent == paths.DENSE:
             out["oneshot_train_accuracy"] = evaluate(model, data.x_train, data.y_train)[1]
@@ -80,24 +123,38 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks) -> dict
             return out
     dense = read_result(logdir, paths.DENSE)
     if dense is not None and dense.get("status") == "ok":
-        dense_model = load_model(paths.model_file(logdir, paths.DENSE))
-        compile_model(dense_model, 1e-3, 0.0, 0)
-        with masks_applied(dense_model, compute_model_masks(dense_model, cfg.strategy, cfg.sparsity,
-                                                            cfg.hyper.train.seed)):
+        with clock("io"):
+            dense_model = load_model(paths.model_file(logdir, paths.DENSE))
+            compile_model(dense_model, 1e-3, 0.0, 0)
+        with clock("masks"):
+            dense_masks = compute_model_masks(dense_model, cfg.strategy, cfg.sparsity, cfg.hyper.train.seed)
+        with masks_applied(dense_model, dense_masks), clock("eval"):
             out["oneshot_train_accuracy"] = evaluate(dense_model, data.x_train, data.y_train)[1]
             out["oneshot_test_accuracy"] = evaluate(dense_model, data.x_test, data.y_test)[1]
     return out
 
 
-def _progress_callback(name: str, epochs: int, progress: Progress):
+def _progress_callback(name: str, epochs: int, progress: Progress, clock: Clock):
+    """Reports each epoch to ``progress`` and times it (and its validation) on ``clock``."""
     import keras
 
     class _Report(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.validation_s = 0.0  # inside fit: moved from train to validation on the clock afterwards
+
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
 
+        def on_test_begin(self, logs=None):
+            self.v0 = time.perf_counter()
+
+        def on_test_end(self, logs=None):
+            self.validation_s += time.perf_counter() - self.v0
+
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            clock.epochs.append(time.perf_counter() - self.t0)
             progress(
                 {
                     "event": "epoch",
@@ -205,9 +262,11 @@ def _schedule(cfg: RunConfig, parent: dict | None, epochs: int):
     return cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
 
 
-def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) -> dict:
+def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xla: bool = False) -> dict:
     """Run one configuration to its written result (returned). Never raises for a NaN loss
-    or a failed parent: those are recorded as ``status: failed`` with the reason."""
+    or a failed parent: those are recorded as ``status: failed`` with the reason. ``xla``
+    (``--xla``) trains with XLA-compiled steps; it is how the run executes, not what it computes,
+    so it is recorded in ``result["execution"]`` and is not part of the run's identity."""
     import keras
     import tensorflow as tf
 
@@ -224,6 +283,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     rdir.mkdir(parents=True)
     write_json(paths.config_file(logdir, name), cfg.to_dict())
     t0 = time.perf_counter()
+    clock = Clock()
     result = {
         "format": 1,
         "run": name,
@@ -234,6 +294,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
         "files": [paths.MODEL, paths.SPARSE_MODEL],  # a run is finished only while these exist
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": _versions(),
+        "execution": {"xla": bool(xla), "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()},
     }
 
     def fail(reason: str) -> dict:
@@ -245,18 +306,20 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     # 1. the starting model, compiled as the run trains it
     keras.utils.set_random_seed(hyper.train.seed)
     try:
-        model, parent = _start_model(cfg, logdir, data)
+        with clock("io"):
+            model, parent = _start_model(cfg, logdir, data)
     except _ParentUnusable as e:
         return fail(str(e))
     epochs = planned_epochs(cfg)
     retrains = cfg.sparsity > 0 and hyper.prune.protocol == "retrain"
     lr = hyper.prune.retrain_lr if retrains else hyper.train.lr
     steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
-    compile_model(model, lr, hyper.train.weight_decay, steps)
+    compile_model(model, lr, hyper.train.weight_decay, steps, xla)
+    report = _progress_callback(name, epochs, progress, clock)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
-        _progress_callback(name, epochs, progress),
+        report,
     ]
 
     # 2. pruning: what it does before any retraining, and the callback that prunes along the schedule
@@ -264,8 +327,9 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     if cfg.sparsity > 0:
         # The masks of the starting model pruned straight to k: measured before retraining, and the
         # callback's first masks too when its schedule starts at k (one-shot, no ramp).
-        start_masks = compute_model_masks(model, cfg.strategy, cfg.sparsity, hyper.train.seed)
-        result.update(_pruned_accuracies(model, cfg, logdir, data, start_masks))
+        with clock("masks"):
+            start_masks = compute_model_masks(model, cfg.strategy, cfg.sparsity, hyper.train.seed)
+        result.update(_pruned_accuracies(model, cfg, logdir, data, start_masks, clock))
         masking = MaskingCallback(cfg.strategy, _schedule(cfg, parent, epochs), log_dir=rdir / paths.TRAIN_EVENTS,
                                   seed=hyper.train.seed, initial=start_masks)
         callbacks.insert(0, masking)
@@ -276,31 +340,39 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None) ->
     if epochs > 0:
         fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
                         validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
-        if shrinks:
-            model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
-                                   lambda m: compile_model(m, lr, hyper.train.weight_decay, steps))
-        else:
-            _extend(history, model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args).history)
+        with clock("train"):
+            if shrinks:
+                model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
+                                       lambda m: compile_model(m, lr, hyper.train.weight_decay, steps, xla))
+            else:
+                _extend(history, model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args).history)
+        clock.move(report.validation_s, "train", "validation")
     elif masking is not None:  # one-shot: no training, just the masks
-        masking.prune_once(model)
+        with clock("masks"):
+            masking.prune_once(model)
     result["history"] = history
     losses = history.get("loss", [])
     if any(not math.isfinite(v) for v in losses) or len(losses) < epochs:
         return fail(f"loss became NaN or infinite at epoch {len(losses)} of {epochs}; lower --lr or --retrain-lr")
 
     # 4. the final model: measured, shrunk, written; result.json last (it marks the run finished)
-    result["train_loss"], result["train_accuracy"] = evaluate(model, data.x_train, data.y_train)
-    result["test_loss"], result["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
+    with clock("eval"):
+        result["train_loss"], result["train_accuracy"] = evaluate(model, data.x_train, data.y_train)
+        result["test_loss"], result["test_accuracy"] = evaluate(model, data.x_test, data.y_test)
     if not math.isfinite(result["test_loss"]):
         return fail("the final model's loss is NaN or infinite; lower --lr or --retrain-lr")
     if cfg.sparsity == 0:
         result["oneshot_train_accuracy"] = result["train_accuracy"]
         result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
-    result["sparsity"] = measure_sparsity(model)
+    with clock("masks"):
+        result["sparsity"] = measure_sparsity(model)
     if shrinks:
-        model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
-    result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
-    _save_model(model, paths.model_file(logdir, name))
+        with clock("eval"):
+            model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
+    with clock("io"):  # the sizes too: the sparse encoding and the gzip measurements
+        result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
+        _save_model(model, paths.model_file(logdir, name))
+    result["timing"] = clock.report()
     result["wall_time_s"] = time.perf_counter() - t0
     write_json(paths.result_file(logdir, name), result)
     progress({"event": "done", "run": name, "status": "ok", "test_accuracy": result["test_accuracy"],
