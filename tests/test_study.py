@@ -715,3 +715,21 @@ def test_xla_trains_the_same_run_with_compiled_steps_and_records_it(study, tmp_p
     assert r["status"] == "ok" and r["execution"]["xla"] is True
     assert r["sparsity"]["weight_sparsity"] == study["results"]["weight_k50"]["sparsity"]["weight_sparsity"]
     assert check_existing(cfg, tmp_path) == "done"  # how a run executes is not part of what it is
+
+
+def test_evaluate_gives_keras_accuracy_exactly_and_its_loss_to_float32_precision(study):
+    from pruning.core.layers import load_model
+    from pruning.study.run import EVAL_BATCH, compile_model, evaluate
+
+    data = study["data"]
+    for name in ("dense", "weight_k75", "neuron_k50"):
+        model = load_model(paths.model_file(study["logdir"], name))
+        compile_model(model, 1e-3, 0.0, 0)
+        for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+            loss, acc = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0)
+            ours = evaluate(model, x, y)
+            assert ours[1] == pytest.approx(acc, abs=1e-7)  # the same hits, as a float64 fraction
+            assert round(ours[1] * len(y)) == round(acc * len(y))
+            assert ours[0] == pytest.approx(loss, rel=1e-5)
+        logits = model.predict(data.x_test, verbose=0)
+        assert evaluate(model, data.x_test, data.y_test)[1] == np.mean(logits.argmax(1) == data.y_test)

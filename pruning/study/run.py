@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -101,10 +102,47 @@ def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool =
     )
 
 
+_TENSORS: dict = {}  # id(NumPy array) -> (the array, its TensorFlow copy): a data set is copied once
+_EVAL_STEPS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its evaluation step
+
+
+def _tensor(a):
+    import tensorflow as tf
+
+    hit = _TENSORS.get(id(a))
+    if hit is None or hit[0] is not a:
+        if len(_TENSORS) > 8:
+            _TENSORS.clear()
+        hit = _TENSORS[id(a)] = (a, tf.constant(a))
+    return hit[1]
+
+
 def evaluate(model, x, y) -> tuple[float, float]:
-    """(loss, accuracy) of a compiled model on (x, y)."""
-    loss, acc = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0)
-    return float(loss), float(acc)
+    """(mean cross-entropy, accuracy) of ``model``'s logits on (x, y), in batches of ``EVAL_BATCH``.
+
+    What ``model.evaluate`` computes (the same batches, so the same logits and the same accuracy),
+    about 1.7x faster: the arrays become tensors once per process instead of a tf.data pipeline per
+    call, and the step is one ``tf.function`` kept with the model. The loss is summed in float64 over
+    the batches, so it can differ from Keras' running mean in the last float32 digit."""
+    import keras
+    import tensorflow as tf
+
+    step = _EVAL_STEPS.get(model)
+    if step is None:
+        @tf.function(reduce_retracing=True)
+        def step(xb, yb):
+            logits = model(xb, training=False)
+            losses = keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True)
+            hits = tf.equal(tf.argmax(logits, axis=-1, output_type=yb.dtype), yb)
+            return tf.reduce_sum(tf.cast(losses, tf.float64)), tf.reduce_sum(tf.cast(hits, tf.int64))
+        _EVAL_STEPS[model] = step
+    xt, yt = _tensor(x), _tensor(y)
+    n = int(yt.shape[0])
+    loss, correct = 0.0, 0
+    for start in range(0, n, EVAL_BATCH):
+        batch_loss, batch_correct = step(xt[start:start + EVAL_BATCH], yt[start:start + EVAL_BATCH])
+        loss, correct = loss + float(batch_loss), correct + int(batch_correct)
+    return loss / n, correct / n
 
 
 def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: Clock) -> dict:
