@@ -193,3 +193,26 @@ def test_measure_sparsity_matches_a_hand_count(model):
     assert got["weight_sparsity"] == (320 + 96 + 48) / (320 + 192 + 96)
     assert got["overall"] == (320 + 96 + 48) / (320 + 192 + 96 + 80)
     assert got["per_layer"]["hidden2"] == masks.sparsity_of(np.asarray(model.get_layer("hidden2").effective_kernel()))
+
+
+def test_a_model_saved_before_the_package_was_reorganised_still_loads(tmp_path):
+    """model.keras files written when MaskedDense lived in pruning.model (every study before the
+    core/ models/ study/ layout) name that module; the registered name still finds the layer."""
+    import zipfile
+
+    m = build_mlp(12, ModelConfig(hidden=(6, 4)))
+    callbacks.apply_masks(m, "weight", 50)
+    new = tmp_path / "new.keras"
+    m.save(new)
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(new) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                assert b'"pruning.core.layers"' in data
+                data = data.replace(b'"pruning.core.layers"', b'"pruning.model"')
+            dst.writestr(item, data)
+    back = load_model(old)
+    assert [l.name for l in masked_layers(back)] == ["hidden1", "hidden2"]
+    for a, b in zip(masked_layers(m), masked_layers(back)):
+        assert np.array_equal(a.mask.numpy(), b.mask.numpy()) and np.array_equal(a.kernel.numpy(), b.kernel.numpy())
