@@ -5,6 +5,9 @@ notices, "could not find cuda drivers", "failed call to cuInit") straight to fil
 before its own log level (``TF_CPP_MIN_LOG_LEVEL``) applies, so every worker process of a study
 would bury the progress lines under them. ``import_tensorflow`` does both steps with that
 descriptor pointed at /dev/null; ``--verbose`` keeps them.
+
+It also turns on memory growth for every visible GPU before TensorFlow initialises one: by default
+each process maps nearly all of a GPU's memory, so a second worker on the same GPU would fail.
 """
 from __future__ import annotations
 
@@ -12,14 +15,30 @@ import os
 import sys
 
 
+def enable_gpu_memory_growth(tf) -> list[str]:
+    """Let each visible GPU's memory grow as a process needs it (``tf.config.experimental.
+    set_memory_growth``), so that several workers can share one GPU; returns the GPUs set. It must
+    run before TensorFlow initialises a GPU: a GPU already initialised in this process keeps its
+    setting (TensorFlow raises RuntimeError, ignored here). Nothing happens without a GPU."""
+    done = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+            done.append(gpu.name)
+        except RuntimeError:
+            pass
+    return done
+
+
 def import_tensorflow(verbose: bool = False):
-    """Import TensorFlow and Keras and list the devices once; quietly unless ``verbose``.
-    Returns the tensorflow module. Safe to call again (later calls are plain imports)."""
+    """Import TensorFlow and Keras, list the devices once and enable GPU memory growth; quietly
+    unless ``verbose``. Returns the tensorflow module. Safe to call again."""
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     if verbose or "tensorflow" in sys.modules:
         import tensorflow as tf
 
+        enable_gpu_memory_growth(tf)
         return tf
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -29,6 +48,7 @@ def import_tensorflow(verbose: bool = False):
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA probe; does not start the runtime (threads can still be set)
+        enable_gpu_memory_growth(tf)
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)

@@ -344,3 +344,45 @@ def test_every_registered_strategy_is_a_choice_with_its_help(monkeypatch):
     assert StudyConfig(strategies=("smallest_first_rows",)).strategies == ("smallest_first_rows",)
     assert RunConfig(Hyper(), "smallest_first_rows", 50).name == "smallest_first_rows_k50"
     assert "smallest_first_rows" in cli.train_parser().format_help()
+
+
+GPU_PROBE = """
+from types import SimpleNamespace
+import tensorflow as tf
+from tensorflow.python.eager import context
+from pruning.study import engine
+
+gpus = [SimpleNamespace(name=f"/physical_device:GPU:{i}", device_type="GPU") for i in range(2)]
+calls = []
+real_list = tf.config.list_physical_devices
+tf.config.list_physical_devices = lambda kind=None: gpus if kind == "GPU" else real_list(kind)
+tf.config.experimental.set_memory_growth = lambda dev, on: calls.append((dev.name, on, context.context()._initialized))
+engine._init_worker(1, None)  # a study's worker starting up
+print(calls)
+"""
+
+
+def test_every_visible_gpu_gets_memory_growth_before_tensorflow_initialises(monkeypatch):
+    """No GPU here: TensorFlow's device list is faked, in a fresh interpreter (where TensorFlow has not
+    started). Checked: a worker's start-up makes the call for every GPU, before the runtime starts
+    (when TensorFlow still accepts it), and a GPU already initialised is left as it is, without a crash."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    proc = subprocess.run([sys.executable, "-c", GPU_PROBE], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "[('/physical_device:GPU:0', True, False), ('/physical_device:GPU:1', True, False)]")
+
+    import tensorflow as tf
+
+    from pruning import tfsetup
+
+    def too_late(dev, on):
+        raise RuntimeError("Physical devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [object()] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", too_late)
+    assert tfsetup.enable_gpu_memory_growth(tf) == []
