@@ -349,41 +349,10 @@ def plotting_main(argv=None) -> int:
     if missing:
         print(f"missing or failed runs (not plotted): {', '.join(missing)}")
     if args.markdown:
-        print(_markdown_tables(args.logdir))
+        from .report.stats import study_markdown
+
+        print(study_markdown(args.logdir))
     return 0
-
-
-def _markdown_tables(logdir) -> str:
-    """The study's summary (recomputed from every seed's results) as the README's Markdown tables."""
-    from .files import read_json
-    from .report.results import read_all_results, table_rows
-    from .report.stats import markdown_table, summarize
-
-    replicates = paths.seed_dirs(logdir) or [(None, Path(logdir))]
-    rows, strategies = [], []
-    for seed, d in replicates:
-        results = read_all_results(d)
-        if paths.study_file(d).exists():
-            study = read_json(paths.study_file(d))["study"]
-            strat, ks = study["strategies"], study["sparsities"]
-        else:
-            strat = sorted({r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
-            ks = sorted({float(r["config"]["sparsity"]) for r in results})
-        strategies += [s for s in strat if s not in strategies]
-        mine = table_rows(results, strat, ks, seed=seed)
-        found = {(r["strategy"], float(r["sparsity"])) for r in mine}
-        # a planned run that has not finished counts as a seed without a number: "(2 of 3 seeds)"
-        mine += [{"seed": seed, "strategy": s, "sparsity": float(k), "status": "missing"}
-                 for s in strat for k in ks if (s, float(k)) not in found]
-        rows += mine
-    summary = summarize(rows)
-    seeds = sorted({r["seed"] for r in rows})
-    title = (f"mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
-             if len(seeds) > 1 else f"one seed ({seeds[0]})")
-    return "\n\n".join(f"{what}, %, {title}:\n\n{markdown_table(summary, key, strategies)}" for what, key in (
-        ("Test accuracy after retraining", "test_accuracy"),
-        ("Test accuracy one-shot (the dense network pruned to k, not retrained)", "oneshot_test_accuracy"),
-        ("Effective sparsity (weights that can no longer reach the output count as pruned)", "effective_sparsity")))
 
 
 # --------------------------------------------------------------------------- benchmark.py

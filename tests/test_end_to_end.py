@@ -343,7 +343,9 @@ def test_seeds_run_the_study_once_each_and_summarize_them_and_a_resume_adds_only
     assert float(weight50["test_accuracy_mean"]) == pytest.approx(sum(accs) / 2, abs=1e-6)
     assert float(weight50["test_accuracy_ci95"]) == pytest.approx(12.7062 * abs(accs[0] - accs[1]) / 2, rel=1e-4)
     assert (logs / "plots" / "compare_test.png").is_file()
-    tables = cli._markdown_tables(logs)
+    from pruning.report.stats import study_markdown
+
+    tables = study_markdown(logs)
     assert "Test accuracy after retraining, %, mean ± 95% confidence half-width over 2 seeds (0, 1):" in tables
     assert "| k (%) | weight | random |" in tables
     assert (f"| 50 | {100 * sum(accs) / 2:.2f} ± {100 * 12.7062 * abs(accs[0] - accs[1]) / 2:.2f} |"

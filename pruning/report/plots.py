@@ -17,8 +17,7 @@ import matplotlib.ticker  # noqa: E402
 
 from .. import paths  # noqa: E402
 from ..core import masks  # noqa: E402
-from ..files import read_json  # noqa: E402
-from .results import read_all_results  # noqa: E402
+from .results import read_replicates, strategies_found  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 
 class _FromRegistry(dict):
@@ -341,14 +340,8 @@ FIGURES = {
 def _replicates(logdir: Path) -> list[tuple[list[dict], list[str], list[str] | None]]:
     """Per replicate of a study (LOGDIR/seed<N>/, or LOGDIR itself when it has none): its results,
     its planned runs (from its study.json, [] when unknown) and its strategies (None when unknown)."""
-    out = []
-    for d in [d for _, d in paths.seed_dirs(logdir)] or [logdir]:
-        expected, strategies = [], None
-        if paths.study_file(d).exists():
-            study = read_json(paths.study_file(d))
-            expected, strategies = study.get("runs", []), study["study"]["strategies"]
-        out.append((read_all_results(d), expected, strategies))
-    return out
+    return [(rep.results, (rep.study or {}).get("runs", []), rep.study["study"]["strategies"] if rep.study else None)
+            for rep in read_replicates(logdir)]
 
 
 def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
@@ -359,8 +352,7 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     several = len(replicates) > 1
     results = [r for rs, _, _ in replicates for r in rs]
     # the strategies of the study, else those of the runs found
-    strategies = next((st for _, _, st in replicates if st), None) or sorted(
-        {r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
+    strategies = next((st for _, _, st in replicates if st), None) or strategies_found(results)
     missing, failed = [], []
     for rs, expected, _ in replicates:
         tag = (lambda n, r=rs: f"seed{r[0]['config']['hyper']['train']['seed']}/{n}") if several and rs else (lambda n: n)

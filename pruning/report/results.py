@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
@@ -73,6 +74,30 @@ def read_all_results(logdir: str | Path) -> list[dict]:
         if f.is_file():
             out.append(read_json(f))
     return sorted(out, key=lambda r: (r["config"]["strategy"], float(r["config"]["sparsity"])))
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """One replicate of a study as written: LOGDIR/seed<N>/ (``seed`` N), or LOGDIR itself when it has
+    no seed directories (``seed`` None); its finished runs and its study.json (None when missing)."""
+
+    seed: int | None
+    results: list[dict]
+    study: dict | None
+
+
+def read_replicates(logdir: str | Path) -> list[Replicate]:
+    """Every replicate of the study under ``logdir``, in seed order."""
+    dirs = paths.seed_dirs(logdir) or [(None, Path(logdir))]
+    return [Replicate(seed, read_all_results(d), read_json(paths.study_file(d)) if paths.study_file(d).exists()
+                      else None) for seed, d in dirs]
+
+
+def strategies_found(results: list[dict]) -> list[str]:
+    """The strategies of ``results``' pruned runs, in the registry's order."""
+    from ..core import masks
+
+    return sorted({r["config"]["strategy"] for r in results} - {"none"}, key=masks.names().index)
 
 
 def read_study_results(logdir: str | Path) -> list[dict]:

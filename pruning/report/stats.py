@@ -99,3 +99,30 @@ def markdown_table(rows: list[dict], key: str, strategies) -> str:
     for k in ks:
         lines.append(f"| {paths.format_sparsity(k)} | " + " | ".join(cell(by.get((s, k))) for s in strategies) + " |")
     return "\n".join(lines)
+
+
+def study_markdown(logdir) -> str:
+    """The study's summary (recomputed from every seed's results) as the README's Markdown tables."""
+    from .results import read_replicates, strategies_found, table_rows
+
+    rows, strategies = [], []
+    for rep in read_replicates(logdir):
+        if rep.study is not None:
+            strat, ks = rep.study["study"]["strategies"], rep.study["study"]["sparsities"]
+        else:
+            strat, ks = strategies_found(rep.results), sorted({float(r["config"]["sparsity"]) for r in rep.results})
+        strategies += [s for s in strat if s not in strategies]
+        mine = table_rows(rep.results, strat, ks, seed=rep.seed)
+        found = {(r["strategy"], float(r["sparsity"])) for r in mine}
+        # a planned run that has not finished counts as a seed without a number: "(2 of 3 seeds)"
+        mine += [{"seed": rep.seed, "strategy": s, "sparsity": float(k), "status": "missing"}
+                 for s in strat for k in ks if (s, float(k)) not in found]
+        rows += mine
+    summary = summarize(rows)
+    seeds = sorted({r["seed"] for r in rows})
+    title = (f"mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+             if len(seeds) > 1 else f"one seed ({seeds[0]})")
+    return "\n\n".join(f"{what}, %, {title}:\n\n{markdown_table(summary, key, strategies)}" for what, key in (
+        ("Test accuracy after retraining", "test_accuracy"),
+        ("Test accuracy one-shot (the dense network pruned to k, not retrained)", "oneshot_test_accuracy"),
+        ("Effective sparsity (weights that can no longer reach the output count as pruned)", "effective_sparsity")))
