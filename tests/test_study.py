@@ -733,3 +733,36 @@ def test_evaluate_gives_keras_accuracy_exactly_and_its_loss_to_float32_precision
             assert ours[0] == pytest.approx(loss, rel=1e-5)
         logits = model.predict(data.x_test, verbose=0)
         assert evaluate(model, data.x_test, data.y_test)[1] == np.mean(logits.argmax(1) == data.y_test)
+
+
+def test_a_run_computes_the_same_whatever_its_process_ran_before(study, tmp_path, monkeypatch):
+    """weight_k75 starts from weight_k50 and takes its one-shot accuracy from the dense model, which a
+    worker keeps loaded between runs (or loads, building layers and drawing random numbers, when it
+    has not). Retrained again here with the dense model cached and random draws made before training
+    that the study's run never made, it gives the study's result exactly: training starts from the seed."""
+    import shutil
+
+    import keras
+    import tensorflow as tf
+
+    from pruning.study import run as run_module
+
+    logdir = tmp_path / "logs"
+    for name in ("dense", "weight_k50"):
+        shutil.copytree(paths.run_dir(study["logdir"], name), paths.run_dir(logdir, name))
+    run_module._DENSE.clear()
+    cached = run_module._dense_model(paths.model_file(logdir, "dense"))  # as in a worker that ran others
+
+    def busy_dense_model(path):
+        tf.random.uniform((7,)), keras.random.uniform((7,)), np.random.random(7)  # draws the study never made
+        return cached
+
+    monkeypatch.setattr(run_module, "_dense_model", busy_dense_model)
+    cfg = RunConfig(study["hyper"], "weight", 75, "weight_k50")
+    again = run_module.train_run(cfg, logdir, study["data"])
+    first = study["results"]["weight_k75"]
+    for key in ("oneshot_test_accuracy", "oneshot_train_accuracy", "test_accuracy", "train_loss", "test_loss"):
+        assert again[key] == first[key], key
+    a = [l.numpy() for l in _load(study, "weight_k75").trainable_weights]
+    b = [l.numpy() for l in keras.saving.load_model(paths.model_file(logdir, "weight_k75")).trainable_weights]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))

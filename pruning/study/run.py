@@ -145,12 +145,39 @@ def evaluate(model, x, y) -> tuple[float, float]:
     return loss / n, correct / n
 
 
+_DENSE: dict = {}  # the study's dense model, loaded once per process: (path, mtime, size) -> model
+
+
+def _dense_model(path: Path):
+    """The dense model saved at ``path``, loaded once per process (every run of a chain prunes it to
+    its k for the one-shot accuracy); reloaded when the file changes. ``masks_applied`` restores its
+    weights exactly after each use, so a run never sees another's masks."""
+    from ..core.layers import load_model
+
+    st = os.stat(path)
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DENSE:
+        _DENSE.clear()
+        _DENSE[key] = load_model(path)
+        compile_model(_DENSE[key], 1e-3, 0.0, 0)
+    return _DENSE[key]
+
+
+def logits(model, x) -> np.ndarray:
+    """``model``'s logits on ``x`` in batches of ``EVAL_BATCH`` (``model.predict`` without its
+    per-call tf.data pipeline and tracing)."""
+    import tensorflow as tf
+
+    step = tf.function(lambda xb: model(xb, training=False), reduce_retracing=True)
+    xt = _tensor(x)
+    return np.concatenate([step(xt[i:i + EVAL_BATCH]).numpy() for i in range(0, int(xt.shape[0]), EVAL_BATCH)])
+
+
 def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: Clock) -> dict:
     """What pruning alone does, before any retraining: the starting model pruned straight to k
     (``pruned_test_accuracy``) and the study's dense model pruned to k (``oneshot_*``; the same
     masks when the run starts from the dense model, so they are computed once)."""
     from ..core.callbacks import compute_model_masks, masks_applied
-    from ..core.layers import load_model
 
     out = {}
     with masks_applied(model, start_masks), clock("eval"):
@@ -162,8 +189,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
     dense = read_result(logdir, paths.DENSE)
     if dense is not None and dense.get("status") == "ok":
         with clock("io"):
-            dense_model = load_model(paths.model_file(logdir, paths.DENSE))
-            compile_model(dense_model, 1e-3, 0.0, 0)
+            dense_model = _dense_model(paths.model_file(logdir, paths.DENSE))
         with clock("masks"):
             dense_masks = compute_model_masks(dense_model, cfg.strategy, cfg.sparsity, cfg.hyper.train.seed)
         with masks_applied(dense_model, dense_masks), clock("eval"):
@@ -251,8 +277,7 @@ def _final_shrink(model, x_test) -> tuple:
 
     smaller = shrink_model(model)[0]
     full = expand_model(smaller)
-    diff = np.abs(smaller.predict(x_test, batch_size=EVAL_BATCH, verbose=0)
-                  - full.predict(x_test, batch_size=EVAL_BATCH, verbose=0)).max()
+    diff = np.abs(logits(smaller, x_test) - logits(full, x_test)).max()
     compile_model(smaller, 1e-3, 0.0, 0)
     return smaller, float(diff)
 
