@@ -83,17 +83,20 @@ def set_threads(n: int | None) -> None:
 
 
 def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False):
-    """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay), the
+    """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay; both with
+    TensorFlow's fused update, ``pruning.core.optim``), the
     learning rate cosine-decayed to 0 over ``steps``, cross-entropy on logits, accuracy. ``xla``
     compiles the training and evaluation steps with XLA (Keras' ``jit_compile``; off by default
     on CPUs): faster epochs, and sums in another order, so the last digits differ."""
     import keras
 
+    from ..core.optim import FusedAdam, FusedAdamW
+
     schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
     if weight_decay > 0:
-        opt = keras.optimizers.AdamW(schedule, weight_decay=weight_decay)
+        opt = FusedAdamW(schedule, weight_decay=weight_decay)
     else:
-        opt = keras.optimizers.Adam(schedule)
+        opt = FusedAdam(schedule)
     model.compile(
         optimizer=opt,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -325,11 +328,13 @@ def _schedule(cfg: RunConfig, parent: dict | None, epochs: int):
     return cubic_schedule(start_k, cfg.sparsity, min(ramp, epochs)) if ramp else cfg.sparsity
 
 
-def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xla: bool = False) -> dict:
+def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xla: bool = False,
+              execution: dict | None = None) -> dict:
     """Run one configuration to its written result (returned). Never raises for a NaN loss
     or a failed parent: those are recorded as ``status: failed`` with the reason. ``xla``
     (``--xla``) trains with XLA-compiled steps; it is how the run executes, not what it computes,
-    so it is recorded in ``result["execution"]`` and is not part of the run's identity."""
+    so it is recorded in ``result["execution"]`` (with ``execution``: the engine, its resources) and is
+    not part of the run's identity."""
     import keras
     import tensorflow as tf
 
@@ -357,7 +362,8 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
         "files": [paths.MODEL, paths.SPARSE_MODEL],  # a run is finished only while these exist
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": _versions(),
-        "execution": {"xla": bool(xla), "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()},
+        "execution": {"xla": bool(xla), "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                      **(execution or {})},
     }
 
     def fail(reason: str) -> dict:
