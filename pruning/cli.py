@@ -102,6 +102,55 @@ def _add_xla(p: argparse.ArgumentParser) -> None:
                    "identity, so a study resumes across it")
 
 
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "engine", "where the runs execute. How a run executes, not what it computes: recorded in each result.json's "
+        "execution, not part of a run's identity, so a study resumes across engines")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): worker processes of this machine (--jobs). ray: one Ray task per run, on "
+                   "this machine or a Ray cluster, as many at a time as the resources per run allow (--jobs is not "
+                   "used); needs pip install -r requirements-ray.txt, and a log directory every node can read and "
+                   "write (a shared file system), which is checked before any training")
+    g.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="the Ray cluster to run on (with --engine ray): its head's address, as ray start --head "
+                   "printed it (default: $RAY_ADDRESS, else a cluster ray start made on this machine, else a local "
+                   "Ray instance that the study starts and stops)")
+    g.add_argument("--cpus-per-run", type=float, default=None, metavar="N",
+                   help="CPUs each run reserves (with --engine ray; default 1); the run uses that many TensorFlow "
+                   "threads (at least one)")
+    g.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                   help="GPUs each run reserves (with --engine ray; default 0); fractions share a GPU: 0.5 trains "
+                   "two models per GPU (memory growth is on, so they fit side by side)")
+
+
+def _engine_options(args) -> dict:
+    """run_seeds' engine arguments from the command line; ConfigError naming the flag and the fix."""
+    given = [f for f, v in (("--ray-address", args.ray_address), ("--cpus-per-run", args.cpus_per_run),
+                            ("--gpus-per-run", args.gpus_per_run)) if v is not None]
+    if args.engine == "local":
+        if given:
+            raise ConfigError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to the Ray engine "
+                              f"only; add --engine ray, or leave {'it' if len(given) == 1 else 'them'} out to run on "
+                              f"this machine's process pool.")
+        return {"engine": "local"}
+    cpus = 1.0 if args.cpus_per_run is None else args.cpus_per_run
+    gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
+    if not (cpus >= 1e-4 and cpus < float("inf")):  # also false for nan
+        raise ConfigError(f"--cpus-per-run must be a positive number of CPUs (fractions from 0.0001 are allowed), got "
+                          f"{args.cpus_per_run:g}; pass for example --cpus-per-run 1 (the default).")
+    if not (gpus == 0 or 1e-4 <= gpus <= 1 or (gpus > 1 and gpus < float("inf") and gpus.is_integer())):
+        raise ConfigError(f"--gpus-per-run must be 0 (the default: no GPU), a fraction of one GPU from 0.0001 to 1 "
+                          f"(0.5: two runs share a GPU) or a whole number of GPUs, got {args.gpus_per_run:g}; pass for "
+                          f"example --gpus-per-run 0.5.")
+    if args.ray_address is not None and not args.ray_address.strip():
+        raise ConfigError("--ray-address is empty; pass the head node's address (host:port, as ray start --head "
+                          "printed it), or leave it out for $RAY_ADDRESS or a local Ray instance.")
+    from .study.ray_engine import RayOptions, require_ray
+
+    require_ray()  # before anything is loaded or written
+    return {"engine": "ray", "ray_options": RayOptions(args.ray_address, cpus, gpus)}
+
+
 def _percent_notice(values) -> None:
     small = [v for v in values if 0 < v < 1]
     if small:
@@ -254,6 +303,7 @@ def study_parser(alternate: bool) -> argparse.ArgumentParser:
                    help="where the study's figures go (default: LOGDIR/plots, inside the study; the README's "
                    "figures are made with python plotting.py --logdir logs --plots docs/figures)")
     _add_xla(p)
+    _add_engine(p)
     _add_verbose(p)
     return p
 
@@ -269,6 +319,7 @@ def study_main(argv=None, alternate: bool = False) -> int:
     try:
         study = from_args(args, StudyConfig, **({"jobs": 1} if alternate else {}))
         check_fits(hyper.model, study.strategies)
+        args.engine_options = _engine_options(args)
     except ConfigError as e:
         p.error(str(e))
     _percent_notice(study.sparsities)
@@ -288,7 +339,7 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
 
     t0, started = time.perf_counter(), time.time()
     planned = run_seeds(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
-                        verbose=args.verbose, xla=args.xla)
+                        verbose=args.verbose, xla=args.xla, **args.engine_options)
     wall = time.perf_counter() - t0
     rows, results = [], []
     for seed, runs in planned.items():

@@ -28,17 +28,23 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, fingerprint: str | None = None,
-                 xla: bool = False) -> None:
+def start_tensorflow(threads: int, verbose: bool = False) -> None:
+    """Every engine's worker: TensorFlow imported quietly, with memory growth on for every visible GPU
+    before TensorFlow initialises one (so that several workers share a GPU), and ``threads`` threads."""
     from ..tfsetup import import_tensorflow
 
+    import_tensorflow(verbose)
+    set_threads(threads)
+
+
+def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, fingerprint: str | None = None,
+                 xla: bool = False) -> None:
     models.restore(model_specs or {})  # the builders the study's process knows (a plug-in's too)
 
     # Ctrl-C reaches the whole process group; the study's process alone decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    import_tensorflow(verbose)
-    set_threads(threads)
+    start_tensorflow(threads, verbose)
     _WORKER.update(threads=threads, queue=queue, fingerprint=fingerprint, data={}, xla=xla)
 
 
@@ -59,26 +65,34 @@ def worker_data(cfg: RunConfig):
     return _WORKER["data"][key]
 
 
+def run_one(cfg: RunConfig, logdir: str, progress, execution: dict | None = None) -> str:
+    """Worker side, for every engine: train one run with this worker's data; returns its status. A
+    bug in a run is written down as that run's failure and the study goes on; other data or a file
+    system that cannot take the results (a full disk, a read-only place) stop the study (exit 2)."""
+    try:
+        r = train_run(cfg, logdir, worker_data(cfg), progress=progress, xla=_WORKER.get("xla", False),
+                      execution=execution)
+    except StudyError:
+        raise  # the study cannot go on (other data): it stops and says so (exit 2)
+    except Exception as e:
+        if is_fs_error(e):
+            raise  # a full disk or a read-only place: the study stops and says so (exit 2)
+        traceback.print_exc()  # a bug: record it, keep the study going
+        reason = f"{type(e).__name__}: {e}"
+        write_json(paths.result_file(logdir, cfg.name), {
+            "format": 1, "run": cfg.name, "status": "failed", "reason": reason, "config": cfg.to_dict()})
+        progress({"event": "done", "run": cfg.name, "status": "failed", "reason": reason})
+        return "failed"
+    return r["status"]
+
+
 def _run_chain(chain: list[dict], logdir: str) -> list[tuple[str, str]]:
     """Worker side: run one chain's runs in order (each starts from the one before)."""
     queue, out = _WORKER["queue"], []
     for d in chain:
         cfg = RunConfig.from_dict(d)
         queue.put({"event": "start", "run": cfg.name, "threads": _WORKER["threads"]})
-        try:
-            r = train_run(cfg, logdir, worker_data(cfg), progress=queue.put, xla=_WORKER.get("xla", False))
-        except StudyError:
-            raise  # the study cannot go on (other data): it stops and says so (exit 2)
-        except Exception as e:
-            if is_fs_error(e):
-                raise  # a full disk or a read-only place: the study stops and says so (exit 2)
-            traceback.print_exc()  # a bug: record it, keep the study going
-            reason = f"{type(e).__name__}: {e}"
-            write_json(paths.result_file(logdir, cfg.name), {
-                "format": 1, "run": cfg.name, "status": "failed", "reason": reason, "config": cfg.to_dict()})
-            queue.put({"event": "done", "run": cfg.name, "status": "failed", "reason": reason})
-            r = {"status": "failed"}
-        out.append((cfg.name, r["status"]))
+        out.append((cfg.name, run_one(cfg, logdir, queue.put, {"engine": "local"})))
     return out
 
 
@@ -90,10 +104,13 @@ def _fmt_time(s: float) -> str:
 class ProgressPrinter:
     """Turns workers' events into one line each: which run, epoch, accuracy, time left."""
 
-    def __init__(self, runs: list[RunConfig], jobs: int, out=None):
+    def __init__(self, runs: list[RunConfig], jobs: int, out=None, names: list[str] | None = None):
+        """``names``: how the events name ``runs`` (default: the runs' names; seed<N>/<run> when the
+        Ray engine runs several seeds' studies at once)."""
+        names = names or [c.name for c in runs]
         self.out = out or sys.stdout
-        self.epochs = {c.name: planned_epochs(c) for c in runs}
-        self.order = {c.name: i + 1 for i, c in enumerate(runs)}
+        self.epochs = {n: planned_epochs(c) for n, c in zip(names, runs)}
+        self.order = {n: i + 1 for i, n in enumerate(names)}
         self.total = sum(self.epochs.values())
         self.done_epochs, self.durations, self.jobs, self.seen, self.active = 0, [], jobs, {}, set()
 
@@ -107,8 +124,13 @@ class ProgressPrinter:
     def __call__(self, ev: dict) -> None:
         run, tag = ev.get("run", ""), f"[{self.order.get(ev.get('run'), '?')}/{len(self.order)}]"
         if ev["event"] == "start":
+            # a run started again (Ray retried it: its worker or node was lost) counts its epochs anew
+            again = run in self.active or run in self.seen
+            self.done_epochs -= self.seen.pop(run, 0)
             self.active.add(run)
-            line = f"{tag} {run}: started ({self.epochs.get(run, 0)} epochs, {ev.get('threads')} thread(s))"
+            where = f" on {ev['node']}" if ev.get("node") else ""
+            line = (f"{tag} {run}: {'restarted' if again else 'started'} ({self.epochs.get(run, 0)} epochs, "
+                    f"{ev.get('threads')} thread(s){where})")
         elif ev["event"] == "epoch":
             self.done_epochs += 1
             self.durations.append(ev["seconds"])
@@ -166,9 +188,12 @@ def study_seeds(hyper: Hyper, study: StudyConfig) -> list[int]:
 
 
 def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> dict[int, list[RunConfig]]:
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False, engine: str = "local",
+              ray_options=None) -> dict[int, list[RunConfig]]:
     """Run (or resume) the study once per seed, each into LOGDIR/seed<N>/ with its own dense network;
-    returns each seed's planned runs. The root's study.json names the seeds."""
+    returns each seed's planned runs. The root's study.json names the seeds. ``engine="ray"`` runs
+    every seed's runs as one graph of Ray tasks (``ray_engine``, with ``ray_options``: a
+    ``ray_engine.RayOptions``); the default runs the seeds one after the other on this machine."""
     from dataclasses import replace
 
     out = out or sys.stdout
@@ -178,6 +203,11 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": seeds,
         "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
     })
+    if engine == "ray":
+        from .ray_engine import run_seeds_ray
+
+        seeded = [replace(hyper, train=replace(hyper.train, seed=seed)) for seed in seeds]
+        return run_seeds_ray(seeded, study, logdir, overwrite, out, data_info, verbose, xla, ray_options)
     planned = {}
     for i, seed in enumerate(seeds, start=1):
         if len(seeds) > 1:
@@ -188,19 +218,11 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     return planned
 
 
-def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> list[RunConfig]:
-    """Run (or resume) every run of the study; returns the planned runs, in order.
-
-    The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
-    worker processes, each limited to its share of the cores.
-    """
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    out = out or sys.stdout
-    logdir = Path(logdir)
+def prepare_study(hyper: Hyper, study: StudyConfig, logdir: Path, overwrite: bool, out,
+                  data_info: dict | None) -> tuple[list[list[RunConfig]], set[str]]:
+    """Every engine's start of one seed's study: its plan (chains of runs) and the names of the runs
+    still to do; prints the notices and what a resume keeps, and writes the seed's study.json.
+    Raises StudyError, before anything is trained, when the log directory holds another study."""
     chains = plan_study(hyper, study)
     runs = [c for chain in chains for c in chain]
     notices: list[str] = []
@@ -217,6 +239,24 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
         "runs": [c.name for c in runs],
     })
+    return chains, todo
+
+
+def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> list[RunConfig]:
+    """Run (or resume) every run of the study; returns the planned runs, in order.
+
+    The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
+    worker processes, each limited to its share of the cores.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    out = out or sys.stdout
+    logdir = Path(logdir)
+    chains, todo = prepare_study(hyper, study, logdir, overwrite, out, data_info)
+    runs = [c for chain in chains for c in chain]
     pending = [[c.to_dict() for c in chain if c.name in todo] for chain in chains]
     first, rest = [c for c in pending[:1] if c], [c for c in pending[1:] if c]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
