@@ -33,24 +33,23 @@ def _fusable(opt) -> bool:
     return keras.backend.backend() == "tensorflow" and not opt.amsgrad
 
 
+class _FusedUpdate:
+    """The fused Adam step, shared by both optimizers (Keras' own step where it cannot be fused)."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not _fusable(self):
+            return super().update_step(gradient, variable, learning_rate)
+        _fused_adam_step(self, gradient, variable, learning_rate)
+
+
 @keras.saving.register_keras_serializable(package="pruning")
-class FusedAdam(keras.optimizers.Adam):
+class FusedAdam(_FusedUpdate, keras.optimizers.Adam):
     """``keras.optimizers.Adam`` with TensorFlow's fused update (see the module's docstring)."""
 
-    def update_step(self, gradient, variable, learning_rate):
-        if not _fusable(self):
-            return super().update_step(gradient, variable, learning_rate)
-        _fused_adam_step(self, gradient, variable, learning_rate)
-
 
 @keras.saving.register_keras_serializable(package="pruning")
-class FusedAdamW(keras.optimizers.AdamW):
+class FusedAdamW(_FusedUpdate, keras.optimizers.AdamW):
     """``keras.optimizers.AdamW`` with TensorFlow's fused update and a one-pass weight decay."""
-
-    def update_step(self, gradient, variable, learning_rate):
-        if not _fusable(self):
-            return super().update_step(gradient, variable, learning_rate)
-        _fused_adam_step(self, gradient, variable, learning_rate)
 
     def _apply_weight_decay(self, variables):
         if not _fusable(self) or self.weight_decay is None:

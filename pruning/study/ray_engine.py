@@ -384,16 +384,6 @@ def run_seeds_ray(seeded: list[Hyper], study: StudyConfig, logdir, overwrite: bo
     return {p.hyper.train.seed: p.runs for p in plans}
 
 
-def run_study_ray(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-                  data_info: dict | None = None, verbose: bool = False, xla: bool = False,
-                  options: RayOptions | None = None) -> list[RunConfig]:
-    """``engine.run_study`` on Ray: run (or resume) every run of one seed's study in ``logdir``;
-    returns the planned runs, in order."""
-    plan = _Plan(hyper, Path(logdir).absolute(), "")
-    _run([plan], study, plan.logdir, overwrite, out or sys.stdout, data_info, verbose, xla, options or RayOptions())
-    return plan.runs
-
-
 def _run(plans: list[_Plan], study: StudyConfig, check_dir: Path, overwrite: bool, out, data_info, verbose: bool,
          xla: bool, options: RayOptions) -> None:
     """Plan every seed (notices, resume), then, if anything is left to train: Ray, the resources and
