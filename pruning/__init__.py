@@ -12,6 +12,7 @@ The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
 * ``MaskingCallback(strategy, k_or_schedule, log_dir=None, seed=0)``: prune during ``fit`` (``cubic_schedule``);
 * ``measure_sparsity(model)``; ``shrink_model(model)`` / ``expand_model(model)``: drop dead units / put them back;
 * ``export_sparse(model, path)``, ``load_sparse(path)``, ``SparseMLP(kernels, relus)``: store and run it sparse;
+* ``lottery_level(trained, rewind, strategy, fraction)``: one lottery-ticket level (prune what is alive, rewind);
 * ``STRATEGIES``, ``Strategy``, ``register_strategy``; ``MODELS``, ``register_model``: the registries.
 
 The package's folders show its architecture; data flows one way through them::
@@ -20,6 +21,7 @@ The package's folders show its architecture; data flows one way through them::
     data/      MNIST from IDX files, tensorflow-datasets or the offline sample, validated
     core/      strategies and pure mask functions, MaskedDense, the masking callback
     models/    registered network builders (mlp)
+    protocols/ lottery tickets: levels of pruning what is alive, rewinding, controls
     study/     plan -> runs on worker processes (engine) -> result.json + TensorBoard events; resume, lock
     deploy/    shrink, the sparse file format and engine, the benchmark
     report/    results.csv, summary.csv (mean, sd, 95 % CI), figures
@@ -49,6 +51,7 @@ _API = {
     "Strategy": ("core.masks", "Strategy"),
     "register_strategy": ("core.masks", "register"),
     "build_mlp": ("models.mlp", "build_mlp"),
+    "lottery_level": ("protocols.lottery", "lottery_level"),
     "MODELS": ("models", "MODELS"),
     "register_model": ("models", "register_model"),
     "export_sparse": ("deploy.export", "export_sparse"),

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from . import paths
 from .core import masks
-from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags,
-                     add_hyper_flags, check_fits, check_sparsity, from_args, hyper_from_args, parse_number)
+from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags, add_hyper_flags,
+                     check_fits, check_lottery_data, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
 from .deploy.sparse_format import SparseFormatError
 from .files import OutputError, ResultError, explain_fs_error, is_fs_error
@@ -222,6 +222,9 @@ def train_main(argv=None) -> int:
     args = p.parse_args(argv)
     hyper = _hyper(p, args)
     out = from_args(args, OutputConfig)
+    if hyper.prune.protocol == "lottery":
+        p.error("--protocol lottery is a study of levels and controls, each starting from another run: run it "
+                "with main.py (for example python main.py --protocol lottery --levels 5), not train.py.")
     if args.sparsity > 0:
         try:
             check_fits(hyper.model, [args.strategy], "--strategy")
@@ -322,8 +325,10 @@ def study_main(argv=None, alternate: bool = False) -> int:
         args.engine_options = _engine_options(args)
     except ConfigError as e:
         p.error(str(e))
-    _percent_notice(study.sparsities)
+    if hyper.prune.protocol != "lottery":
+        _percent_notice(study.sparsities)
     data = _load_data(hyper, args.verbose)  # fail fast on bad data, and show which source the study uses
+    check_lottery_data(hyper, len(data.y_train))
     with hold(out.logdir):  # one study per log directory; checks that it can be written
         # before any training: a study must not find out after hours that its figures cannot be written
         plots = check_writable_dir(args.plots or paths.plots_dir(out.logdir), "--plots", create=False)
@@ -332,7 +337,8 @@ def study_main(argv=None, alternate: bool = False) -> int:
 
 def _study(args, hyper, out, study, plots: Path, data) -> int:
     from .report.plots import data_notice, make_figures
-    from .report.results import format_table, read_all_results, table_rows, write_rows, write_table
+    from .report import lottery as lot
+    from .report.results import CSV_COLUMNS, format_table, read_all_results, table_rows, write_rows
     from .report.stats import SUMMARY_COLUMNS, format_summary, summarize
     from .report.timing import dense_epoch_s, format_timing, started_since
     from .study.engine import run_seeds
@@ -342,16 +348,19 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
                         verbose=args.verbose, xla=args.xla, **args.engine_options)
     wall = time.perf_counter() - t0
     rows, results = [], []
+    lottery = hyper.prune.protocol == "lottery"
     for seed, runs in planned.items():
         names = {c.name for c in runs}
         mine = [r for r in read_all_results(paths.seed_dir(out.logdir, seed)) if r["run"] in names]
         results += mine
-        rows += table_rows(mine, study.strategies, study.sparsities, seed=seed)
-    write_table(paths.results_csv(out.logdir), rows)
-    summary = summarize(rows)
-    write_rows(paths.summary_csv(out.logdir), summary, SUMMARY_COLUMNS)
+        rows += lot.lottery_rows(mine, seed) if lottery else table_rows(mine, study.strategies, study.sparsities,
+                                                                         seed=seed)
+    write_rows(paths.results_csv(out.logdir), rows, lot.LOTTERY_COLUMNS if lottery else CSV_COLUMNS)
+    summary = (lot.summarize if lottery else summarize)(rows)
+    write_rows(paths.summary_csv(out.logdir), summary, lot.SUMMARY_COLUMNS if lottery else SUMMARY_COLUMNS)
     notice = data_notice(results)
-    table = format_table(rows) if len(planned) == 1 else format_summary(summary)
+    table = (lot.format_summary(summary) if lottery else
+             format_table(rows) if len(planned) == 1 else format_summary(summary))
     print("\n" + table + (f"\n{notice}" if notice else ""))
     files, missing = make_figures(out.logdir, plots)
     print(f"\nstudy wall time {wall / 60:.1f} min; tables: {paths.results_csv(out.logdir)}, "
@@ -400,9 +409,11 @@ def plotting_main(argv=None) -> int:
     if missing:
         print(f"missing or failed runs (not plotted): {', '.join(missing)}")
     if args.markdown:
+        from .report import lottery
         from .report.stats import study_markdown
 
-        print(study_markdown(args.logdir))
+        print(lottery.markdown(args.logdir) if lottery.is_lottery(read_study_results(args.logdir))
+              else study_markdown(args.logdir))
     return 0
 
 

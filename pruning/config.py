@@ -16,7 +16,8 @@ from . import models
 from .core import masks
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
-PROTOCOLS = ("oneshot", "retrain", "scratch")
+PROTOCOLS = ("oneshot", "retrain", "scratch", "lottery")
+CONTROLS = ("reinit", "random_mask")  # --protocol lottery's controls (pruning.protocols.lottery)
 DATA_SOURCES = ("auto", "idx", "tfds", "sample")
 DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
 
@@ -26,11 +27,13 @@ class ConfigError(ValueError):
 
 
 def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
-       aliases: tuple[str, ...] = (), items: type | None = None, flag: str | None = None):
+       aliases: tuple[str, ...] = (), items: type | None = None, flag: str | None = None,
+       scalar: type | None = None):
     """A dataclass field carrying its command-line help text (and any other flag names it answers to);
-    ``items``: the element type of a comma-separated list whose default is None."""
+    ``items``: the element type of a comma-separated list whose default is None; ``scalar``: the type of
+    a single value whose default is None."""
     return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                            "aliases": aliases, "items": items, "flag": flag})
+                                            "aliases": aliases, "items": items, "flag": flag, "scalar": scalar})
 
 
 # --------------------------------------------------------------------------- groups
@@ -67,6 +70,12 @@ class ModelConfig:
         "also apply the ReLU to the output layer (the literal form of the original challenge); "
         "default: the output layer gives plain logits",
     )
+    prune_output: bool = hp(
+        False,
+        "give the output layer a mask too, so that it is pruned: at k like the hidden layers, or at half "
+        "of --prune-fraction under --protocol lottery (as in Frankle & Carbin 2019); weight strategies only "
+        "(a unit strategy would remove classes)",
+    )
 
     def __post_init__(self):
         _check_choice("--model", self.name, models.model_names())
@@ -100,7 +109,9 @@ class PruneConfig:
     protocol: str = hp(
         "retrain",
         "oneshot: prune the trained dense network, no retraining; retrain: prune it, then retrain "
-        "under the mask; scratch: train each pruned model from a fresh initialisation under the mask",
+        "under the mask; scratch: train each pruned model from a fresh initialisation under the mask; "
+        "lottery: iterative magnitude pruning with rewinding, level by level, with controls (see the "
+        "lottery group; --sparsities is not used)",
         choices=PROTOCOLS,
     )
     retrain_epochs: int = hp(5, "epochs of retraining after each pruning step (--protocol retrain)")
@@ -121,6 +132,76 @@ class PruneConfig:
         _check_positive("--retrain-epochs", self.retrain_epochs, allow_zero=True)
         _check_positive("--retrain-lr", self.retrain_lr)
         _check_positive("--ramp-epochs", self.ramp_epochs, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class LotteryConfig:
+    """--protocol lottery (Frankle & Carbin 2019; Frankle et al. 2020): see pruning.protocols.lottery."""
+
+    prune_fraction: float = hp(
+        0.2, "fraction of the weights (or units) still alive in each prunable layer that each level prunes, "
+        "0 < F < 1", metavar="F")
+    rewind_epoch: float = hp(
+        0.0, "epoch of the dense training whose weights the survivors are reset to before each level retrains "
+        "(0: the initialisation; fractions allowed, counted in steps); each level then trains from there to "
+        "--epochs", metavar="E")
+    levels: int | None = hp(
+        None, "pruning levels after the dense run (default: as many as --until-remaining needs)", metavar="N",
+        scalar=int)
+    until_remaining: float | None = hp(
+        None, "stop at the first level whose nominal share of the prunable weights left, 100 x (1 - F)^level, "
+        "is at most P percent, 0 < P < 100 (default 2 when --levels is not given)", metavar="P", scalar=float)
+    controls: tuple[str, ...] = hp(
+        CONTROLS, "controls trained beside the ticket at every level, with the same seeds, comma-separated, or "
+        "none: reinit (the ticket's masks, a fresh random initialisation), random_mask (a random mask with the "
+        "ticket's per-layer counts, the ticket's initialisation)", metavar="C1,C2")
+    validation_size: int = hp(
+        5000, "examples held out of the training set (chosen by the seed) to find each level's early-stopping "
+        "epoch, the epoch of lowest loss on them; the test set stays reported only", metavar="N")
+
+    def __post_init__(self):
+        f = self.prune_fraction
+        if not (isinstance(f, (int, float)) and 0 < f < 1):
+            raise ConfigError(f"--prune-fraction must be a fraction strictly between 0 and 1 (0.2 prunes a fifth of "
+                              f"what is left at each level), got {f!r}; e.g. --prune-fraction 0.2.")
+        if not (isinstance(self.rewind_epoch, (int, float)) and math.isfinite(self.rewind_epoch)
+                and self.rewind_epoch >= 0):
+            raise ConfigError(f"--rewind-epoch must be >= 0 (0 rewinds to the initialisation), got {self.rewind_epoch!r}.")
+        if self.levels is not None and self.until_remaining is not None:
+            raise ConfigError("--levels and --until-remaining both say where the lottery stops; give one of them.")
+        if self.levels is not None and not (isinstance(self.levels, int) and self.levels >= 1):
+            raise ConfigError(f"--levels must be a whole number of pruning levels >= 1, got {self.levels!r}.")
+        if self.until_remaining is not None and not (isinstance(self.until_remaining, (int, float))
+                                                     and 0 < self.until_remaining < 100):
+            raise ConfigError(f"--until-remaining must be a percentage of the weights left, strictly between 0 and "
+                              f"100, got {self.until_remaining!r}; e.g. --until-remaining 2.")
+        controls = tuple(self.controls)
+        if controls == ("none",):
+            controls = ()
+        for c in controls:
+            _check_choice("--controls", c, CONTROLS + ("none",) if len(controls) == 1 else CONTROLS)
+        _check_unique("--controls", list(controls))
+        object.__setattr__(self, "controls", controls)
+        _check_positive("--validation-size", self.validation_size)
+        if 100.0 * (1.0 - f) ** self.n_levels() < 1e-6:
+            raise ConfigError(f"--levels {self.n_levels()} at --prune-fraction {f:g} would leave "
+                              f"{100.0 * (1.0 - f) ** self.n_levels():.1e} % of the weights, less than one weight in "
+                              f"any network; pass fewer --levels, a higher --until-remaining or a smaller "
+                              f"--prune-fraction.")
+
+    def n_levels(self) -> int:
+        """--levels, else the first level whose nominal remainder is at most --until-remaining (default 2 %)."""
+        if self.levels is not None:
+            return self.levels
+        target = 2.0 if self.until_remaining is None else float(self.until_remaining)
+        level = 1
+        while 100.0 * (1.0 - self.prune_fraction) ** level > target * (1 + 1e-9):
+            level += 1
+        return level
+
+    def nominal_sparsity(self, level: int) -> float:
+        """Percent of the prunable weights a level has removed, nominally: 100 x (1 - (1 - F)^level)."""
+        return 100.0 * (1.0 - (1.0 - self.prune_fraction) ** level)
 
 
 @dataclass(frozen=True)
@@ -175,6 +256,17 @@ class Hyper:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
+    lottery: LotteryConfig = field(default_factory=LotteryConfig)
+
+    def __post_init__(self):
+        if self.prune.protocol == "lottery":
+            if self.train.epochs < 1:
+                raise ConfigError("--protocol lottery trains the dense network and every level for --epochs; "
+                                  "--epochs must be at least 1.")
+            if self.lottery.rewind_epoch >= self.train.epochs:
+                raise ConfigError(f"--rewind-epoch {self.lottery.rewind_epoch:g} is not within the dense training "
+                                  f"of --epochs {self.train.epochs}: the levels rewind to a point of that training. "
+                                  f"Pass a rewind epoch below {self.train.epochs} (0: the initialisation).")
 
 
 @dataclass(frozen=True)
@@ -182,16 +274,22 @@ class RunConfig:
     """One run: the study's hyper-parameters plus what is pruned, how much, and from where.
 
     ``parent`` names the run whose final model this run starts from (``None``: a fresh
-    initialisation). ``sparsity`` is in percent.
+    initialisation). ``sparsity`` is in percent. Under ``--protocol lottery``, ``level`` is the
+    pruning level (0: the dense run) and ``control`` names the control (None: the ticket itself),
+    whose parent is the ticket of its level.
     """
 
     hyper: Hyper
     strategy: str = "weight"
     sparsity: float = 0.0
     parent: str | None = None
+    level: int | None = None
+    control: str | None = None
 
     def __post_init__(self):
         check_sparsity(self.sparsity)
+        if self.control is not None:
+            _check_choice("--controls", self.control, CONTROLS)
         if self.sparsity == 0:
             # every sparsity-0 run is the one dense run, whatever strategy asked for it
             object.__setattr__(self, "strategy", "none")
@@ -202,7 +300,7 @@ class RunConfig:
     def name(self) -> str:
         from . import paths
 
-        return paths.run_name(self.strategy, self.sparsity)
+        return paths.run_name(self.strategy, self.sparsity, self.level, self.control)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -215,8 +313,10 @@ class RunConfig:
             model=ModelConfig(**{**h["model"], "hidden": tuple(h["model"]["hidden"])}),
             train=TrainConfig(**h["train"]),
             prune=PruneConfig(**h["prune"]),
+            lottery=LotteryConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in (h.get("lottery") or {}).items()}),
         )
-        return RunConfig(hyper, d["strategy"], float(d["sparsity"]), d.get("parent"))
+        return RunConfig(hyper, d["strategy"], float(d["sparsity"]), d.get("parent"), d.get("level"), d.get("control"))
 
     def identity(self) -> dict:
         """The settings that decide what this run computes.
@@ -230,7 +330,8 @@ class RunConfig:
         ident = {
             "data_source": h.data.data_source,
             "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu,
-                      **({"name": h.model.name} if h.model.name != models.DEFAULT else {})},
+                      **({"name": h.model.name} if h.model.name != models.DEFAULT else {}),
+                      **({"prune_output": True} if h.model.prune_output else {})},
             "train": dataclasses.asdict(h.train),
             "strategy": self.strategy,
             "sparsity": self.sparsity,
@@ -241,6 +342,12 @@ class RunConfig:
             if h.prune.protocol == "retrain":
                 ident["retrain"] = {"epochs": h.prune.retrain_epochs, "lr": h.prune.retrain_lr,
                                     "ramp_epochs": h.prune.ramp_epochs}
+        if h.prune.protocol == "lottery":  # the dense run too: it trains on the split and saves the rewind point
+            lot = h.lottery
+            ident["protocol"] = "lottery"
+            ident["lottery"] = {"validation_size": lot.validation_size, "rewind_epoch": lot.rewind_epoch,
+                                "level": self.level, "control": self.control,
+                                **({"prune_fraction": lot.prune_fraction} if self.sparsity > 0 else {})}
         return ident
 
 
@@ -314,7 +421,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None,
             if default is not None:
                 kwargs["help"] += f" (default: {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in default)})"
         else:
-            kwargs["type"] = float if isinstance(default, float) else int if isinstance(default, int) else str
+            kwargs["type"] = meta.get("scalar") or (
+                float if isinstance(default, float) else int if isinstance(default, int) else str)
             if meta.get("choices"):
                 kwargs["choices"] = meta["choices"]
             if default is not None:
@@ -333,6 +441,11 @@ def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> No
     """Refuse (ConfigError, naming both flags) a strategy whose granularity the model cannot be
     pruned at: found before anything is written, not hours into a study."""
     spec = models.get_model(model.name)
+    units = [s for s in strategies if masks.get(s).granularity == "unit"]
+    if model.prune_output and units:
+        raise ConfigError(f"--prune-output masks the output layer, and {flag} {','.join(units)} would remove whole "
+                          f"output units, that is classes. Prune the output layer with weight strategies only: drop "
+                          f"{','.join(units)} from {flag}, or leave --prune-output out.")
     misfits = [s for s in strategies if masks.get(s).granularity not in spec.granularities]
     if misfits:
         fits = [s for s in masks.names() if masks.get(s).granularity in spec.granularities]
@@ -343,12 +456,30 @@ def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> No
             f"{'it' if len(misfits) == 1 else 'them'} from {flag}, or choose another --model.")
 
 
+def check_lottery_data(hyper: Hyper, train_examples: int) -> None:
+    """Refuse (ConfigError), once the data is known, a held-out split that leaves no training set and a
+    rewind point (counted in steps) that leaves the levels nothing to train."""
+    if hyper.prune.protocol != "lottery":
+        return
+    lot = hyper.lottery
+    if lot.validation_size >= train_examples:
+        raise ConfigError(f"--validation-size {lot.validation_size} holds out every one of the "
+                          f"{train_examples} training examples of this data; pass a smaller --validation-size "
+                          f"(the paper's 5,000 of MNIST's 60,000 is the default).")
+    steps = math.ceil((train_examples - lot.validation_size) / hyper.train.batch_size)
+    if masks.round_half_up(lot.rewind_epoch * steps) >= hyper.train.epochs * steps:
+        raise ConfigError(f"--rewind-epoch {lot.rewind_epoch:g} is step {masks.round_half_up(lot.rewind_epoch * steps)} "
+                          f"of the {hyper.train.epochs * steps} steps of --epochs {hyper.train.epochs} ({steps} per "
+                          f"epoch): the levels would have nothing left to train. Pass an earlier --rewind-epoch.")
+
+
 def hyper_from_args(args: argparse.Namespace) -> Hyper:
     return Hyper(
         data=from_args(args, DataConfig),
         model=from_args(args, ModelConfig),
         train=from_args(args, TrainConfig),
         prune=from_args(args, PruneConfig),
+        lottery=from_args(args, LotteryConfig),
     )
 
 
@@ -357,4 +488,5 @@ def add_hyper_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, ModelConfig, title="model")
     add_flags(parser, TrainConfig, title="training")
     add_flags(parser, PruneConfig, title="pruning protocol")
+    add_flags(parser, LotteryConfig, title="lottery tickets (--protocol lottery)")
     add_flags(parser, OutputConfig, title="output")

@@ -20,6 +20,12 @@ A study lives in one log directory (``--logdir``), one sub-directory per seed (r
           result.json         written last, atomically: with the files it names, marks the run finished
         weight_k90/ ...       one directory per (strategy, sparsity)
       seed1/ ...
+
+A lottery study (``--protocol lottery``) has one directory per level instead: ``dense`` (level 0, with
+``start.keras``, its initial weights, and ``rewind.keras`` when it rewinds to a later step),
+``weight_L01``, ``weight_L02``, ... (the tickets) and ``weight_L01_reinit``, ``weight_L01_random_mask``,
+... (the controls); every level also has ``start.keras``, the weights and masks it started training from,
+and ``validation_split/``, the TensorBoard events of the held-out split that finds its early-stopping epoch.
 """
 from __future__ import annotations
 
@@ -30,6 +36,9 @@ RESULT = "result.json"
 CONFIG = "config.json"
 MODEL = "model.keras"
 SPARSE_MODEL = "model.sparse"
+START_MODEL = "start.keras"  # lottery: the weights (and masks) a level started training from
+REWIND_MODEL = "rewind.keras"  # lottery: the dense run's weights at --rewind-epoch, when it is not 0
+HELDOUT_EVENTS = "validation_split"  # lottery: TensorBoard events of the held-out part of the training set
 TRAIN_EVENTS = "train"
 TEST_EVENTS = "validation"  # Keras' name for the evaluation stream; it holds the test set
 STUDY = "study.json"
@@ -47,6 +56,8 @@ COMPARE_TEST_PNG = "compare_test.png"
 ONESHOT_PNG = "oneshot_vs_retrained.png"
 LAYER_SPARSITY_PNG = "layer_sparsity_{s}.png"
 EFFECTIVE_PNG = "accuracy_vs_effective_sparsity.png"
+LOTTERY_ACCURACY_PNG = "lottery_accuracy_{s}.png"  # ticket vs controls against the weights remaining
+LOTTERY_EARLYSTOP_PNG = "lottery_early_stop_{s}.png"  # early-stopping epoch against the weights remaining
 PLOTS = "plots"  # plotting.py's default output; a study's own figures go to <logdir>/plots
 
 
@@ -55,10 +66,13 @@ def format_sparsity(k: float) -> str:
     return f"{float(k):.6f}".rstrip("0").rstrip(".")
 
 
-def run_name(strategy: str, sparsity: float) -> str:
-    """The directory name of one run; every sparsity-0 run is the shared dense run."""
-    if float(sparsity) == 0.0:
+def run_name(strategy: str, sparsity: float, level: int | None = None, control: str | None = None) -> str:
+    """The directory name of one run; every sparsity-0 run (and a lottery's level 0) is the shared dense
+    run; a lottery level is <strategy>_L<level>, its controls <strategy>_L<level>_<control>."""
+    if float(sparsity) == 0.0 or level == 0:
         return DENSE
+    if level is not None:
+        return f"{strategy}_L{int(level):02d}" + (f"_{control}" if control else "")
     return f"{strategy}_k{format_sparsity(sparsity)}"
 
 

@@ -41,3 +41,22 @@ def test_prune_is_the_one_shot_entry_point(tiny_data):
     thresholds = pruning.prune(model, "global_weight", 75)
     assert set(thresholds) == {"hidden1", "hidden2", "hidden3", "hidden4"}
     assert abs(pruning.measure_sparsity(model)["weight_sparsity"] - 0.75) < 1e-6
+
+
+def test_lottery_level_prunes_a_fifth_of_what_is_alive_and_rewinds_the_survivors(tiny_data):
+    import keras
+
+    init = pruning.build_mlp(tiny_data.x_train.shape[1])
+    trained = keras.models.clone_model(init)
+    trained.set_weights([w * 1.5 + 0.01 for w in init.get_weights()])  # "trained": other values, all ones masks
+    saved = {l.name: l.kernel.numpy().copy() for l in init.layers if getattr(l, "prunable", False)}
+    for level in (1, 2):
+        pruning.lottery_level(trained, init, "weight", 0.2)
+        for layer in (l for l in init.layers if getattr(l, "prunable", False)):
+            mask, kernel = layer.mask.numpy(), layer.kernel.numpy()
+            alive = mask.size
+            for _ in range(level):
+                alive -= int(np.floor(0.2 * alive + 0.5))
+            assert int(mask.sum()) == alive
+            assert np.array_equal(kernel[mask == 1], saved[layer.name][mask == 1]) and not kernel[mask == 0].any()
+        trained.set_weights(init.get_weights())  # the next level starts from this one

@@ -200,3 +200,51 @@ def sparsity_of(array: np.ndarray) -> float:
     """Measured fraction of exactly-zero entries."""
     a = np.asarray(array)
     return float(np.count_nonzero(a == 0) / a.size) if a.size else 0.0
+
+
+# ---------------------------------------------------------------------------- lottery levels
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def alive_after(count: int, fraction: float, levels: int) -> int:
+    """Items left of ``count`` after ``levels`` levels that each prune round(fraction x what is alive)."""
+    for _ in range(levels):
+        count -= round_half_up(fraction * count)
+    return count
+
+
+def prune_alive(strategy: str, kernels: list[np.ndarray], currents: list[np.ndarray],
+                groups: list[tuple[list[int], float]], infos: list[LayerInfo] | None = None) -> list[np.ndarray]:
+    """One level of iterative magnitude pruning: in each group of layers (``(layer indices, fraction)``),
+    exactly round(fraction x the items still alive in the group) more items go, the lowest scored
+    among the alive ones (``lowest_mask``). A layer-scope strategy puts each layer in its own group; a
+    global one pools layers. Items are entries (weight granularity) or kernel columns (unit)."""
+    strat = get(strategy)
+    kernels = [np.asarray(k) for k in kernels]
+    infos = infos or [LayerInfo(index=i) for i in range(len(kernels))]
+    new = [np.asarray(c, dtype=np.float32) for c in currents]
+    for layers, fraction in groups:
+        scores = [strat.score(kernels[i], infos[i]) for i in layers]
+        alive = [_alive(strat, np.asarray(currents[i])) for i in layers]
+        flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
+        flat_alive = np.concatenate([a.ravel() for a in alive])
+        n_alive = int(flat_alive.sum())
+        keep = lowest_mask(flat, flat.size - n_alive + round_half_up(fraction * n_alive), flat_alive)
+        bounds = np.cumsum([0] + [s.size for s in scores])
+        for i, a, b, s in zip(layers, bounds[:-1], bounds[1:], scores):
+            new[i] = np.broadcast_to(keep[a:b].reshape(s.shape), kernels[i].shape).astype(np.float32)
+    return new
+
+
+def random_like(current: list[np.ndarray], rng: np.random.Generator, granularity: str = "weight") -> list[np.ndarray]:
+    """Random masks with exactly the items alive per layer that ``current`` has (entries, or whole
+    kernel columns at unit granularity), placed uniformly at random by ``rng``."""
+    out = []
+    for c in current:
+        c = np.asarray(c)
+        alive = (c != 0).any(axis=0) if granularity == "unit" else (c != 0)
+        keep = np.zeros(alive.size, dtype=np.float32)
+        keep[rng.permutation(alive.size)[:int(alive.sum())]] = 1.0
+        out.append(np.broadcast_to(keep.reshape(alive.shape), c.shape).astype(np.float32))
+    return out

@@ -60,3 +60,25 @@ class FusedAdamW(_FusedUpdate, keras.optimizers.AdamW):
             if self._use_weight_decay(variable):
                 alpha = tf.cast(self.learning_rate, variable.dtype) * tf.cast(self.weight_decay, variable.dtype)
                 tf.raw_ops.ResourceApplyGradientDescent(var=variable.handle, alpha=alpha, delta=variable.value)
+
+
+@keras.saving.register_keras_serializable(package="pruning")
+class ShiftedSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule`` read ``offset`` steps later: a run that resumes another's schedule at step ``offset``
+    (a lottery level rewound to a point of the dense training) with a fresh optimizer, whose own step
+    count (Adam's bias correction) starts at 0."""
+
+    def __init__(self, schedule, offset: int):
+        super().__init__()
+        self.schedule = schedule
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        return self.schedule(step + self.offset)
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.optimizers.schedules.deserialize(config["schedule"]), config["offset"])

@@ -9,8 +9,8 @@ from ..core.layers import mlp_from_specs
 
 def build_mlp(input_dim: int, cfg: ModelConfig = ModelConfig(), n_classes: int = 10) -> keras.Model:
     """784-1000-1000-500-200-10 by default: hidden layers ``hidden1..`` are prunable,
-    the output layer ``output`` is not; it gives logits (or ReLU'd logits with
-    ``cfg.output_relu``, the literal form of the original challenge)."""
+    the output layer ``output`` is not (unless ``cfg.prune_output``); it gives logits (or ReLU'd
+    logits with ``cfg.output_relu``, the literal form of the original challenge)."""
     specs = [dict(name=f"hidden{i}", units=w, relu=True, prunable=True) for i, w in enumerate(cfg.hidden, start=1)]
-    specs.append(dict(name="output", units=n_classes, relu=cfg.output_relu, prunable=False))
+    specs.append(dict(name="output", units=n_classes, relu=cfg.output_relu, prunable=cfg.prune_output))
     return mlp_from_specs(input_dim, specs)

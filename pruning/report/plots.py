@@ -347,10 +347,14 @@ def _replicates(logdir: Path) -> list[tuple[list[dict], list[str], list[str] | N
 def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     """Write every figure from the runs under ``logdir`` (every seed's, with their mean and 95 % band
     when there are several); return (files, missing run names)."""
+    from . import lottery
+
     logdir, out = Path(logdir), Path(out)
     replicates = _replicates(logdir)
     several = len(replicates) > 1
     results = [r for rs, _, _ in replicates for r in rs]
+    if lottery.is_lottery(results):  # levels and controls, not sparsities: figures of their own
+        return lottery.figures(logdir, out)
     # the strategies of the study, else those of the runs found
     strategies = next((st for _, _, st in replicates if st), None) or strategies_found(results)
     missing, failed = [], []

@@ -203,11 +203,13 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": seeds,
         "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
     })
+    seeded = [replace(hyper, train=replace(hyper.train, seed=seed)) for seed in seeds]
     if engine == "ray":
         from .ray_engine import run_seeds_ray
 
-        seeded = [replace(hyper, train=replace(hyper.train, seed=seed)) for seed in seeds]
         return run_seeds_ray(seeded, study, logdir, overwrite, out, data_info, verbose, xla, ray_options)
+    if hyper.prune.protocol == "lottery":
+        return run_graph(seeded, study, logdir, overwrite, out, data_info, verbose, xla)
     planned = {}
     for i, seed in enumerate(seeds, start=1):
         if len(seeds) > 1:
@@ -240,6 +242,88 @@ def prepare_study(hyper: Hyper, study: StudyConfig, logdir: Path, overwrite: boo
         "runs": [c.name for c in runs],
     })
     return chains, todo
+
+
+def _run_task(d: dict, logdir: str, label: str) -> tuple[str, str]:
+    """Worker side of ``run_graph``: one run, its events named ``label``."""
+    queue = _WORKER["queue"]
+    cfg = RunConfig.from_dict(d)
+
+    def progress(event: dict) -> None:
+        queue.put({**event, "run": label})
+
+    progress({"event": "start", "threads": _WORKER["threads"]})
+    return label, run_one(cfg, logdir, progress, {"engine": "local"})
+
+
+def _priority(cfg: RunConfig) -> tuple:
+    """Which ready run goes first: the dense runs and the tickets (the graph's long path), lowest level
+    first; then the controls."""
+    return (cfg.control is not None, cfg.level or 0)
+
+
+def run_graph(seeded: list[Hyper], study: StudyConfig, logdir, overwrite: bool = False, out=None,
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> dict[int, list[RunConfig]]:
+    """Run (or resume) every seed's runs as one graph on ``study.jobs`` worker processes of this machine
+    (each with its share of the cores): a run starts as soon as its parent has finished, so the seeds,
+    the tickets and the controls of a lottery study overlap. Returns each seed's planned runs."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    out = out or sys.stdout
+    planned, tasks, after = {}, {}, {}
+    for hyper in seeded:
+        seed = hyper.train.seed
+        sdir = paths.seed_dir(logdir, seed)
+        if len(seeded) > 1:
+            print(f"== seed {seed}: {sdir}", file=out, flush=True)
+        chains, todo = prepare_study(hyper, study, sdir, overwrite, out, data_info)
+        planned[seed] = [c for chain in chains for c in chain]
+        label = (lambda n, s=seed: f"seed{s}/{n}") if len(seeded) > 1 else (lambda n: n)
+        for c in planned[seed]:
+            if c.name in todo:
+                tasks[label(c.name)] = (c, sdir)
+                if c.parent in todo:
+                    after[label(c.name)] = label(c.parent)
+    if not tasks:
+        return planned
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(study.jobs, len(tasks)))
+    threads = max(1, cores // workers)
+    printer = ProgressPrinter([c for c, _ in tasks.values()], workers, out, names=list(tasks))
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    stop = threading.Event()
+    drainer = threading.Thread(target=_drain, args=(queue, printer, stop), daemon=True)
+    drainer.start()
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(threads, queue, verbose, models.snapshot(),
+                                         (data_info or {}).get("fingerprint"), xla))
+    waiting, running, finished = dict(tasks), {}, set()
+    try:
+        while waiting or running:
+            ready = sorted((label for label in waiting if after.get(label) in (None, *finished)),
+                           key=lambda label: _priority(waiting[label][0]))
+            for label in ready[:workers - len(running)]:
+                cfg, sdir = waiting.pop(label)
+                running[pool.submit(_run_task, cfg.to_dict(), str(sdir), label)] = label
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                f.result()  # a full disk, other data, a dead worker: the study stops at once
+                finished.add(running.pop(f))
+        pool.shutdown()
+    except BrokenProcessPool:
+        stop_workers([pool])
+        raise StudyError("a worker process died (out of memory, or killed). Rerun the same command to resume; "
+                         "finished runs are kept. Try --jobs 1 if memory is short.") from None
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk: no worker may train on without the study
+        stop_workers([pool])
+        raise
+    finally:
+        stop.set()
+        drainer.join(timeout=5)
+    return planned
 
 
 def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,

@@ -23,10 +23,29 @@ def dense_config(hyper: Hyper) -> RunConfig:
     return RunConfig(hyper, "none", 0.0, None)
 
 
+def lottery_chains(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
+    """A lottery study: the dense run (level 0); per strategy, the chain of its tickets (level L starts
+    from level L-1); and each control of each level, a run of its own whose parent is its level's ticket."""
+    lot = hyper.lottery
+    chains = [[RunConfig(hyper, "none", 0.0, None, level=0)]]
+    controls = []
+    for strategy in study.strategies:
+        chain, parent = [], paths.DENSE
+        for level in range(1, lot.n_levels() + 1):
+            ticket = RunConfig(hyper, strategy, lot.nominal_sparsity(level), parent, level=level)
+            chain.append(ticket)
+            controls += [[RunConfig(hyper, strategy, ticket.sparsity, ticket.name, level, c)] for c in lot.controls]
+            parent = ticket.name
+        chains.append(chain)
+    return chains + controls
+
+
 def plan_study(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
     """The dense run (a chain of its own, first), then the pruned runs grouped in chains."""
     ks = sorted({float(k) for k in study.sparsities if float(k) > 0})
     protocol = hyper.prune.protocol
+    if protocol == "lottery":
+        return lottery_chains(hyper, study)
     chains = [[dense_config(hyper)]]
     for strategy in study.strategies:
         if protocol == "retrain" and hyper.prune.iterative:
@@ -42,6 +61,8 @@ def plan_study(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
 
 
 def planned_epochs(cfg: RunConfig) -> int:
+    if cfg.hyper.prune.protocol == "lottery":  # a level trains from its rewind point (a part epoch counts)
+        return cfg.hyper.train.epochs - (int(cfg.hyper.lottery.rewind_epoch) if cfg.level else 0)
     if cfg.sparsity == 0 or cfg.hyper.prune.protocol == "scratch":
         return cfg.hyper.train.epochs
     if cfg.hyper.prune.protocol == "retrain":
@@ -87,12 +108,14 @@ def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notice
 def runs_to_do(chains: list[list[RunConfig]], logdir, overwrite: bool = False,
                data_info: dict | None = None, notices: list | None = None) -> set[str]:
     """Names of the runs to (re)train: unfinished or failed ones, and every later run of the same
-    chain (it starts from a model that will change). Raises StudyError on a configuration clash."""
+    chain (it starts from a model that will change), and a lottery run whose parent is redone (the
+    first ticket's parent is the dense run, a control's its level's ticket). Raises StudyError on a configuration clash."""
     todo = set()
     for chain in chains:
         stale = False
         for c in chain:
-            stale = stale or overwrite or check_existing(c, logdir, data_info, notices) == "todo"
+            stale = (stale or overwrite or (c.level is not None and c.parent in todo)
+                     or check_existing(c, logdir, data_info, notices) == "todo")
             if stale:
                 todo.add(c.name)
     return todo

@@ -82,17 +82,21 @@ def set_threads(n: int | None) -> None:
         pass  # already initialised in this process: keep its setting
 
 
-def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False):
+def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False, start_step: int = 0):
     """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay; both with
     TensorFlow's fused update, ``pruning.core.optim``), the
-    learning rate cosine-decayed to 0 over ``steps``, cross-entropy on logits, accuracy. ``xla``
+    learning rate cosine-decayed to 0 over ``steps`` (from step ``start_step`` of that schedule: a
+    lottery level resuming the dense run's schedule at its rewind point), cross-entropy on logits,
+    accuracy. ``xla``
     compiles the training and evaluation steps with XLA (Keras' ``jit_compile``; off by default
     on CPUs): faster epochs, and sums in another order, so the last digits differ."""
     import keras
 
-    from ..core.optim import FusedAdam, FusedAdamW
+    from ..core.optim import FusedAdam, FusedAdamW, ShiftedSchedule
 
     schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
+    if start_step and steps > 0:
+        schedule = ShiftedSchedule(schedule, start_step)
     if weight_decay > 0:
         opt = FusedAdamW(schedule, weight_decay=weight_decay)
     else:
@@ -298,8 +302,19 @@ def _versions() -> dict:
     return {"python": sys.version.split()[0], "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
 
 
-class _ParentUnusable(Exception):
+class ParentUnusable(Exception):
     """The run's parent cannot be started from; the message says why (written as the run's failure)."""
+
+
+def finished_result(logdir, name: str, role: str = "parent run") -> dict:
+    """The result of the finished run ``name``, which this run starts from; ParentUnusable if it is not."""
+    result = read_result(logdir, name)
+    if result is None or result.get("status") != "ok" or missing_files(logdir, result):
+        why = ("has not finished" if result is None else f"failed ({result.get('reason')})"
+               if result.get("status") != "ok" else
+               f"lost its {', '.join(missing_files(logdir, result))}; rerun the study to redo it")
+        raise ParentUnusable(f"{role} {name} {why}")
+    return result
 
 
 def _start_model(cfg: RunConfig, logdir, data):
@@ -309,12 +324,7 @@ def _start_model(cfg: RunConfig, logdir, data):
 
     if cfg.parent is None:
         return build_model(data.input_dim, cfg.hyper.model), None
-    parent = read_result(logdir, cfg.parent)
-    if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
-        why = ("has not finished" if parent is None else f"failed ({parent.get('reason')})"
-               if parent.get("status") != "ok" else
-               f"lost its {', '.join(missing_files(logdir, parent))}; rerun the study to redo it")
-        raise _ParentUnusable(f"parent run {cfg.parent} {why}")
+    parent = finished_result(logdir, cfg.parent)
     return load_model(paths.model_file(logdir, cfg.parent)), parent
 
 
@@ -374,26 +384,47 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
 
     # 1. the starting model, compiled as the run trains it
     keras.utils.set_random_seed(hyper.train.seed)
+    lottery = hyper.prune.protocol == "lottery"
+    if lottery:  # levels of a lottery (pruning.protocols.lottery): its own start, split and schedule
+        from ..protocols import lottery as lot
+
+        data, heldout_data = lot.split(data, hyper.lottery.validation_size, hyper.train.seed)
+        sched = lot.schedule(cfg, len(data.y_train))
+        result["files"] = lot.run_files(cfg, sched)
     try:
         with clock("io"):
-            model, parent = _start_model(cfg, logdir, data)
-    except _ParentUnusable as e:
+            if lottery:
+                model, start_masks = lot.start_model(cfg, logdir, data.input_dim)
+                parent = None
+                _save_model(model, paths.run_dir(logdir, name) / paths.START_MODEL)
+            else:
+                model, parent = _start_model(cfg, logdir, data)
+    except ParentUnusable as e:
         return fail(str(e))
-    epochs = planned_epochs(cfg)
+    epochs = sched.fit_epochs if lottery else planned_epochs(cfg)
     retrains = cfg.sparsity > 0 and hyper.prune.protocol == "retrain"
     lr = hyper.prune.retrain_lr if retrains else hyper.train.lr
-    steps = epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
-    compile_model(model, lr, hyper.train.weight_decay, steps, xla)
+    steps = sched.total_steps if lottery else epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
+    compile_model(model, lr, hyper.train.weight_decay, steps, xla, sched.start_step if lottery else 0)
     report = _progress_callback(name, epochs, progress, clock)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
         keras.callbacks.TerminateOnNaN(),
         report,
     ]
+    if lottery:
+        heldout = lot.heldout_callback(*heldout_data, rdir / paths.HELDOUT_EVENTS, evaluate)
+        callbacks.append(heldout)
+        if cfg.level == 0 and sched.rewind_steps > 0:
+            callbacks.append(lot.save_at_step_callback(sched.rewind_steps, rdir / paths.REWIND_MODEL, _save_model))
 
     # 2. pruning: what it does before any retraining, and the callback that prunes along the schedule
     masking = None
-    if cfg.sparsity > 0:
+    if lottery and start_masks is not None:  # a level's masks are fixed while it trains
+        masking = MaskingCallback(cfg.strategy, cfg.sparsity, log_dir=rdir / paths.TRAIN_EVENTS,
+                                  seed=hyper.train.seed, initial=start_masks)
+        callbacks.insert(0, masking)
+    elif cfg.sparsity > 0 and not lottery:
         # The masks of the starting model pruned straight to k: measured before retraining, and the
         # callback's first masks too when its schedule starts at k (one-shot, no ramp).
         with clock("masks"):
@@ -405,17 +436,23 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
 
     # 3. training (unit strategies on the physically shrinking network)
     history: dict[str, list[float]] = {}
-    shrinks = masking is not None and masks.get(cfg.strategy).shrinks
+    shrinks = masking is not None and masks.get(cfg.strategy).shrinks and not lottery
     if epochs > 0:
         fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
                         validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
         with clock("train"):
-            if shrinks:
+            if lottery:
+                for h in lot.fit_from(model, data, sched, fit_args, hyper.train.seed):
+                    _extend(history, h)
+            elif shrinks:
                 model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
                                        lambda m: compile_model(m, lr, hyper.train.weight_decay, steps, xla))
             else:
                 _extend(history, model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args).history)
-        clock.move(report.validation_s, "train", "validation")
+        clock.move(report.validation_s + (heldout.seconds if lottery else 0.0), "train", "validation")
+        if lottery:
+            history.update(epoch=[float(e) for e in heldout.epochs], heldout_loss=heldout.loss,
+                           heldout_accuracy=heldout.accuracy)
     elif masking is not None:  # one-shot: no training, just the masks
         with clock("masks"):
             masking.prune_once(model)
@@ -435,6 +472,12 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
         result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
     with clock("masks"):
         result["sparsity"] = measure_sparsity(model)
+    if lottery:
+        result["lottery"] = {"level": cfg.level, "control": cfg.control, "remaining": lot.remaining(model),
+                             "rewind_steps": sched.rewind_steps, "start_step": sched.start_step,
+                             "steps_per_epoch": sched.steps_per_epoch, "total_steps": sched.total_steps,
+                             "heldout_examples": len(heldout_data[1]),
+                             **lot.early_stop(heldout, history, sched)}
     if shrinks:
         with clock("eval"):
             model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
