@@ -17,6 +17,7 @@ from .core import masks
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
 PROTOCOLS = ("oneshot", "retrain", "scratch", "lottery")
+LR_SCHEDULES = ("cosine", "constant")
 CONTROLS = ("reinit", "random_mask")  # --protocol lottery's controls (pruning.protocols.lottery)
 DATA_SOURCES = ("auto", "idx", "tfds", "sample")
 DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
@@ -88,6 +89,10 @@ class TrainConfig:
     epochs: int = hp(10, "epochs of dense training (and of each model under --protocol scratch)")
     batch_size: int = hp(256, "mini-batch size")
     lr: float = hp(1e-3, "peak learning rate of AdamW (cosine-decayed to zero over each run)")
+    lr_schedule: str = hp(
+        "cosine", "cosine: the learning rate decays to zero over each run (its held-out loss is then lowest near "
+        "the end); constant: it stays at --lr (and --retrain-lr), as in Frankle & Carbin's lottery experiments, "
+        "so that the early-stopping epoch says when a network stops learning", choices=LR_SCHEDULES)
     weight_decay: float = hp(
         0.5,
         "decoupled weight decay of AdamW (per step, scaled by the learning rate); 0 gives plain Adam",
@@ -100,6 +105,7 @@ class TrainConfig:
         _check_positive("--epochs", self.epochs, allow_zero=True)
         _check_positive("--batch-size", self.batch_size)
         _check_positive("--lr", self.lr)
+        _check_choice("--lr-schedule", self.lr_schedule, LR_SCHEDULES)
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}.")
 
@@ -332,7 +338,9 @@ class RunConfig:
             "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu,
                       **({"name": h.model.name} if h.model.name != models.DEFAULT else {}),
                       **({"prune_output": True} if h.model.prune_output else {})},
-            "train": dataclasses.asdict(h.train),
+            # the default schedule is left out, so runs written before the setting existed are the same runs
+            "train": {k: v for k, v in dataclasses.asdict(h.train).items()
+                      if not (k == "lr_schedule" and v == "cosine")},
             "strategy": self.strategy,
             "sparsity": self.sparsity,
             "parent": self.parent,

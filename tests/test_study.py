@@ -766,3 +766,23 @@ def test_a_run_computes_the_same_whatever_its_process_ran_before(study, tmp_path
     a = [l.numpy() for l in _load(study, "weight_k75").trainable_weights]
     b = [l.numpy() for l in keras.saving.load_model(paths.model_file(logdir, "weight_k75")).trainable_weights]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_learning_rate_schedules_and_a_default_schedule_keeps_earlier_runs_identities(tiny_data):
+    from pruning.models.mlp import build_mlp
+    from pruning.study.run import compile_model
+
+    assert "lr_schedule" not in RunConfig(_hyper()).identity()["train"]  # runs written before the setting resume
+    constant = replace(_hyper(), train=replace(_hyper().train, lr_schedule="constant"))
+    assert RunConfig(constant).identity()["train"]["lr_schedule"] == "constant"
+    rates = {}
+    for name, kwargs in {"cosine": {}, "shifted": {"start_step": 50}, "constant": {"schedule": "constant"}}.items():
+        model = build_mlp(tiny_data.input_dim, ModelConfig(hidden=HIDDEN))
+        compile_model(model, 1e-3, 0.5, 100, **kwargs)
+        model.optimizer.build(model.trainable_variables)
+        model.optimizer.iterations.assign(50)
+        rates[name] = float(model.optimizer.learning_rate)
+    # step 50 of a cosine decay over 100 steps is half the peak; shifted by 50 steps, it is the end: zero
+    assert rates == pytest.approx({"cosine": 5e-4, "shifted": 0.0, "constant": 1e-3}, rel=1e-6, abs=1e-12)
+    with pytest.raises(ConfigError, match="--lr-schedule"):
+        TrainConfig(lr_schedule="linear")

@@ -82,25 +82,26 @@ def set_threads(n: int | None) -> None:
         pass  # already initialised in this process: keep its setting
 
 
-def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False, start_step: int = 0):
+def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False, start_step: int = 0,
+                  schedule: str = "cosine"):
     """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay; both with
     TensorFlow's fused update, ``pruning.core.optim``), the
     learning rate cosine-decayed to 0 over ``steps`` (from step ``start_step`` of that schedule: a
-    lottery level resuming the dense run's schedule at its rewind point), cross-entropy on logits,
-    accuracy. ``xla``
+    lottery level resuming the dense run's schedule at its rewind point; ``schedule="constant"``: ``lr``
+    throughout), cross-entropy on logits, accuracy. ``xla``
     compiles the training and evaluation steps with XLA (Keras' ``jit_compile``; off by default
     on CPUs): faster epochs, and sums in another order, so the last digits differ."""
     import keras
 
     from ..core.optim import FusedAdam, FusedAdamW, ShiftedSchedule
 
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 else lr
-    if start_step and steps > 0:
-        schedule = ShiftedSchedule(schedule, start_step)
+    rate = keras.optimizers.schedules.CosineDecay(lr, max(1, steps)) if steps > 0 and schedule == "cosine" else lr
+    if start_step and not isinstance(rate, float):
+        rate = ShiftedSchedule(rate, start_step)
     if weight_decay > 0:
-        opt = FusedAdamW(schedule, weight_decay=weight_decay)
+        opt = FusedAdamW(rate, weight_decay=weight_decay)
     else:
-        opt = FusedAdam(schedule)
+        opt = FusedAdam(rate)
     model.compile(
         optimizer=opt,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -405,7 +406,8 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
     retrains = cfg.sparsity > 0 and hyper.prune.protocol == "retrain"
     lr = hyper.prune.retrain_lr if retrains else hyper.train.lr
     steps = sched.total_steps if lottery else epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
-    compile_model(model, lr, hyper.train.weight_decay, steps, xla, sched.start_step if lottery else 0)
+    compile_model(model, lr, hyper.train.weight_decay, steps, xla, sched.start_step if lottery else 0,
+                  hyper.train.lr_schedule)
     report = _progress_callback(name, epochs, progress, clock)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
@@ -446,7 +448,8 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
                     _extend(history, h)
             elif shrinks:
                 model = _fit_shrinking(model, masking, data, epochs, fit_args, history,
-                                       lambda m: compile_model(m, lr, hyper.train.weight_decay, steps, xla))
+                                       lambda m: compile_model(m, lr, hyper.train.weight_decay, steps, xla,
+                                                                         schedule=hyper.train.lr_schedule))
             else:
                 _extend(history, model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args).history)
         clock.move(report.validation_s + (heldout.seconds if lottery else 0.0), "train", "validation")
