@@ -273,6 +273,26 @@ def test_a_study_on_two_nodes_gives_the_local_engines_numbers_to_the_last_digit(
     assert not list(logs.glob(".node-check-*"))
 
 
+def test_a_lottery_study_on_ray_gives_the_local_engines_numbers_to_the_last_digit(connected, mnist_dir, tmp_path,
+                                                                                  capsys, no_figures):
+    lottery = ["--hidden", "16,8", "--epochs", "1", "--batch-size", "32", "--lr", "0.01", "--protocol", "lottery",
+               "--levels", "2", "--controls", "reinit", "--strategies", "weight", "--validation-size", "100",
+               "--seeds", "0", "--data-dir", str(mnist_dir)]
+    codes = [cli.study_main_guarded([*lottery, "--logdir", str(tmp_path / engine), "--engine", engine])
+             for engine in ("ray", "local")]
+    out, err = capsys.readouterr()
+    assert codes == [0, 0], out + err
+    ours, theirs = _results(tmp_path / "ray"), _results(tmp_path / "local")
+    runs = ["seed0/dense", "seed0/weight_L01", "seed0/weight_L01_reinit", "seed0/weight_L02", "seed0/weight_L02_reinit"]
+    assert sorted(ours) == sorted(theirs) == sorted(runs)
+    for run in runs:
+        assert ours[run]["execution"]["engine"] == "ray" and theirs[run]["execution"]["engine"] == "local"
+        for key in ("test_accuracy", "train_accuracy", "test_loss", "train_loss"):
+            assert ours[run][key] == theirs[run][key], (run, key)
+        assert ours[run]["lottery"] == theirs[run]["lottery"], run
+    assert ours["seed0/weight_L02"]["lottery"]["remaining"]["alive_per_layer"] == {"hidden1": 8028, "hidden2": 82}
+
+
 class _Watcher(threading.Thread):
     """Records every version of every run's result.json (an atomic write makes a new file: a new inode)
     and, once four runs are finished, removes the worker node as soon as a run starts on it (``cut``)."""
