@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
+from . import models, paths
 from .core import masks
 from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags, add_hyper_flags,
                      check_fits, check_lottery_data, check_sparsity, from_args, hyper_from_args, parse_number)
@@ -187,6 +187,7 @@ def _load_data(hyper, verbose: bool = False):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
+    models.check_input(data.input_dim, hyper.model)  # e.g. a CNN needs square images large enough
     d = data.describe()
     print(f"data: {d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
     return data

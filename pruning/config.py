@@ -20,6 +20,7 @@ PROTOCOLS = ("oneshot", "retrain", "scratch", "lottery")
 LR_SCHEDULES = ("cosine", "constant")
 CONTROLS = ("reinit", "random_mask")  # --protocol lottery's controls (pruning.protocols.lottery)
 DATA_SOURCES = ("auto", "idx", "tfds", "sample")
+DATASETS = ("mnist", "fashion_mnist")
 DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
 
 
@@ -40,6 +41,10 @@ def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | 
 # --------------------------------------------------------------------------- groups
 @dataclass(frozen=True)
 class DataConfig:
+    dataset: str = hp(
+        "mnist", "the data set: mnist or fashion_mnist (Zalando's 28x28 clothing images, the same format), from "
+        "--data-dir's four IDX files or tensorflow-datasets by name; the offline fallback sample is MNIST only",
+        choices=DATASETS)
     data_dir: str | None = hp(
         None,
         "directory holding the four MNIST IDX files (gzipped or not); "
@@ -54,6 +59,7 @@ class DataConfig:
     )
 
     def __post_init__(self):
+        _check_choice("--dataset", self.dataset, DATASETS)
         _check_choice("--data-source", self.data_source, DATA_SOURCES)
 
 
@@ -63,9 +69,12 @@ class ModelConfig:
         models.DEFAULT, "the network: a registered model builder; one of: "
         + "; ".join(f"{m.name} ({m.help})" for m in models.MODELS.values()), metavar="NAME", flag="--model",
     )
-    hidden: tuple[int, ...] = hp(
-        (1000, 1000, 500, 200), "hidden layer widths, comma-separated", metavar="W1,W2,..."
-    )
+    hidden: tuple[int, ...] | None = hp(
+        None, "hidden (dense) layer widths, comma-separated (default: the model's: 1000,1000,500,200 for mlp, "
+        "500 for lenet5)", metavar="W1,W2,...", items=int)
+    filters: tuple[int, ...] | None = hp(
+        None, "convolution widths (output filters), comma-separated, for a model with convolutions (default: "
+        "the model's: 20,50 for lenet5)", metavar="F1,F2,...", items=int)
     output_relu: bool = hp(
         False,
         "also apply the ReLU to the output layer (the literal form of the original challenge); "
@@ -80,8 +89,18 @@ class ModelConfig:
 
     def __post_init__(self):
         _check_choice("--model", self.name, models.model_names())
+        spec = models.get_model(self.name)
+        if self.hidden is None:
+            object.__setattr__(self, "hidden", tuple(spec.hidden))
+        if self.filters is None:
+            object.__setattr__(self, "filters", tuple(spec.filters))
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        object.__setattr__(self, "filters", tuple(self.filters))
         if not self.hidden or any(int(w) < 1 for w in self.hidden):
             raise ConfigError(f"--hidden must list positive layer widths, got {self.hidden!r}.")
+        if bool(self.filters) != bool(spec.filters) or any(int(w) < 1 for w in self.filters):
+            raise ConfigError(f"--filters must list positive convolution widths for a model with convolutions "
+                              f"(--model lenet5), and is not used by --model {self.name}; got {self.filters!r}.")
 
 
 @dataclass(frozen=True)
@@ -211,6 +230,27 @@ class LotteryConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """The distillation students (strategies student and distill): see pruning.protocols.distill."""
+
+    temperature: float = hp(
+        4.0, "softmax temperature T of the teacher's and the student's logits in the distillation loss, T > 0 "
+        "(Hinton et al. 2015 found 2.5-4 best for small MNIST students)", metavar="T")
+    distill_alpha: float = hp(
+        0.9, "weight of the soft-target term (the KL divergence at temperature T, scaled by T^2) in the distillation "
+        "loss; the labels' cross-entropy gets 1 - alpha, 0 <= alpha <= 1", metavar="A")
+
+    def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
+                and self.temperature > 0):
+            raise ConfigError(f"--temperature must be a positive number (1 is the plain softmax; Hinton et al. used "
+                              f"2.5-20), got {self.temperature!r}; e.g. --temperature 4.")
+        if not (isinstance(self.distill_alpha, (int, float)) and 0 <= self.distill_alpha <= 1):
+            raise ConfigError(f"--distill-alpha must be in [0, 1] (the weight of the teacher's soft targets), got "
+                              f"{self.distill_alpha!r}; e.g. --distill-alpha 0.9.")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     sparsities: tuple[float, ...] = hp(
         DEFAULT_SPARSITIES, "sparsities in percent (90 means 90%%; a trailing %% is accepted), comma-separated, "
@@ -263,6 +303,7 @@ class Hyper:
     train: TrainConfig = field(default_factory=TrainConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     lottery: LotteryConfig = field(default_factory=LotteryConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
         if self.prune.protocol == "lottery":
@@ -316,11 +357,12 @@ class RunConfig:
         h = d["hyper"]
         hyper = Hyper(
             data=DataConfig(**h["data"]),
-            model=ModelConfig(**{**h["model"], "hidden": tuple(h["model"]["hidden"])}),
+            model=ModelConfig(**h["model"]),
             train=TrainConfig(**h["train"]),
             prune=PruneConfig(**h["prune"]),
             lottery=LotteryConfig(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in (h.get("lottery") or {}).items()}),
+            distill=DistillConfig(**(h.get("distill") or {})),
         )
         return RunConfig(hyper, d["strategy"], float(d["sparsity"]), d.get("parent"), d.get("level"), d.get("control"))
 
@@ -335,7 +377,9 @@ class RunConfig:
         h = self.hyper
         ident = {
             "data_source": h.data.data_source,
+            **({"dataset": h.data.dataset} if h.data.dataset != "mnist" else {}),  # runs from before --dataset resume
             "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu,
+                      **({"filters": list(h.model.filters)} if h.model.filters else {}),
                       **({"name": h.model.name} if h.model.name != models.DEFAULT else {}),
                       **({"prune_output": True} if h.model.prune_output else {})},
             # the default schedule is left out, so runs written before the setting existed are the same runs
@@ -488,6 +532,7 @@ def hyper_from_args(args: argparse.Namespace) -> Hyper:
         train=from_args(args, TrainConfig),
         prune=from_args(args, PruneConfig),
         lottery=from_args(args, LotteryConfig),
+        distill=from_args(args, DistillConfig),
     )
 
 
@@ -497,4 +542,5 @@ def add_hyper_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, TrainConfig, title="training")
     add_flags(parser, PruneConfig, title="pruning protocol")
     add_flags(parser, LotteryConfig, title="lottery tickets (--protocol lottery)")
+    add_flags(parser, DistillConfig, title="distillation students (--strategies student,distill)")
     add_flags(parser, OutputConfig, title="output")

@@ -55,11 +55,12 @@ def assert_mask_count(mask: np.ndarray, strategy: str, k: float) -> None:
     if strategy not in ("neuron", "random_neuron", "unit"):
         got, want = int(np.count_nonzero(mask == 0)), expected_pruned(mask.size, k)
         assert got == want, f"weight k={k} on {mask.shape}: {got} zero entries, expected {want}"
-    else:
-        col_dead = (mask == 0).all(axis=0)
-        col_alive = (mask == 1).all(axis=0)
-        assert np.all(col_dead | col_alive), f"neuron mask on {mask.shape} has a partly-masked column"
-        got, want = int(col_dead.sum()), expected_pruned(mask.shape[1], k)
+    else:  # whole units: a dense kernel's columns, a convolution's filters (the last axis)
+        units = mask.reshape(-1, mask.shape[-1])
+        col_dead = (units == 0).all(axis=0)
+        col_alive = (units == 1).all(axis=0)
+        assert np.all(col_dead | col_alive), f"neuron mask on {mask.shape} has a partly-masked unit"
+        got, want = int(col_dead.sum()), expected_pruned(mask.shape[-1], k)
         assert got == want, f"neuron k={k} on {mask.shape}: {got} dead columns, expected {want}"
 
 

@@ -158,7 +158,7 @@ def test_alternate_study_with_nan_loss_records_failures_plots_and_exits_1(tmp_pa
 
 def test_size_columns_match_the_saved_models_and_sparse_files(study):
     """results.csv's size columns are recomputed here from each run's model.keras and model.sparse."""
-    from pruning.core.layers import all_dense_layers, load_model
+    from pruning.core.layers import weight_layers, load_model
     from pruning.deploy.shrink import expand_arrays, network_counts
     from pruning.files import read_json
     from pruning.deploy.sparse_format import load_sparse
@@ -168,7 +168,7 @@ def test_size_columns_match_the_saved_models_and_sparse_files(study):
     for row in _csv(study["logs"]):
         rdir = study["runs"] / row["run"]
         model = load_model(rdir / paths.MODEL)
-        layers = all_dense_layers(model)
+        layers = weight_layers(model)
         kernels = [np.asarray(l.effective_kernel()) for l in layers]
         counts = network_counts(kernels, full)
         assert float(row["effective_sparsity"]) == pytest.approx(counts["effective_sparsity"], abs=1e-6)
@@ -361,7 +361,7 @@ def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_
     """Registering a builder is all it takes: training, masks, shrinking, the sparse export, the table
     and the figures work on it (the worker processes get the registration too)."""
     from pruning import cli, models
-    from pruning.core.layers import all_dense_layers, load_model
+    from pruning.core.layers import weight_layers, load_model
     from pruning.deploy.sparse_format import load_sparse
     import model_plugins
 
@@ -377,7 +377,7 @@ def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_
     assert float(rows["neuron_k50"]["weight_sparsity"]) == 0.5
     runs = logs / "seed0"
     shrunk = load_model(paths.model_file(runs, "neuron_k50"))
-    assert [(l.name, l.units, l.prunable, l.relu) for l in all_dense_layers(shrunk)] == [
+    assert [(l.name, l.units, l.prunable, l.relu) for l in weight_layers(shrunk)] == [
         ("trunk", 8, True, True), ("head", 10, False, True)]
     layers, _ = load_sparse(paths.sparse_model_file(runs, "weight_k50"))
     assert [(l.name, l.kernel.shape, l.relu) for l in layers] == [("trunk", (784, 16), True), ("head", (16, 10), True)]

@@ -52,10 +52,10 @@ def _chain_names(chains):
 
 def _weights(path) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """layer name -> (kernel, mask or None) of every dense layer of the saved model at ``path``."""
-    from pruning.core.layers import all_dense_layers, load_model
+    from pruning.core.layers import weight_layers, load_model
 
     return {l.name: (l.kernel.numpy(), None if l.mask is None else l.mask.numpy())
-            for l in all_dense_layers(load_model(path))}
+            for l in weight_layers(load_model(path))}
 
 
 def _iterations(path) -> int:

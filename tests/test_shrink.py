@@ -9,7 +9,7 @@ keras = pytest.importorskip("keras")
 from pruning.core import callbacks  # noqa: E402
 from pruning.config import ModelConfig  # noqa: E402
 from pruning.study.run import compile_model  # noqa: E402
-from pruning.core.layers import all_dense_layers, load_model, masked_layers  # noqa: E402
+from pruning.core.layers import weight_layers, load_model, masked_layers  # noqa: E402
 from pruning.models.mlp import build_mlp  # noqa: E402
 from helpers import expected_pruned  # noqa: E402
 
@@ -75,7 +75,7 @@ def test_shrunk_model_predicts_what_the_masked_model_predicts(model, k):
     x = np.random.default_rng(1).normal(size=(500, 20)).astype(np.float32)
     diff = np.abs(np.asarray(smaller(x)) - np.asarray(model(x))).max()
     assert diff <= 1e-5
-    assert [l.full_shape for l in all_dense_layers(smaller)] == FULL
+    assert [l.full_shape for l in weight_layers(smaller)] == FULL
     for layer, old, kept in zip(masked_layers(smaller), masked_layers(model), keep):
         alive = np.flatnonzero(old.mask.numpy().any(axis=0))
         assert layer.kept == alive.tolist() == kept.tolist()
@@ -85,7 +85,7 @@ def test_expanding_a_shrunk_model_gives_back_the_masked_kernels(model):
     _neuron_pruned(model, 50)
     smaller = shrink.shrink_model(model)[0]
     kernels, masks = shrink.expand_arrays(smaller)
-    before = [np.asarray(l.effective_kernel()) for l in all_dense_layers(model)]
+    before = [np.asarray(l.effective_kernel()) for l in weight_layers(model)]
     alive = [np.ones(20, bool)] + [l.mask.numpy().any(axis=0) for l in masked_layers(model)]
     for k, b, rows in zip(kernels, before, alive):
         assert k.shape == b.shape
@@ -101,7 +101,7 @@ def test_a_shrunk_model_saves_and_loads_with_its_history(model, tmp_path):
     smaller = shrink.shrink_model(_neuron_pruned(model, 50))[0]
     smaller.save(tmp_path / "m.keras")
     back = load_model(tmp_path / "m.keras")
-    for a, b in zip(all_dense_layers(smaller), all_dense_layers(back)):
+    for a, b in zip(weight_layers(smaller), weight_layers(back)):
         assert (a.full_shape, a.kept, a.units) == (b.full_shape, b.kept, b.units)
         assert np.array_equal(a.kernel.numpy(), b.kernel.numpy())
 

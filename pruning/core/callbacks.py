@@ -16,7 +16,7 @@ from .layers import masked_layers
 
 def layer_infos(model: keras.Model, seed: int = 0) -> list[masks.LayerInfo]:
     """What each prunable layer's score may need: its position, original width, kept units, the seed."""
-    return [masks.LayerInfo(index=i, full_units=layer.full_shape[1], kept=layer.kept_units, seed=int(seed))
+    return [masks.LayerInfo(index=i, full_units=layer.full_shape[-1], kept=layer.kept_units, seed=int(seed))
             for i, layer in enumerate(masked_layers(model))]
 
 
@@ -80,10 +80,10 @@ def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 
 
 def _removed(strategy: masks.Strategy, layer) -> int:
     """How many of the layer's prunable items a shrunk layer no longer has (see masks.compute_masks)."""
-    full_in, full_out = layer.full_shape
+    full_out = layer.full_shape[-1]
     if strategy.granularity == "unit":
         return full_out - layer.units
-    return int(layer.kernel.shape[0]) * full_out - int(np.prod(layer.kernel.shape))
+    return int(np.prod(layer.kernel.shape[:-1])) * full_out - int(np.prod(layer.kernel.shape))
 
 
 def measure_sparsity(model: keras.Model) -> dict:
@@ -100,7 +100,7 @@ def measure_sparsity(model: keras.Model) -> dict:
         if not hasattr(layer, "effective_kernel"):
             continue
         w = np.asarray(layer.effective_kernel())
-        size = int(w.shape[0]) * layer.full_shape[1]
+        size = int(np.prod(w.shape[:-1])) * layer.full_shape[-1]
         z = size - int(np.count_nonzero(w))
         all_zeros, all_total = all_zeros + z, all_total + size
         if layer.prunable:

@@ -4,7 +4,8 @@ A strategy (``Strategy``) is defined once, by three choices:
 
 * its **score**: what is small gets pruned (``|w|``, a column's L2 norm, or a seeded random draw);
 * its **granularity**: ``"weight"`` scores each kernel entry; ``"unit"`` scores each output unit
-  (kernel column) and masks whole columns. Unit strategies' networks are physically shrunk
+  (a dense kernel's column, a convolution's output filter: the kernel's last axis) and masks all of its
+  entries. Unit strategies' networks are physically shrunk
   (``pruning.deploy.shrink``); weight strategies' are stored sparse (``pruning.deploy.sparse_format``);
 * its **scope**: ``"layer"`` prunes k% of each prunable layer; ``"global"`` prunes k% of all
   prunable weights together, below one threshold.
@@ -79,9 +80,15 @@ def weight_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarr
     return np.abs(kernel)
 
 
+def units_view(array: np.ndarray) -> np.ndarray:
+    """A kernel (or mask) as a matrix with one column per unit (the last axis): (fan-in, units)."""
+    array = np.asarray(array)
+    return array.reshape(-1, array.shape[-1])
+
+
 def neuron_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
-    """L2 norm of each output unit's incoming weights (kernel column): shape (units,)."""
-    return np.linalg.norm(kernel.astype(np.float64), axis=0)
+    """L2 norm of each output unit's incoming weights (a dense column, a conv filter): shape (units,)."""
+    return np.linalg.norm(units_view(kernel).astype(np.float64), axis=0)
 
 
 def _rng(info: LayerInfo) -> np.random.Generator:
@@ -99,7 +106,7 @@ def random_unit_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.
     """A uniform random score per unit, drawn for the original width and indexed by the units the
     layer still has, so a shrunk layer keeps its units' scores."""
     info = info or LayerInfo()
-    units = kernel.shape[1]
+    units = kernel.shape[-1]
     full = info.full_units or units
     draw = _rng(info).random(full)
     kept = np.arange(units) if info.kept is None else np.asarray(info.kept, dtype=np.int64)
@@ -129,7 +136,7 @@ def n_pruned(count: int, sparsity: float) -> int:
 def _alive(strategy: Strategy, mask: np.ndarray) -> np.ndarray:
     """A kernel-shaped mask seen at the strategy's granularity (unit: alive if any entry is)."""
     if strategy.granularity == "unit":
-        return (mask != 0).any(axis=0)
+        return (units_view(mask) != 0).any(axis=0)
     return mask != 0
 
 
@@ -239,11 +246,11 @@ def prune_alive(strategy: str, kernels: list[np.ndarray], currents: list[np.ndar
 
 def random_like(current: list[np.ndarray], rng: np.random.Generator, granularity: str = "weight") -> list[np.ndarray]:
     """Random masks with exactly the items alive per layer that ``current`` has (entries, or whole
-    kernel columns at unit granularity), placed uniformly at random by ``rng``."""
+    units at unit granularity), placed uniformly at random by ``rng``."""
     out = []
     for c in current:
         c = np.asarray(c)
-        alive = (c != 0).any(axis=0) if granularity == "unit" else (c != 0)
+        alive = (units_view(c) != 0).any(axis=0) if granularity == "unit" else (c != 0)
         keep = np.zeros(alive.size, dtype=np.float32)
         keep[rng.permutation(alive.size)[:int(alive.sum())]] = 1.0
         out.append(np.broadcast_to(keep.reshape(alive.shape), c.shape).astype(np.float32))

@@ -142,7 +142,7 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
     time whole epochs after a warm-up, and return examples/s and matmul GFLOP/s."""
     import keras
 
-    from ..core.layers import all_dense_layers
+    from ..core.layers import weight_layers
     from ..models import build_model
     from ..study.run import compile_model
 
@@ -155,7 +155,7 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
     t = time.perf_counter()
     model.fit(data.x_train, data.y_train, batch_size=hyper.train.batch_size, epochs=epochs_timed, verbose=0)
     seconds = (time.perf_counter() - t) / epochs_timed
-    shapes = [tuple(int(d) for d in l.kernel.shape) for l in all_dense_layers(model)]
+    shapes = [tuple(int(d) for d in l.kernel.shape) for l in weight_layers(model)]
     flops = training_flops_per_example(shapes) * len(data.y_train)
     return {"epoch_s": seconds, "examples_per_s": len(data.y_train) / seconds, "gflops": flops / seconds / 1e9,
             "batch_size": hyper.train.batch_size}
@@ -198,14 +198,14 @@ class RunEngines:
 
 def run_engines(logdir, result: dict, dense_fns: dict) -> RunEngines:
     """Load one finished run's model.keras and model.sparse and build its engines."""
-    from ..core.layers import all_dense_layers, load_model
+    from ..core.layers import weight_layers, load_model
     from .shrink import expand_arrays, expand_model, shrink_arrays
     from .sparse_engine import SparseMLP
     from .sparse_format import load_sparse
 
     name = result["run"]
     model = load_model(paths.model_file(logdir, name))
-    layers = all_dense_layers(model)
+    layers = weight_layers(model)
     relus = [l.relu for l in layers]
     masked = expand_model(model) if any(l.kept is not None for l in layers) else model
     full_kernels = [k if m is None else k * m for k, m in zip(*expand_arrays(model))]
@@ -303,11 +303,11 @@ def latency_rows(logdir, x: np.ndarray, batches=BATCHES, repeats: int = 15,
     sparse and shrunk engines' max |logit difference| from the masked model, and the row's ``noisy``
     and ``suspect`` marks (``mark_row``). Raises BenchmarkError, before timing, when an engine
     disagrees with the masked model (``check_agreement``)."""
-    from ..core.layers import all_dense_layers, load_model
+    from ..core.layers import weight_layers, load_model
 
     runs = finished_runs(logdir)
     dense_model = load_model(paths.model_file(logdir, paths.DENSE))
-    layers = all_dense_layers(dense_model)
+    layers = weight_layers(dense_model)
     dense_fns = {"dense": numpy_forward_fn([l.kernel.numpy() for l in layers], [l.relu for l in layers]),
                  "dense_tf": keras_forward_fn(dense_model)}
     rows = []

@@ -6,20 +6,31 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..core.layers import all_dense_layers
+from ..core.layers import weight_layers
 
 
 def sparse_layers(model: keras.Model):
-    """The model's dense layers as ``sparse_format.SparseLayer`` (effective kernel, mask, ReLU flag) and the
-    metadata that lets a shrunk network be expanded back (original shapes, kept units)."""
+    """The model's weight layers as ``sparse_format.SparseLayer`` (effective kernel, mask, ReLU flag; a
+    convolution's as its (fan-in, filters) matrix) and the metadata that lets a shrunk network be expanded
+    back (original shapes, kept units) and a convolution's kernel be reshaped back (``kernel_shapes``)."""
+    from ..core.masks import units_view
     from .sparse_format import SparseLayer
 
-    layers = all_dense_layers(model)
-    out = [SparseLayer(l.name, np.asarray(l.effective_kernel()), None if l.mask is None else l.mask.numpy(), l.relu)
-           for l in layers]
+    layers = weight_layers(model)
+    out = [SparseLayer(l.name, units_view(l.effective_kernel()), None if l.mask is None else units_view(l.mask),
+                       l.relu) for l in layers]
     meta = {"full_shapes": [list(l.full_shape) for l in layers],
             "kept": {l.name: l.kept for l in layers if l.kept is not None}}
+    shapes = {l.name: [int(d) for d in l.kernel.shape] for l in layers if len(l.kernel.shape) != 2}
+    if shapes:
+        meta["kernel_shapes"] = shapes
     return out, meta
+
+
+def stored_kernels(stored, meta: dict) -> list[np.ndarray]:
+    """The kernels of a file ``load_sparse`` read, in their layers' own shapes (a convolution's 4-D)."""
+    shapes = meta.get("kernel_shapes") or {}
+    return [np.asarray(s.kernel).reshape(shapes.get(s.name, np.shape(s.kernel))) for s in stored]
 
 
 def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
@@ -39,14 +50,16 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
     from .shrink import expand_arrays, network_counts
     from .sparse_format import encode, gzip_nbytes
 
+    from ..core.layers import weight_layers as layers_of
+
     layers, own = sparse_layers(model)
-    kernels = [l.kernel for l in layers]
+    kernels = [np.asarray(l.effective_kernel()) for l in layers_of(model)]
     full_shapes = [tuple(s) for s in own["full_shapes"]]
     blob = encode(layers, {**(meta or {}), **own})  # validated here; written as is, not encoded twice
     atomic_write_bytes(sparse_path, blob)
     dense_blob = b"".join(k.astype(np.float32).tobytes() for k in expand_arrays(model)[0])
     return {
-        **network_counts(kernels, full_shapes),
+        **network_counts(kernels, full_shapes, [l.positions for l in layers_of(model)]),
         "dense_bytes": len(dense_blob),
         "sparse_bytes": len(blob),
         "dense_gzip_bytes": gzip_nbytes(dense_blob),

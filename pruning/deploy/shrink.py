@@ -1,14 +1,18 @@
 """Networks that are really smaller: which units are still alive, physically removing the
 dead ones, and the counts results.csv reports.
 
-A hidden unit of a bias-free ReLU MLP is *alive* when some path of nonzero weights runs
-from an input through it to an output. A unit that no path reaches outputs exactly 0 for
-every input (no bias), and a unit from which no path leaves cannot change the output; in
-both cases its incoming column and its outgoing row can go. Neuron pruning kills units by
-zeroing columns, so its networks shrink to plain, smaller dense MLPs.
+A hidden unit (a dense layer's neuron, a convolution's filter) of a bias-free ReLU network is
+*alive* when some path of nonzero weights runs from an input through it to an output. A unit that no
+path reaches outputs exactly 0 for every input (no bias; max pooling keeps a zero channel zero), and
+a unit from which no path leaves cannot change the output; in both cases its incoming weights and its
+outgoing ones can go. Neuron (filter) pruning kills units by zeroing them, so its networks shrink to
+plain, smaller dense networks.
 
-The counting functions are pure NumPy over a list of kernels (shape ``(in, out)``, zeros
-where pruned); the Keras functions rebuild models of ``MaskedDense`` layers.
+The counting functions are pure NumPy over a list of kernels (zeros where pruned), units on the last
+axis, chained as ``pruning.core.layers`` describes: the next kernel's rows, read as
+``kernel.reshape(-1, units)``, belong to input channel ``row % channels`` (positions of a convolution
+window, or of a flattened feature map, repeat the channels). Liveness is judged per channel: a
+filter counts as reaching the output when any of its positions does.
 """
 from __future__ import annotations
 
@@ -16,17 +20,35 @@ import numpy as np
 
 
 # --------------------------------------------------------------------------- pure counting
+def _matrix(kernel) -> np.ndarray:
+    kernel = np.asarray(kernel)
+    return kernel.reshape(-1, kernel.shape[-1])
+
+
+def _rows(channels: np.ndarray, fan_in: int) -> np.ndarray:
+    """A per-channel vector repeated over the positions of a fan-in of ``fan_in`` rows (channel fastest)."""
+    if fan_in % channels.size:
+        raise ValueError(f"a kernel with {fan_in} inputs per unit does not follow a layer of {channels.size} units")
+    return np.tile(channels, fan_in // channels.size)
+
+
+def in_channels(kernels: list[np.ndarray]) -> list[int]:
+    """Each kernel's input channels: the previous kernel's units; the first kernel's are its second-to-last
+    axis (a dense layer's inputs, a convolution's image channels)."""
+    return [int(np.shape(kernels[0])[-2])] + [int(np.shape(k)[-1]) for k in kernels[:-1]]
+
+
 def reachable(kernels: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """For each hidden layer, (``forward``, ``backward``) boolean unit vectors: reachable from
     some input through nonzero weights, and reaching some output through nonzero weights."""
-    nz = [np.asarray(k) != 0 for k in kernels]
-    forward, seen = [], np.ones(nz[0].shape[0], dtype=bool)
+    nz = [_matrix(k) != 0 for k in kernels]
+    forward, seen = [], np.ones(in_channels(kernels)[0], dtype=bool)
     for w in nz[:-1]:
-        seen = (w & seen[:, None]).any(axis=0)
+        seen = (w & _rows(seen, w.shape[0])[:, None]).any(axis=0)
         forward.append(seen)
     backward, seen = [], np.ones(nz[-1].shape[1], dtype=bool)
-    for w in reversed(nz[1:]):
-        seen = (w & seen[None, :]).any(axis=1)
+    for w, channels in zip(reversed(nz[1:]), reversed(in_channels(kernels)[1:])):
+        seen = (w & seen[None, :]).any(axis=1).reshape(-1, channels).any(axis=0)
         backward.append(seen)
     return forward, backward[::-1]
 
@@ -38,33 +60,52 @@ def alive_units(kernels: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def effective_entries(kernels: list[np.ndarray]) -> list[np.ndarray]:
-    """Boolean array per kernel: the weight is nonzero and lies on an input-to-output path."""
+    """Boolean array per kernel (its shape): the weight is nonzero and lies on an input-to-output path."""
     forward, backward = reachable(kernels)
-    rows = [np.ones(np.shape(kernels[0])[0], dtype=bool)] + forward
-    cols = backward + [np.ones(np.shape(kernels[-1])[1], dtype=bool)]
-    return [(np.asarray(k) != 0) & r[:, None] & c[None, :] for k, r, c in zip(kernels, rows, cols)]
+    rows = [np.ones(in_channels(kernels)[0], dtype=bool)] + forward
+    cols = backward + [np.ones(np.shape(kernels[-1])[-1], dtype=bool)]
+    out = []
+    for k, r, c in zip(kernels, rows, cols):
+        w = _matrix(k) != 0
+        out.append((w & _rows(r, w.shape[0])[:, None] & c[None, :]).reshape(np.shape(k)))
+    return out
 
 
-def network_counts(kernels: list[np.ndarray], full_shapes: list[tuple[int, int]]) -> dict:
+def network_counts(kernels: list[np.ndarray], full_shapes: list[tuple[int, ...]],
+                   positions: list[int] | None = None) -> dict:
     """What results.csv reports about a (possibly shrunk) network's size.
 
     * ``params_nonzero``: nonzero weights in the kernels as stored;
     * ``effective_sparsity``: fraction of the *unpruned* network's weights (``full_shapes``)
       that are zero, removed, or can no longer influence the output;
-    * ``flops_per_example``: 2 x the effective weights: the multiply-adds an implementation that
-      skips what cannot matter (a shrunk or sparse network) performs per example.
+    * ``flops_per_example``: 2 x the effective weights x the positions each is applied at
+      (``positions[l]``: a convolution's output height x width, 1 for a dense layer): the
+      multiply-adds an implementation that skips what cannot matter (a shrunk or sparse network)
+      performs per example.
     """
-    full = sum(int(a) * int(b) for a, b in full_shapes)
-    effective = sum(int(e.sum()) for e in effective_entries(kernels))
+    positions = positions or [1] * len(kernels)
+    full = sum(int(np.prod(s)) for s in full_shapes)
+    effective = [int(e.sum()) for e in effective_entries(kernels)]
     return {
         "params_nonzero": sum(int(np.count_nonzero(k)) for k in kernels),
-        "effective_sparsity": 1.0 - effective / full,
-        "flops_per_example": 2 * effective,
+        "effective_sparsity": 1.0 - sum(effective) / full,
+        "flops_per_example": 2 * sum(e * int(p) for e, p in zip(effective, positions)),
     }
 
 
+def cut(array, channels: int, keep_in, keep_out) -> np.ndarray | None:
+    """``array`` (a kernel, its mask or an optimizer slot) with only input channels ``keep_in`` (of
+    ``channels``; a slice keeps all) and units ``keep_out``; same rank as before."""
+    if array is None:
+        return None
+    a = np.asarray(array)
+    chained = a.reshape(-1, channels, a.shape[-1])[:, keep_in][:, :, keep_out]  # (positions, channels, units)
+    shape = (*a.shape[:-2], chained.shape[1], chained.shape[2]) if a.ndim > 2 else (-1, chained.shape[2])
+    return np.ascontiguousarray(chained.reshape(shape))
+
+
 def shrink_arrays(kernels: list[np.ndarray], masks: list[np.ndarray | None] | None = None):
-    """Drop every dead hidden unit: its column in its layer and its row in the next.
+    """Drop every dead hidden unit: its weights in its layer and its input channel in the next.
 
     Returns ``(kernels, masks, keep)`` where ``keep[l]`` are the indices (into the given
     network) of hidden layer ``l``'s surviving units. Liveness is judged on ``kernel x mask``.
@@ -74,79 +115,82 @@ def shrink_arrays(kernels: list[np.ndarray], masks: list[np.ndarray | None] | No
     masks = masks if masks is not None else [None] * len(kernels)
     effective = [k if m is None else k * m for k, m in zip(kernels, masks)]
     keep = [np.flatnonzero(a) if a.any() else np.array([0]) for a in alive_units(effective)]
+    channels = in_channels(kernels)
     rows = [slice(None)] + keep
     cols = keep + [slice(None)]
-    cut = lambda a, r, c: None if a is None else np.ascontiguousarray(np.asarray(a)[r][:, c])  # noqa: E731
-    return ([cut(k, r, c) for k, r, c in zip(kernels, rows, cols)],
-            [cut(m, r, c) for m, r, c in zip(masks, rows, cols)], keep)
+    return ([cut(k, c, r, o) for k, c, r, o in zip(kernels, channels, rows, cols)],
+            [cut(m, c, r, o) for m, c, r, o in zip(masks, channels, rows, cols)], keep)
 
 
 # --------------------------------------------------------------------------- Keras models
 def _layer_arrays(model):
-    from ..core.layers import all_dense_layers
+    from ..core.layers import weight_layers
 
-    layers = all_dense_layers(model)
+    layers = weight_layers(model)
     return layers, [l.kernel.numpy() for l in layers], [None if l.mask is None else l.mask.numpy() for l in layers]
 
 
 def shrink_model(model):
-    """A smaller model of ``MaskedDense`` layers that computes the same function as ``model``,
+    """A smaller model of the same architecture that computes the same function as ``model``,
     without its dead units. Returns ``(smaller, keep)``, ``keep`` as in ``shrink_arrays``.
 
     Each layer keeps its ``full_shape`` and the original indices of its units (``kept``), so
     the result can be expanded back and its sparsity measured against the unpruned network.
     """
-    from ..core.layers import mlp_from_specs
+    from ..core.layers import rebuild
 
     layers, kernels, masks = _layer_arrays(model)
     kernels, masks, keep = shrink_arrays(kernels, masks)
-    specs = []
+    changes = {}
     for i, (layer, k) in enumerate(zip(layers, kernels)):
         kept = layer.kept_units[keep[i]] if i < len(keep) else layer.kept_units
-        specs.append(dict(name=layer.name, units=k.shape[1], relu=layer.relu, prunable=layer.prunable,
-                          full_shape=layer.full_shape, kept=[int(j) for j in kept]))
-    smaller = mlp_from_specs(int(kernels[0].shape[0]), specs)
-    for layer, k, m in zip(_layer_arrays(smaller)[0], kernels, masks):
+        changes[layer.name] = dict(units=int(k.shape[-1]), full_shape=list(layer.full_shape),
+                                   kept=[int(j) for j in kept])
+    smaller = rebuild(model, changes)
+    _assign(smaller, kernels, masks)
+    return smaller, keep
+
+
+def _assign(model, kernels, masks) -> None:
+    for layer, k, m in zip(_layer_arrays(model)[0], kernels, masks):
         layer.kernel.assign(k)
         if m is not None:
             layer.mask.assign(m)
-    return smaller, keep
 
 
 def expand_arrays(model) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """The kernels and masks of ``model`` put back at their places in the unpruned network's
-    shapes: removed units' columns (and their rows in the next layer) are 0, and so is the
-    mask of a removed column. Rows of removed inputs keep mask 1: they were never masked."""
+    shapes: removed units' weights (and their input channels in the next layer) are 0, and so is
+    the mask of a removed unit. Inputs from removed units keep mask 1: they were never masked."""
     layers, kernels, masks = _layer_arrays(model)
-    out_k, out_m, rows = [], [], np.arange(kernels[0].shape[0])
+    out_k, out_m = [], []
+    rows, channels = np.arange(kernels[0].shape[-2]), int(layers[0].full_shape[-2])
     for layer, k, m in zip(layers, kernels, masks):
         cols = layer.kept_units
-        fk = np.zeros(layer.full_shape, dtype=np.float32)
-        fk[np.ix_(rows, cols)] = k
+        full = layer.full_shape
+        place = (slice(None), rows[:, None], cols[None, :])
+        fk = np.zeros(full, dtype=np.float32)
+        fk.reshape(-1, channels, full[-1])[place] = np.asarray(k).reshape(-1, len(rows), len(cols))
         out_k.append(fk)
         if m is None:
             out_m.append(None)
         else:
-            fm = np.zeros(layer.full_shape, dtype=np.float32)
-            fm[:, cols] = 1.0
-            fm[np.ix_(rows, cols)] = m
+            fm = np.zeros(full, dtype=np.float32)
+            fm.reshape(-1, channels, full[-1])[:, :, cols] = 1.0
+            fm.reshape(-1, channels, full[-1])[place] = np.asarray(m).reshape(-1, len(rows), len(cols))
             out_m.append(fm)
-        rows = cols
+        rows, channels = cols, int(full[-1])
     return out_k, out_m
 
 
 def expand_model(model):
     """A full-size masked model computing the same function as a shrunk ``model``."""
-    from ..core.layers import mlp_from_specs
+    from ..core.layers import rebuild
 
     layers = _layer_arrays(model)[0]
     kernels, masks = expand_arrays(model)
-    specs = [dict(name=l.name, units=l.full_shape[1], relu=l.relu, prunable=l.prunable) for l in layers]
-    full = mlp_from_specs(int(kernels[0].shape[0]), specs)
-    for layer, k, m in zip(_layer_arrays(full)[0], kernels, masks):
-        layer.kernel.assign(k)
-        if m is not None:
-            layer.mask.assign(m)
+    full = rebuild(model, {l.name: dict(units=int(l.full_shape[-1]), full_shape=None, kept=None) for l in layers})
+    _assign(full, kernels, masks)
     return full
 
 
@@ -161,8 +205,9 @@ def carry_optimizer_state(old_model, new_model, keep: list[np.ndarray]) -> None:
     pairs = [(o, n) for o, n in zip(old_model.trainable_variables, new_model.trainable_variables)]
     if len(pairs) != len(rows):
         raise ValueError("carry_optimizer_state expects one trainable kernel per layer")
+    channels = in_channels([np.asarray(o) for o, _ in pairs])
     for slots in ("_momentums", "_velocities"):
         old_slots, new_slots = getattr(old_opt, slots), getattr(new_opt, slots)
-        for (o, n), r, c in zip(pairs, rows, cols):
-            value = np.asarray(old_slots[old_opt._get_variable_index(o)])[r][:, c]
+        for (o, n), ch, r, c in zip(pairs, channels, rows, cols):
+            value = cut(old_slots[old_opt._get_variable_index(o)], ch, r, c)
             new_slots[new_opt._get_variable_index(n)].assign(value)

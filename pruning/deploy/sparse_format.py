@@ -1,8 +1,11 @@
-"""A compact, lossless, versioned file format for a pruned bias-free ReLU MLP.
+"""A compact, lossless, versioned file format for a pruned bias-free ReLU network.
 
 A model is a list of ``SparseLayer``: a float32 kernel shaped (inputs, outputs), an
 optional 0/1 mask of the same shape (None for an unpruned layer, e.g. the output)
-and a ReLU flag. A file (format version 2) is::
+and a ReLU flag. A convolution is stored as its kernel's (fan-in, filters) matrix,
+``kernel.reshape(-1, filters)``, and ``pruning.deploy.export`` records its shape in the
+header's meta, so the file is lossless for a CNN too; consecutive layers chain when the
+inputs of one are a multiple of the outputs of the one before (positions x channels). A file (format version 2) is::
 
     b"PRNSPMLP"                 8 bytes, the magic
     VERSION                     uint32 little-endian
@@ -162,12 +165,13 @@ def _check_layer(i: int, layer: SparseLayer) -> np.ndarray:
 
 
 def _check_chain(shapes: list[tuple[int, int]]) -> str | None:
-    """A message if consecutive layer shapes do not chain (layer i's out != layer i+1's in)."""
+    """A message if consecutive layer shapes do not chain: layer i+1's inputs must be a multiple of layer
+    i's outputs (equal for dense after dense; positions x channels after a convolution)."""
     for i in range(len(shapes) - 1):
-        if shapes[i][1] != shapes[i + 1][0]:
+        if shapes[i + 1][0] % shapes[i][1]:
             return (
-                f"layer {i} has {shapes[i][1]} outputs but layer {i + 1} has {shapes[i + 1][0]} inputs "
-                f"(shapes {shapes[i]} then {shapes[i + 1]})"
+                f"layer {i} has {shapes[i][1]} outputs but layer {i + 1} has {shapes[i + 1][0]} inputs, not a "
+                f"multiple of them (shapes {shapes[i]} then {shapes[i + 1]})"
             )
     return None
 

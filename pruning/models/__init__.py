@@ -28,13 +28,25 @@ class ModelSpec:
     # the strategy granularities (pruning.core.masks.GRANULARITIES) its prunable layers support:
     # "weight" needs masks only; "unit" also needs the network to be shrinkable unit by unit
     granularities: tuple[str, ...] = ("weight", "unit")
+    hidden: tuple[int, ...] = (1000, 1000, 500, 200)  # the widths --hidden defaults to
+    filters: tuple[int, ...] = ()  # the convolution widths --filters defaults to (none: no convolutions)
+    # "module:function" or a function (input_dim, cfg) raising pruning.config.ConfigError when the
+    # data's examples do not fit the network; None: any input size
+    check_input: str | Callable | None = None
 
     def build(self, input_dim: int, cfg):
-        fn = self.builder
-        if isinstance(fn, str):
-            module, _, attr = fn.partition(":")
-            fn = getattr(importlib.import_module(module), attr)
-        return fn(input_dim, cfg)
+        return _resolve(self.builder)(input_dim, cfg)
+
+    def check(self, input_dim: int, cfg) -> None:
+        if self.check_input is not None:
+            _resolve(self.check_input)(input_dim, cfg)
+
+
+def _resolve(fn: str | Callable) -> Callable:
+    if isinstance(fn, str):
+        module, _, attr = fn.partition(":")
+        fn = getattr(importlib.import_module(module), attr)
+    return fn
 
 
 MODELS = Registry("model")
@@ -43,15 +55,22 @@ model_names = MODELS.names
 
 
 def register_model(name: str, builder: str | Callable, help: str,
-                   granularities: tuple[str, ...] = ("weight", "unit")) -> ModelSpec:
+                   granularities: tuple[str, ...] = ("weight", "unit"), **defaults) -> ModelSpec:
     """Make ``builder`` (a top-level function, or "module:function") the choice ``--model name``;
-    ``granularities`` names the kinds of strategy it can be pruned with."""
-    return MODELS.register(ModelSpec(name, builder, help, tuple(granularities)))
+    ``granularities`` names the kinds of strategy it can be pruned with; ``defaults``: ``hidden``,
+    ``filters``, ``check_input`` (see ``ModelSpec``)."""
+    return MODELS.register(ModelSpec(name, builder, help, tuple(granularities), **defaults))
 
 
 def build_model(input_dim: int, cfg):
     """The network ``cfg`` (a ModelConfig) names, for inputs of ``input_dim`` features."""
     return get_model(cfg.name).build(input_dim, cfg)
+
+
+def check_input(input_dim: int, cfg) -> None:
+    """A ``pruning.config.ConfigError`` naming the problem when examples of ``input_dim`` values do not
+    fit the network ``cfg`` names."""
+    get_model(cfg.name).check(input_dim, cfg)
 
 
 def snapshot() -> dict[str, ModelSpec]:
@@ -65,3 +84,9 @@ def restore(specs: dict[str, ModelSpec]) -> None:
 
 register_model(DEFAULT, "pruning.models.mlp:build_mlp",
                "a bias-free ReLU MLP of --hidden widths; the hidden layers are prunable, the output layer is not")
+register_model("lenet5", "pruning.models.lenet5:build_lenet5",
+               "a bias-free LeNet-5-sized CNN (Caffe's LeNet-5, as pruned by Han et al. 2015): two 5x5 convolutions "
+               "of --filters widths (default 20,50), each followed by 2x2 max pooling, then dense layers of --hidden "
+               "widths (default 500) and the output; the convolutions and hidden layers are prunable, unit strategies "
+               "remove whole filters", hidden=(500,), filters=(20, 50),
+               check_input="pruning.models.lenet5:check_input")

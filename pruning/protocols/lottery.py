@@ -83,9 +83,9 @@ def run_files(cfg: RunConfig, sched: Schedule) -> list[str]:
 
 # ---------------------------------------------------------------------------- the starting weights
 def _output_layer(model):
-    from ..core.layers import all_dense_layers
+    from ..core.layers import weight_layers
 
-    return all_dense_layers(model)[-1]
+    return weight_layers(model)[-1]
 
 
 def level_groups(model, strategy: str, fraction: float) -> list[tuple[list[int], float]]:
@@ -179,11 +179,11 @@ def start_model(cfg: RunConfig, logdir, input_dim: int):
 def remaining(model) -> dict:
     """Weights still alive (the masks' ones; an unmasked layer counts whole): over every kernel, over
     the prunable ones, and per layer."""
-    from ..core.layers import all_dense_layers
+    from ..core.layers import weight_layers
 
     alive = total = p_alive = p_total = 0
     per_layer = {}
-    for layer in all_dense_layers(model):
+    for layer in weight_layers(model):
         size = int(np.prod(layer.kernel.shape))
         n = size if layer.mask is None else int(np.count_nonzero(layer.mask.numpy()))
         alive, total = alive + n, total + size
