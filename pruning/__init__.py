@@ -18,13 +18,13 @@ The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
 The package's folders show its architecture; data flows one way through them::
 
     config.py, paths.py, files.py, registry.py   frozen configurations, every output name, atomic writes
-    data/      MNIST from IDX files, tensorflow-datasets or the offline sample, validated
-    core/      strategies and pure mask functions, MaskedDense, the masking callback
-    models/    registered network builders (mlp)
-    protocols/ lottery tickets: levels of pruning what is alive, rewinding, controls
+    data/      MNIST or Fashion-MNIST from IDX files or tensorflow-datasets, or the offline MNIST sample, validated
+    core/      strategies and pure mask functions, MaskedDense and MaskedConv2D, the masking callback
+    models/    registered network builders (mlp, lenet5)
+    protocols/ lottery tickets (levels, rewinding, controls); distillation students (small dense baselines)
     study/     plan -> runs on worker processes (engine) -> result.json + TensorBoard events; resume, lock
     deploy/    shrink, the sparse file format and engine, the benchmark
-    report/    results.csv, summary.csv (mean, sd, 95 % CI), figures
+    report/    results.csv, summary.csv (mean, sd, 95 % CI), figures, what survives (interpret)
     cli.py     the five commands (main.py, main_alternate.py, train.py, plotting.py, benchmark.py)
 """
 import os

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import models, paths
 from .core import masks
 from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags, add_hyper_flags,
-                     check_fits, check_lottery_data, check_sparsity, from_args, hyper_from_args, parse_number)
+                     check_fits, check_lottery_data, check_students, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
 from .deploy.sparse_format import SparseFormatError
 from .files import OutputError, ResultError, explain_fs_error, is_fs_error
@@ -182,14 +182,15 @@ def _load_data(hyper, verbose: bool = False):
     from . import data as datasets
     from .tfsetup import import_tensorflow
 
-    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.ENV_VAR)
+    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.env_var(hyper.data.dataset))
                                                 or hyper.data.data_source != "auto"):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
     models.check_input(data.input_dim, hyper.model)  # e.g. a CNN needs square images large enough
     d = data.describe()
-    print(f"data: {d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
+    name = f"{d['dataset']}, " if "dataset" in d else ""  # described when it is not MNIST
+    print(f"data: {name}{d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
     return data
 
 
@@ -226,6 +227,10 @@ def train_main(argv=None) -> int:
     if hyper.prune.protocol == "lottery":
         p.error("--protocol lottery is a study of levels and controls, each starting from another run: run it "
                 "with main.py (for example python main.py --protocol lottery --levels 5), not train.py.")
+    if args.sparsity > 0 and not masks.get(args.strategy).masks:
+        p.error(f"--strategy {args.strategy} trains a small dense student whose teacher and size come from the "
+                f"study's dense run: run it with main.py (for example python main.py --strategies weight,"
+                f"{args.strategy}), not train.py.")
     if args.sparsity > 0:
         try:
             check_fits(hyper.model, [args.strategy], "--strategy")
@@ -323,6 +328,7 @@ def study_main(argv=None, alternate: bool = False) -> int:
     try:
         study = from_args(args, StudyConfig, **({"jobs": 1} if alternate else {}))
         check_fits(hyper.model, study.strategies)
+        check_students(hyper, study.strategies)
         args.engine_options = _engine_options(args)
     except ConfigError as e:
         p.error(str(e))

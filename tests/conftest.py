@@ -13,8 +13,9 @@ import helpers  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _no_mnist_env(monkeypatch):
-    """A user's $MNIST_DATA_DIR must never leak into a test."""
-    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
+    """A user's $MNIST_DATA_DIR or $FASHION_MNIST_DATA_DIR must never leak into a test."""
+    for var in helpers.pdata.ENV_VARS.values():
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -129,7 +129,8 @@ def read_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
 def run_script(script: str, *args, timeout: float = 180, cwd: Path | None = None):
     """Run one of the repository's scripts in a fresh interpreter; returns (proc, seconds)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    env.pop(pdata.ENV_VAR, None)
+    for var in pdata.ENV_VARS.values():
+        env.pop(var, None)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], capture_output=True,
                           text=True, timeout=timeout, cwd=str(cwd or REPO), env=env)

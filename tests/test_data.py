@@ -2,13 +2,25 @@
 the file, and the offline fallback."""
 import gzip
 import socket
+import sys
 import time
+import types
 
 import numpy as np
 import pytest
 
+from pruning import data as pload
+from pruning.config import DataConfig
 from pruning.data import sources as pdata
 from helpers import IDX_NAMES, synthetic_digits, write_mnist_dir
+
+FASHION_ENV = "FASHION_MNIST_DATA_DIR"
+
+
+@pytest.fixture(autouse=True)
+def _no_fashion_env(monkeypatch):
+    """A user's $FASHION_MNIST_DATA_DIR must never leak into a test (conftest clears $MNIST_DATA_DIR)."""
+    monkeypatch.delenv(FASHION_ENV, raising=False)
 
 DTYPES = (np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64)
 
@@ -224,3 +236,223 @@ def test_network_probe_of_a_listening_port_is_true():
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         assert pdata._network_answers(s.getsockname(), timeout=1) is True
+
+
+# --------------------------------------------------------------------------- --dataset fashion_mnist
+def _write_set(directory, seed, n_train=20, n_test=10, side=5):
+    """Four IDX files (MNIST's names) of random uint8 images and labels 0-9; returns the arrays written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    arrays = {"train_images": rng.integers(0, 256, (n_train, side, side), endpoint=False).astype(np.uint8),
+              "train_labels": rng.integers(0, 10, n_train).astype(np.uint8),
+              "test_images": rng.integers(0, 256, (n_test, side, side), endpoint=False).astype(np.uint8),
+              "test_labels": rng.integers(0, 10, n_test).astype(np.uint8)}
+    for key, arr in arrays.items():
+        pdata.write_idx(directory / (IDX_NAMES[key] + ".gz"), arr)
+    return arrays
+
+
+def _assert_holds(ds, arrays):
+    n_train, n_test = len(arrays["train_labels"]), len(arrays["test_labels"])
+    assert np.array_equal(ds.x_train, arrays["train_images"].reshape(n_train, -1).astype(np.float32) / 255.0)
+    assert np.array_equal(ds.x_test, arrays["test_images"].reshape(n_test, -1).astype(np.float32) / 255.0)
+    assert np.array_equal(ds.y_train, arrays["train_labels"]) and np.array_equal(ds.y_test, arrays["test_labels"])
+    assert ds.y_train.dtype == np.int32 and ds.x_train.dtype == np.float32
+
+
+def _no_tfds(*a, **k):
+    raise pdata.SourceUnavailable("no cached copy and no network in this test")
+
+
+def _no_sample(*a, **k):
+    pytest.fail("the offline MNIST sample must not stand in for Fashion-MNIST")
+
+
+def test_fashion_mnist_idx_dir_loads_through_load_and_says_fashion_mnist(tmp_path, monkeypatch):
+    d = tmp_path / "fashion"
+    arrays = _write_set(d, seed=7)
+    monkeypatch.setattr(pdata, "load_tfds", lambda *a, **k: pytest.fail("tfds must not be tried"))
+    ds = pload.load(DataConfig(dataset="fashion_mnist", data_dir=str(d)))
+    _assert_holds(ds, arrays)
+    assert ds.name == "fashion_mnist"
+    assert ds.source == f"idx:{d.resolve()}"
+    assert ds.describe() == {"dataset": "fashion_mnist", "source": ds.source, "fingerprint": ds.fingerprint(),
+                             "train_examples": 20, "test_examples": 10, "input_dim": 25, "note": None}
+    # the same files read as MNIST: no dataset entry (as before --dataset), and another fingerprint
+    as_mnist = pload.load(DataConfig(data_dir=str(d)))
+    _assert_holds(as_mnist, arrays)
+    assert as_mnist.name == "mnist" and "dataset" not in as_mnist.describe()
+    assert as_mnist.fingerprint() != ds.fingerprint()
+
+
+def test_fashion_mnist_idx_errors_name_fashion_mnist_and_its_variable(tmp_path):
+    with pytest.raises(pdata.DataError, match=r"Fashion-MNIST data directory .*\$FASHION_MNIST_DATA_DIR"):
+        pload.load(DataConfig(dataset="fashion_mnist", data_dir=str(tmp_path / "nowhere")))
+    with pytest.raises(pdata.DataError, match=r"--data-dir DIR \(or \$FASHION_MNIST_DATA_DIR\)"):
+        pload.load(DataConfig(dataset="fashion_mnist", data_source="idx"))
+
+
+def test_fashion_mnist_data_dir_variable_is_its_own(tmp_path, monkeypatch):
+    mnist, fashion = tmp_path / "mnist", tmp_path / "fashion"
+    mnist_arrays, fashion_arrays = _write_set(mnist, seed=1), _write_set(fashion, seed=2)
+    assert pdata.env_var("fashion_mnist") == FASHION_ENV and pdata.env_var("mnist") == "MNIST_DATA_DIR"
+    monkeypatch.setattr(pdata, "load_tfds", lambda *a, **k: pytest.fail("tfds must not be tried"))
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist))
+    monkeypatch.setenv(FASHION_ENV, str(fashion))
+    ds = pload.load(DataConfig(dataset="fashion_mnist"))
+    assert ds.source == f"idx:{fashion.resolve()}" and ds.name == "fashion_mnist"
+    _assert_holds(ds, fashion_arrays)
+    ds = pload.load(DataConfig(dataset="mnist"))
+    assert ds.source == f"idx:{mnist.resolve()}" and ds.name == "mnist"
+    _assert_holds(ds, mnist_arrays)
+
+
+def test_mnist_data_dir_is_never_read_as_fashion_mnist(tmp_path, monkeypatch):
+    mnist = tmp_path / "mnist"
+    _write_set(mnist, seed=1)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist))
+    asked = []
+    monkeypatch.setattr(pdata, "load_tfds", lambda *a, **k: asked.append((a, k)) or _no_tfds())
+    monkeypatch.setattr(pdata, "load_sample", _no_sample)
+    with pytest.raises(pdata.DataError, match=r"\$FASHION_MNIST_DATA_DIR is not set"):
+        pload.load(DataConfig(dataset="fashion_mnist"))
+    assert asked  # it went on to tensorflow-datasets, not to $MNIST_DATA_DIR's files
+    # and the other way round: $FASHION_MNIST_DATA_DIR is not MNIST's directory
+    monkeypatch.delenv("MNIST_DATA_DIR")
+    monkeypatch.setenv(FASHION_ENV, str(mnist))
+    x, y = np.zeros((1, 4), np.float32), np.zeros(1, np.int32)
+    monkeypatch.setattr(pdata, "load_tfds", lambda name="mnist", allow_download=True: pdata.Dataset(
+        x, y, x, y, source=f"tfds:{name}", name=name))
+    assert pload.load(DataConfig(dataset="mnist")).source == "tfds:mnist"
+
+
+def test_fashion_mnist_auto_without_dir_or_tfds_is_a_data_error_not_the_mnist_sample(monkeypatch):
+    monkeypatch.setattr(pdata, "load_tfds", _no_tfds)
+    monkeypatch.setattr(pdata, "load_sample", _no_sample)
+    logged = []
+    with pytest.raises(pdata.DataError) as info:
+        pload.load(DataConfig(dataset="fashion_mnist"), log=logged.append)
+    msg = str(info.value)
+    assert msg.startswith("No Fashion-MNIST source is available")
+    for part in ("--data-dir DIR", "$FASHION_MNIST_DATA_DIR", "four IDX files", "train-images-idx3-ubyte",
+                 "tensorflow-datasets", "no cached copy and no network in this test", "MNIST only"):
+        assert part in msg, part
+    assert "\n" not in msg  # one paragraph
+    assert not any("sample" in m for m in logged)
+
+
+def test_fashion_mnist_auto_really_does_not_return_the_sample(monkeypatch):
+    """Without load_sample patched: whatever the sample would give, auto must raise for fashion_mnist."""
+    monkeypatch.setattr(pdata, "load_tfds", _no_tfds)
+    with pytest.raises(pdata.DataError, match="Fashion-MNIST"):
+        pdata.load_dataset("fashion_mnist", None, "auto", log=lambda m: None)
+
+
+def test_fashion_mnist_sample_source_is_a_data_error(monkeypatch):
+    monkeypatch.setattr(pdata, "load_tfds", lambda *a, **k: pytest.fail("tfds must not be tried"))
+    monkeypatch.setattr(pdata, "load_sample", _no_sample)
+    with pytest.raises(pdata.DataError) as info:
+        pload.load(DataConfig(dataset="fashion_mnist", data_source="sample"))
+    msg = str(info.value)
+    assert msg.startswith("--data-source sample is MNIST only")
+    for part in ("--data-dir DIR", "$FASHION_MNIST_DATA_DIR", "--dataset mnist"):
+        assert part in msg, part
+
+
+def test_fashion_mnist_tfds_source_failing_is_a_data_error(monkeypatch):
+    monkeypatch.setattr(pdata, "load_tfds", _no_tfds)
+    monkeypatch.setattr(pdata, "load_sample", _no_sample)
+    with pytest.raises(pdata.DataError, match="--data-source tfds failed: no cached copy"):
+        pload.load(DataConfig(dataset="fashion_mnist", data_source="tfds"))
+
+
+def test_load_asks_tfds_for_fashion_mnist_by_name(monkeypatch):
+    asked = []
+    x, y = np.full((3, 4), 0.5, np.float32), np.arange(3, dtype=np.int32)
+
+    def fake(name="mnist", allow_download=True):
+        asked.append(name)
+        return pdata.Dataset(x, y, x, y, source=f"tfds:{name}", name=name)
+
+    monkeypatch.setattr(pdata, "load_tfds", fake)
+    ds = pload.load(DataConfig(dataset="fashion_mnist"))
+    assert asked == ["fashion_mnist"]
+    assert ds.source == "tfds:fashion_mnist" and ds.describe()["dataset"] == "fashion_mnist"
+    assert pload.load(DataConfig()).source == "tfds:mnist" and asked == ["fashion_mnist", "mnist"]
+
+
+class _FakeBuilder:
+    """tensorflow-datasets' DatasetBuilder as load_tfds uses it."""
+    URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+    def __init__(self, name, prepared, splits):
+        self.name, self.prepared, self.splits, self.downloads = name, prepared, splits, 0
+
+    def is_prepared(self):
+        return self.prepared
+
+    def download_and_prepare(self):
+        self.downloads += 1
+        self.prepared = True
+
+    def as_dataset(self, split, batch_size):
+        assert batch_size == -1 and self.prepared
+        return self.splits[split]
+
+
+def _fake_tfds(monkeypatch, prepared):
+    """A stand-in ``tensorflow_datasets`` module; returns (the names builder() was asked for, the arrays)."""
+    rng = np.random.default_rng(3)
+    splits = {s: {"image": rng.integers(0, 256, (n, 28, 28, 1)).astype(np.uint8),
+                  "label": rng.integers(0, 10, n).astype(np.int64)} for s, n in (("train", 12), ("test", 6))}
+    asked, builders = [], []
+
+    def builder(name):
+        asked.append(name)
+        builders.append(_FakeBuilder(name, prepared, splits))
+        return builders[-1]
+
+    module = types.SimpleNamespace(builder=builder, as_numpy=lambda tree: tree)
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", module)
+    return asked, builders, splits
+
+
+def test_load_tfds_builds_fashion_mnist_by_name_from_the_cache(monkeypatch):
+    asked, builders, splits = _fake_tfds(monkeypatch, prepared=True)
+    monkeypatch.setattr(pdata, "_network_answers", lambda *a, **k: pytest.fail("a cached copy needs no network"))
+    ds = pdata.load_tfds("fashion_mnist")
+    assert asked == ["fashion_mnist"] and builders[0].downloads == 0
+    assert ds.source == "tfds:fashion_mnist" and ds.name == "fashion_mnist"
+    for x, y, split in ((ds.x_train, ds.y_train, "train"), (ds.x_test, ds.y_test, "test")):
+        img, lbl = splits[split]["image"], splits[split]["label"]
+        assert np.array_equal(x, img.reshape(len(lbl), 784).astype(np.float32) / 255.0)
+        assert np.array_equal(y, lbl) and y.dtype == np.int32
+
+
+def test_load_tfds_fashion_mnist_offline_is_unavailable_after_probing_its_download_host(monkeypatch):
+    asked, builders, _ = _fake_tfds(monkeypatch, prepared=False)
+    probed = []
+    monkeypatch.setattr(pdata, "_network_answers", lambda host_port=None, timeout=None: probed.append(host_port))
+    with pytest.raises(pdata.SourceUnavailable, match="no cached copy of fashion_mnist and the network does not answer"):
+        pdata.load_tfds("fashion_mnist")
+    assert asked == ["fashion_mnist"] and builders[0].downloads == 0
+    assert probed == [("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)]
+    with pytest.raises(pdata.SourceUnavailable, match="no cached copy of fashion_mnist$"):
+        pdata.load_tfds("fashion_mnist", allow_download=False)
+    # online: it downloads through the builder, then reads the splits
+    monkeypatch.setattr(pdata, "_network_answers", lambda *a, **k: True)
+    ds = pdata.load_tfds("fashion_mnist")
+    assert builders[-1].downloads == 1 and ds.source == "tfds:fashion_mnist"
+
+
+def test_download_probe_follows_the_builder_url_else_the_table():
+    assert pdata._download_probe(_FakeBuilder("fashion_mnist", False, {}), "fashion_mnist") == (
+        "fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)
+    nameless = types.SimpleNamespace()
+    assert pdata._download_probe(nameless, "mnist") == ("storage.googleapis.com", 443)
+    assert pdata._download_probe(nameless, "fashion_mnist") == pdata.NETWORK_PROBES["fashion_mnist"]
+
+
+def test_an_unknown_data_set_is_a_data_error():
+    with pytest.raises(pdata.DataError, match="--dataset must be one of mnist, fashion_mnist"):
+        pdata.load_dataset("kmnist")

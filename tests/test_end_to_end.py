@@ -17,7 +17,8 @@ RUNS = ("dense", "weight_k50", "weight_k90", "neuron_k50", "neuron_k90")
 PROGRESS = re.compile(r"^\[\d+/\d+\] \w+: (started|epoch)", re.M)  # a line of a run being trained
 FIGURES = ("accuracy_vs_epoch_weight.png", "accuracy_vs_epoch_neuron.png", "accuracy_vs_sparsity_weight.png",
            "accuracy_vs_sparsity_neuron.png", "compare_train.png", "compare_test.png", "oneshot_vs_retrained.png",
-           "accuracy_vs_effective_sparsity.png")
+           "accuracy_vs_effective_sparsity.png", "accuracy_vs_parameters.png", "pixels_weight.png",
+           "dead_pixels_neuron.png")
 
 
 def _study_args(root):
@@ -123,7 +124,7 @@ def test_plotting_names_a_missing_run_and_still_draws(study, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "missing or failed runs (not plotted): neuron_k50" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "plots2").iterdir()) == sorted(FIGURES)
-    assert sum(line.endswith(".png") for line in proc.stdout.splitlines()) == 8
+    assert sum(line.endswith(".png") for line in proc.stdout.splitlines()) == len(FIGURES) == 11
 
 
 def test_plotting_an_empty_logdir_exits_2_with_a_message(tmp_path):
@@ -153,7 +154,7 @@ def test_alternate_study_with_nan_loss_records_failures_plots_and_exits_1(tmp_pa
     assert [(r["strategy"], r["sparsity"], r["status"]) for r in rows] == [
         ("weight", "0", "failed"), ("weight", "50", "failed")]
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(
-        f for f in FIGURES if "neuron" not in f)
+        f for f in FIGURES if "neuron" not in f and not f.startswith("pixels"))  # no finished pruned run to draw
 
 
 def test_size_columns_match_the_saved_models_and_sparse_files(study):

@@ -41,7 +41,8 @@ def local_study(tmp_path_factory, mnist_dir):
     pytest.importorskip("ray")
     logs = tmp_path_factory.mktemp("local") / "logs"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    env.pop("MNIST_DATA_DIR", None)
+    for var in ("MNIST_DATA_DIR", "FASHION_MNIST_DATA_DIR"):
+        env.pop(var, None)
     with open(logs.parent / "out.txt", "w") as out, open(logs.parent / "err.txt", "w") as err:
         proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), *_argv(mnist_dir, logs, "--jobs", "1")],
                                 stdout=out, stderr=err, cwd=logs.parent, env=env)

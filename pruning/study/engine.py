@@ -59,7 +59,8 @@ def worker_data(cfg: RunConfig):
         want = _WORKER.get("fingerprint")
         if want is not None and ds.fingerprint() != want:
             raise StudyError(f"a worker process loaded other data ({ds.source}) than the study checked at its "
-                             f"start; the files under --data-dir (or $MNIST_DATA_DIR) changed while it ran. "
+                             f"start; the files under --data-dir (or $MNIST_DATA_DIR, $FASHION_MNIST_DATA_DIR) changed while it "
+                             f"ran. "
                              f"Keep them unchanged and rerun the same command to resume.")
         _WORKER["data"][key] = ds
     return _WORKER["data"][key]

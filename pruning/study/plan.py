@@ -48,7 +48,9 @@ def plan_study(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
         return lottery_chains(hyper, study)
     chains = [[dense_config(hyper)]]
     for strategy in study.strategies:
-        if protocol == "retrain" and hyper.prune.iterative:
+        if not masks.get(strategy).masks:  # a student: trained anew at each size; the dense run is its teacher
+            chains += [[RunConfig(hyper, strategy, k, paths.DENSE)] for k in ks]
+        elif protocol == "retrain" and hyper.prune.iterative:
             chain, parent = [], paths.DENSE
             for k in ks:
                 chain.append(RunConfig(hyper, strategy, k, parent))
@@ -63,7 +65,7 @@ def plan_study(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
 def planned_epochs(cfg: RunConfig) -> int:
     if cfg.hyper.prune.protocol == "lottery":  # a level trains from its rewind point (a part epoch counts)
         return cfg.hyper.train.epochs - (int(cfg.hyper.lottery.rewind_epoch) if cfg.level else 0)
-    if cfg.sparsity == 0 or cfg.hyper.prune.protocol == "scratch":
+    if cfg.sparsity == 0 or cfg.hyper.prune.protocol == "scratch" or not masks.get(cfg.strategy).masks:
         return cfg.hyper.train.epochs
     if cfg.hyper.prune.protocol == "retrain":
         return cfg.hyper.prune.retrain_epochs
@@ -132,10 +134,13 @@ def _diff(a, b, prefix="") -> list[str]:
 
 def run_cost(cfg: RunConfig) -> float:
     """Relative training cost of a run: epochs x the fraction of the dense network's hidden-layer
-    weights it trains. Neuron runs train physically shrunk, so they cost about (1 - k)^2 of it."""
-    if cfg.sparsity == 0 or not masks.get(cfg.strategy).shrinks:
+    weights it trains. Neuron runs train physically shrunk, so they cost about (1 - k)^2 of it, and a
+    student about (1 - k)."""
+    if cfg.sparsity == 0 or masks.get(cfg.strategy).granularity == "weight":
         return float(planned_epochs(cfg))
     keep = 1.0 - cfg.sparsity / 100.0
+    if not masks.get(cfg.strategy).masks:  # a student: about (1 - k) of the dense network's weights
+        return planned_epochs(cfg) * keep
     return planned_epochs(cfg) * keep * keep
 
 

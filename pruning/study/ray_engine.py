@@ -415,9 +415,9 @@ def _run(plans: list[_Plan], study: StudyConfig, check_dir: Path, overwrite: boo
 
 def _data_env() -> dict:
     """The environment a worker needs to find the data as this process does."""
-    from ..data import ENV_VAR
+    from ..data import ENV_VARS
 
-    return {ENV_VAR: os.environ.get(ENV_VAR)}
+    return {var: os.environ.get(var) for var in ENV_VARS.values()}
 
 
 def _mailbox(ray):

@@ -83,12 +83,12 @@ def set_threads(n: int | None) -> None:
 
 
 def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False, start_step: int = 0,
-                  schedule: str = "cosine"):
+                  schedule: str = "cosine", loss=None, accuracy=None):
     """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay; both with
     TensorFlow's fused update, ``pruning.core.optim``), the
     learning rate cosine-decayed to 0 over ``steps`` (from step ``start_step`` of that schedule: a
     lottery level resuming the dense run's schedule at its rewind point; ``schedule="constant"``: ``lr``
-    throughout), cross-entropy on logits, accuracy. ``xla``
+    throughout), cross-entropy on logits (or ``loss``), accuracy (or the metric ``accuracy``). ``xla``
     compiles the training and evaluation steps with XLA (Keras' ``jit_compile``; off by default
     on CPUs): faster epochs, and sums in another order, so the last digits differ."""
     import keras
@@ -104,8 +104,8 @@ def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool =
         opt = FusedAdam(rate)
     model.compile(
         optimizer=opt,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[accuracy or "accuracy"],
         jit_compile=bool(xla),
     )
 
@@ -329,6 +329,36 @@ def _start_model(cfg: RunConfig, logdir, data):
     return load_model(paths.model_file(logdir, cfg.parent)), parent
 
 
+def _student(cfg: RunConfig, logdir, data):
+    """A student run (``pruning.protocols.distill``): the small dense network, fresh; its training and test
+    targets (the labels, or the labels packed with the teacher's logits for ``distill``); its loss and
+    accuracy metric (None: the study's usual ones); and what result.json records about it."""
+    import keras
+
+    from ..core.layers import load_model
+    from ..models import build_model
+    from ..protocols import distill
+
+    teacher = finished_result(logdir, cfg.parent, role="teacher (the dense run)")
+    seed = cfg.hyper.train.seed
+    full = build_model(data.input_dim, cfg.hyper.model)
+    target = distill.target_params(full, cfg.sparsity)
+    student_cfg = distill.student_config(cfg.hyper.model, full, target)
+    keras.utils.set_random_seed(seed)  # the student's initialisation depends on the seed only
+    model = build_model(data.input_dim, student_cfg)
+    info = {"hidden": list(student_cfg.hidden), "filters": list(student_cfg.filters),
+            "params": int(sum(np.prod(w.shape) for w in model.trainable_weights)), "target_params": int(target),
+            "dense_params": int(sum(np.prod(w.shape) for w in full.trainable_weights))}
+    if cfg.strategy != "distill":
+        return model, data.y_train, data.y_test, None, None, info
+    net = load_model(paths.model_file(logdir, teacher["run"]))
+    d = cfg.hyper.distill
+    info.update(temperature=d.temperature, alpha=d.distill_alpha)
+    return (model, distill.pack_targets(data.y_train, distill.teacher_logits(net, data.x_train)),
+            distill.pack_targets(data.y_test, distill.teacher_logits(net, data.x_test)),
+            distill.distillation_loss(d.temperature, d.distill_alpha), distill.packed_accuracy(), info)
+
+
 def _schedule(cfg: RunConfig, parent: dict | None, epochs: int):
     """The run's target sparsity per epoch: a cubic ramp from the parent's k to the run's over
     ``--ramp-epochs`` when retraining, else the run's k from the start."""
@@ -386,6 +416,8 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
     # 1. the starting model, compiled as the run trains it
     keras.utils.set_random_seed(hyper.train.seed)
     lottery = hyper.prune.protocol == "lottery"
+    student = cfg.sparsity > 0 and not masks.get(cfg.strategy).masks
+    y_fit, y_val, loss, accuracy = data.y_train, data.y_test, None, None
     if lottery:  # levels of a lottery (pruning.protocols.lottery): its own start, split and schedule
         from ..protocols import lottery as lot
 
@@ -398,6 +430,9 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
                 model, start_masks = lot.start_model(cfg, logdir, data.input_dim)
                 parent = None
                 _save_model(model, paths.run_dir(logdir, name) / paths.START_MODEL)
+            elif student:
+                model, y_fit, y_val, loss, accuracy, result["student"] = _student(cfg, logdir, data)
+                parent = None
             else:
                 model, parent = _start_model(cfg, logdir, data)
     except ParentUnusable as e:
@@ -407,7 +442,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
     lr = hyper.prune.retrain_lr if retrains else hyper.train.lr
     steps = sched.total_steps if lottery else epochs * math.ceil(len(data.y_train) / hyper.train.batch_size)
     compile_model(model, lr, hyper.train.weight_decay, steps, xla, sched.start_step if lottery else 0,
-                  hyper.train.lr_schedule)
+                  hyper.train.lr_schedule, loss, accuracy)
     report = _progress_callback(name, epochs, progress, clock)
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(rdir), write_graph=False, profile_batch=0),
@@ -426,7 +461,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
         masking = MaskingCallback(cfg.strategy, cfg.sparsity, log_dir=rdir / paths.TRAIN_EVENTS,
                                   seed=hyper.train.seed, initial=start_masks)
         callbacks.insert(0, masking)
-    elif cfg.sparsity > 0 and not lottery:
+    elif cfg.sparsity > 0 and not lottery and not student:
         # The masks of the starting model pruned straight to k: measured before retraining, and the
         # callback's first masks too when its schedule starts at k (one-shot, no ramp).
         with clock("masks"):
@@ -440,7 +475,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
     history: dict[str, list[float]] = {}
     shrinks = masking is not None and masks.get(cfg.strategy).shrinks and not lottery
     if epochs > 0:
-        fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, data.y_test),
+        fit_args = dict(batch_size=hyper.train.batch_size, validation_data=(data.x_test, y_val),
                         validation_batch_size=EVAL_BATCH, callbacks=callbacks, verbose=0)
         with clock("train"):
             if lottery:
@@ -451,7 +486,7 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
                                        lambda m: compile_model(m, lr, hyper.train.weight_decay, steps, xla,
                                                                          schedule=hyper.train.lr_schedule))
             else:
-                _extend(history, model.fit(data.x_train, data.y_train, epochs=epochs, **fit_args).history)
+                _extend(history, model.fit(data.x_train, y_fit, epochs=epochs, **fit_args).history)
         clock.move(report.validation_s + (heldout.seconds if lottery else 0.0), "train", "validation")
         if lottery:
             history.update(epoch=[float(e) for e in heldout.epochs], heldout_loss=heldout.loss,
@@ -486,6 +521,8 @@ def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xl
             model, result["shrink_max_logit_diff"] = _final_shrink(model, data.x_test)
     with clock("io"):  # the sizes too: the sparse encoding and the gzip measurements
         result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
+        if student:  # its weights against the dense network's, as for the pruned networks
+            result["size"]["effective_sparsity"] = 1.0 - result["size"]["params_nonzero"] / result["student"]["dense_params"]
         _save_model(model, paths.model_file(logdir, name))
     result["timing"] = clock.report()
     result["wall_time_s"] = time.perf_counter() - t0
