@@ -465,8 +465,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
 
 @guarded
 def benchmark_main(argv=None) -> int:
-    from .config import DataConfig
-    from .deploy.bench import finished_runs
+    from .deploy.bench import BenchmarkError, finished_runs
     from .files import check_writable_dir
     from .report.results import read_result
     from .study.lock import hold
@@ -484,7 +483,10 @@ def benchmark_main(argv=None) -> int:
             print(f"benchmarking {args.logdir} (the first of {len(replicates)} seeds; pass --logdir "
                   f"{root}/seed<N> for another)", flush=True)
     notices: list[str] = []
-    runs = finished_runs(args.logdir, notices)
+    try:
+        runs = finished_runs(args.logdir, notices)
+    except BenchmarkError as e:  # a study the engines cannot run (a CNN's)
+        p.error(str(e))
     if not runs or runs[0]["run"] != paths.DENSE:
         raise ResultError(f"{args.logdir} holds no finished study (no finished {paths.DENSE} run with its "
                           f"{paths.RESULT}, {paths.MODEL} and {paths.SPARSE_MODEL}). Run python main.py --logdir "
@@ -493,7 +495,7 @@ def benchmark_main(argv=None) -> int:
     dense = read_result(args.logdir, paths.DENSE)
     hyper = RunConfig.from_dict(dense["config"]).hyper
     if args.data_dir:  # else the data the study trained on, as its dense run records it
-        hyper = dataclasses.replace(hyper, data=DataConfig(args.data_dir, "idx"))
+        hyper = dataclasses.replace(hyper, data=dataclasses.replace(hyper.data, data_dir=args.data_dir, data_source="idx"))
     data = _load_data(hyper, args.verbose)
     for line in notices:
         print(f"notice: {line}", flush=True)

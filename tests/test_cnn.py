@@ -182,3 +182,17 @@ def test_the_command_line_refuses_idx_images_too_small_for_the_cnn(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "--model lenet5 reads square single-channel images" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_benchmark_refuses_a_cnn_study_because_the_sparse_engine_runs_mlps_only(tmp_path, capsys):
+    from pruning import cli, paths
+    from pruning.config import Hyper, RunConfig
+    from pruning.files import write_json
+
+    cfg = RunConfig(Hyper(model=LENET), "none", 0.0)
+    write_json(paths.result_file(tmp_path / "logs", "dense"), {"run": "dense", "status": "ok",
+                                                               "config": cfg.to_dict(), "files": []})
+    with pytest.raises(SystemExit) as exit_:
+        cli.benchmark_main(["--logdir", str(tmp_path / "logs")])
+    assert exit_.value.code == 2
+    assert "--model lenet5); benchmark.py times the sparse inference engine, which runs MLPs only" in capsys.readouterr().err
