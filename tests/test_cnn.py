@@ -196,3 +196,31 @@ def test_benchmark_refuses_a_cnn_study_because_the_sparse_engine_runs_mlps_only(
         cli.benchmark_main(["--logdir", str(tmp_path / "logs")])
     assert exit_.value.code == 2
     assert "--model lenet5); benchmark.py times the sparse inference engine, which runs MLPs only" in capsys.readouterr().err
+
+
+def test_adam_moments_of_surviving_filters_and_their_channels_are_carried_over():
+    keras.utils.set_random_seed(8)
+    model = build_model(400, SMALL)
+    x, y = _x(32, 400, seed=9), np.arange(32) % 10
+    compile_model(model, 1e-3, 0.5, 100)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    mask = np.ones((5, 5, 2, 3), np.float32)
+    mask[..., 1] = 0.0  # conv2's filter 1 goes, and with it 4 of dense1's 12 input rows
+    conv2 = model.get_layer("conv2")
+    conv2.mask.assign(mask)
+    conv2.kernel.assign(conv2.kernel.numpy() * mask)
+    smaller, keep = shrink.shrink_model(model)
+    compile_model(smaller, 1e-3, 0.5, 100)
+    shrink.carry_optimizer_state(model, smaller, keep)
+    old, new = model.optimizer, smaller.optimizer
+    by_name = {v.path.split("/")[0]: v for v in model.trainable_variables}
+    want_index = {"conv1": np.s_[..., :], "conv2": np.s_[:, :, :, [0, 2]],
+                  "dense1": np.s_[[0, 2, 3, 5, 6, 8, 9, 11], :], "output": np.s_[:, :]}
+    for n in smaller.trainable_variables:
+        layer = n.path.split("/")[0]
+        o = by_name[layer]
+        for slots in ("_momentums", "_velocities"):
+            want = np.asarray(getattr(old, slots)[old._get_variable_index(o)])[want_index[layer]]
+            got = np.asarray(getattr(new, slots)[new._get_variable_index(n)])
+            assert np.array_equal(got, want), (layer, slots)
+    smaller.fit(x, y, batch_size=16, epochs=1, verbose=0)  # and it trains on

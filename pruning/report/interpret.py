@@ -116,17 +116,18 @@ def _panels(n: int, size: float = 2.6):
 
 
 def pixel_map_figure(maps: dict, path, title: str, footer: str = "", notice: str | None = None) -> Path:
-    """One panel per sparsity k (in the dict's order) of a (side, side) map, one shared colour bar from 0
-    to the largest value; a panel's title gives k and how many pixels are at 0 ("with none")."""
+    """One panel per sparsity k (in the dict's order) of a (side, side) map, each with its own colour bar
+    from 0 to its largest value (at k = 97 % a pixel keeps a few dozen connections of the dense
+    network's 1,000: one shared scale would leave those panels black); a panel's title gives k and how
+    many pixels are at 0 ("with none")."""
     if not maps:
         raise ValueError("no maps to draw")
     fig, axes = _panels(len(maps))
-    vmax = max(1.0, max(float(np.max(m)) for m in maps.values()))
-    image = None
     for ax, (k, m) in zip(axes.flat, maps.items()):
-        image = ax.imshow(np.asarray(m), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"{_k_label(k)}: {int(np.count_nonzero(np.asarray(m) == 0))} px with none", fontsize=9)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, label="connections kept")
+        m = np.asarray(m)
+        image = ax.imshow(m, cmap="viridis", vmin=0, vmax=max(1.0, float(m.max())), interpolation="nearest")
+        ax.set_title(f"{_k_label(k)}: {int(np.count_nonzero(m == 0))} px with none", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.75, label="connections kept" if ax is axes.flat[0] else None)
     return _save(fig, path, title, footer, notice)
 
 
