@@ -1,19 +1,19 @@
 """pruning.report.interpret: pixel maps and filters of a study's saved first layers.
 
-The array functions on hand-built kernels (exact maps); the figures from two tiny real studies made by
-main.py (an MLP and a LeNet-5, trained at the same time in one module fixture)."""
-import os
+The array functions on hand-built kernels (exact maps); the figures from two tiny real studies trained in
+process, one module fixture each (an MLP and a LeNet-5); test_end_to_end.py draws them through main.py and
+plotting.py."""
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from pruning import paths
+from pruning.config import Hyper, ModelConfig, PruneConfig, StudyConfig, TrainConfig
 from pruning.report.interpret import (dead_pixel_figure, dead_pixels, filter_figure, filter_images,
                                       interpretability_figures, pixel_connections, pixel_map_figure, place_filters)
-from helpers import REPO, expected_pruned
+from pruning.study.plan import plan_study
+from helpers import expected_pruned, tiny_dataset
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -124,30 +124,40 @@ def test_missing_or_empty_study_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# --------------------------------------------------------------------------- real studies (main.py)
-COMMON = ["--epochs", "1", "--retrain-epochs", "1", "--sparsities", "0,50,90", "--strategies", "weight,neuron",
-          "--batch-size", "64", "--jobs", "1"]
-STUDIES = {"mlp": ["--hidden", "16,8"], "lenet5": ["--model", "lenet5", "--filters", "2,3", "--hidden", "8"]}
+# --------------------------------------------------------------------------- real studies (in process)
+MLP_SIDE, LENET_SIDE = 10, 16  # the MLP reads tiny_data's 10x10 digits; lenet5's two convolutions need 16x16
+
+
+def _study(root, model: ModelConfig, data):
+    """A study of 1 epoch (and 1 retraining epoch, no ramp) at k = 0, 50, 90 under weight and neuron pruning,
+    trained in process and laid out as main.py lays out a single-seed study: every run in ROOT/seed0/."""
+    from pruning.study.run import train_run
+
+    hyper = Hyper(model=model, train=TrainConfig(epochs=1, batch_size=64, lr=1e-2),
+                  prune=PruneConfig(retrain_epochs=1, ramp_epochs=0))
+    for chain in plan_study(hyper, StudyConfig(sparsities=(0, 50, 90), strategies=("weight", "neuron"), jobs=1)):
+        for cfg in chain:
+            result = train_run(cfg, paths.seed_dir(root, 0), data)
+            assert result["status"] == "ok", f"{cfg.name}: {result.get('reason')}"
+    return root
 
 
 @pytest.fixture(scope="module")
-def studies(tmp_path_factory, mnist_dir):
-    """An MLP and a LeNet-5 study of 1 epoch on 600 synthetic digits, both trained at once."""
-    root = tmp_path_factory.mktemp("interpret")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
-    procs = {name: subprocess.Popen([sys.executable, str(REPO / "main.py"), "--data-dir", str(mnist_dir), *args,
-                                     *COMMON, "--logdir", str(root / name)], cwd=str(root), env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, args in STUDIES.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0, f"{name}: {out[-2000:]}{err[-2000:]}"
-    return {name: root / name for name in STUDIES}
+def mlp_study(tmp_path_factory, tiny_data):
+    """An MLP (100 -> 16 -> 8 -> 10) on 300 synthetic 10x10 digits."""
+    return _study(tmp_path_factory.mktemp("mlp"), ModelConfig(hidden=(16, 8)), tiny_data)
 
 
-def test_mlp_study_gives_the_pixel_figures(studies, tmp_path):
+@pytest.fixture(scope="module")
+def lenet5_study(tmp_path_factory):
+    """A LeNet-5 of 2 and 3 filters and 8 hidden units on 300 synthetic 16x16 digits (the smallest it reads)."""
+    return _study(tmp_path_factory.mktemp("lenet5"), ModelConfig(name="lenet5", filters=(2, 3), hidden=(8,)),
+                  tiny_dataset(side=LENET_SIDE))
+
+
+def test_mlp_study_gives_the_pixel_figures(mlp_study, tmp_path):
     out = tmp_path / "figs"
-    written = interpretability_figures(studies["mlp"], out)
+    written = interpretability_figures(mlp_study, out)
     assert written == [out / paths.PIXELS_PNG.format(s="weight"),
                        out / paths.DEAD_PIXELS_PNG.format(s="neuron")]
     assert [p.name for p in written] == ["pixels_weight.png", "dead_pixels_neuron.png"]
@@ -156,30 +166,32 @@ def test_mlp_study_gives_the_pixel_figures(studies, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
 
 
-def test_mlp_study_maps_have_the_exact_counts(studies):
+def test_mlp_study_maps_have_the_exact_counts(mlp_study):
     from pruning.core.layers import load_model
     from pruning.deploy import shrink
 
-    runs = studies["mlp"] / "seed0"
+    runs = mlp_study / "seed0"
 
     def kernels(name):
         k, m = shrink.expand_arrays(load_model(paths.model_file(runs, name)))
         return [a if b is None else a * b for a, b in zip(k, m)]
 
+    pixels = MLP_SIDE * MLP_SIDE
     for name, k in (("dense", 0), ("weight_k50", 50), ("weight_k90", 90)):
-        counts = pixel_connections(kernels(name)[0])
-        assert counts.shape == (28, 28)
-        assert int(counts.sum()) == 784 * 16 - expected_pruned(784 * 16, k), name
+        counts = pixel_connections(kernels(name)[0], side=MLP_SIDE)
+        assert counts.shape == (MLP_SIDE, MLP_SIDE)
+        assert int(counts.sum()) == pixels * 16 - expected_pruned(pixels * 16, k), name
     for name, units in (("neuron_k50", 16 - expected_pruned(16, 50)), ("neuron_k90", 16 - expected_pruned(16, 90))):
         full = kernels(name)
-        assert full[0].shape == (784, 16)  # put back at full size
+        assert full[0].shape == (pixels, 16)  # put back at full size
         assert int((full[0] != 0).any(axis=0).sum()) == units
-        assert not dead_pixels(full).any()  # neuron pruning keeps every pixel's weights to the surviving units
+        # neuron pruning keeps every pixel's weights to the surviving units
+        assert not dead_pixels(full, side=MLP_SIDE).any()
 
 
-def test_a_study_without_neuron_runs_writes_only_the_weight_figure(studies, tmp_path):
+def test_a_study_without_neuron_runs_writes_only_the_weight_figure(mlp_study, tmp_path):
     logs = tmp_path / "logs"
-    shutil.copytree(studies["mlp"], logs)
+    shutil.copytree(mlp_study, logs)
     for name in ("neuron_k50", "neuron_k90"):
         shutil.rmtree(logs / "seed0" / name)
     (logs / "seed0" / "weight_k50" / paths.MODEL).write_bytes(b"not a model")  # damaged: counts as missing
@@ -193,15 +205,15 @@ def test_a_study_without_neuron_runs_writes_only_the_weight_figure(studies, tmp_
     assert interpretability_figures(logs, tmp_path / "none", seed_dir="seed0") == []
 
 
-def test_lenet5_study_gives_the_filter_figures(studies, tmp_path):
+def test_lenet5_study_gives_the_filter_figures(lenet5_study, tmp_path):
     from pruning.core.layers import load_model, weight_layers
 
     out = tmp_path / "figs"
-    written = interpretability_figures(studies["lenet5"], out, seed_dir=studies["lenet5"] / "seed0")
+    written = interpretability_figures(lenet5_study, out, seed_dir=lenet5_study / "seed0")
     assert written == [out / "filters_weight.png", out / "filters_neuron.png"]
     for p in written:
         _png(p)
-    runs = studies["lenet5"] / "seed0"
+    runs = lenet5_study / "seed0"
     conv = weight_layers(load_model(paths.model_file(runs, "neuron_k50")))[0]
     assert conv.name == "conv1" and tuple(conv.full_shape) == (5, 5, 1, 2)
     assert len(conv.kept_units) == 2 - expected_pruned(2, 50)  # the shrunk model lost one filter
