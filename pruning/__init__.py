@@ -3,7 +3,7 @@
 The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
 
     import pruning
-    model = pruning.build_mlp(784)                                   # MaskedDense layers; or your own builder
+    model = pruning.build_mlp(784)                                   # MaskedDense layers; or build_lenet5, your own
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=2, callbacks=[pruning.MaskingCallback("weight", 90)])   # pruned to 90 % and kept so
     pruning.export_sparse(model, "model.sparse")                     # compact, checksummed; pruning.load_sparse
@@ -13,6 +13,8 @@ The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
 * ``measure_sparsity(model)``; ``shrink_model(model)`` / ``expand_model(model)``: drop dead units / put them back;
 * ``export_sparse(model, path)``, ``load_sparse(path)``, ``SparseMLP(kernels, relus)``: store and run it sparse;
 * ``lottery_level(trained, rewind, strategy, fraction)``: one lottery-ticket level (prune what is alive, rewind);
+* ``build_lenet5(784, ModelConfig(name="lenet5"))``, ``MaskedConv2D``: the CNN and its masked convolution;
+* ``distillation_loss(T, alpha)``: Hinton et al.'s loss over labels packed with a teacher's logits;
 * ``STRATEGIES``, ``Strategy``, ``register_strategy``; ``MODELS``, ``register_model``: the registries.
 
 The package's folders show its architecture; data flows one way through them::
@@ -46,11 +48,15 @@ _API = {
     "cubic_schedule": ("core.callbacks", "cubic_schedule"),
     "measure_sparsity": ("core.callbacks", "measure_sparsity"),
     "MaskedDense": ("core.layers", "MaskedDense"),
+    "MaskedConv2D": ("core.layers", "MaskedConv2D"),
+    "MaskedLayer": ("core.layers", "MaskedLayer"),
     "load_model": ("core.layers", "load_model"),
     "STRATEGIES": ("core.masks", "STRATEGIES"),
     "Strategy": ("core.masks", "Strategy"),
     "register_strategy": ("core.masks", "register"),
     "build_mlp": ("models.mlp", "build_mlp"),
+    "build_lenet5": ("models.lenet5", "build_lenet5"),
+    "distillation_loss": ("protocols.distill", "distillation_loss"),
     "lottery_level": ("protocols.lottery", "lottery_level"),
     "MODELS": ("models", "MODELS"),
     "register_model": ("models", "register_model"),

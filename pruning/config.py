@@ -47,7 +47,7 @@ class DataConfig:
         choices=DATASETS)
     data_dir: str | None = hp(
         None,
-        "directory holding the four MNIST IDX files (gzipped or not); "
+        "directory holding the data set's four IDX files (gzipped or not); "
         "default: $MNIST_DATA_DIR ($FASHION_MNIST_DATA_DIR for --dataset fashion_mnist), else tensorflow-datasets, "
         "else (MNIST only) the offline 5,000-digit sample",
         metavar="DIR",

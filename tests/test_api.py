@@ -60,3 +60,13 @@ def test_lottery_level_prunes_a_fifth_of_what_is_alive_and_rewinds_the_survivors
             assert int(mask.sum()) == alive
             assert np.array_equal(kernel[mask == 1], saved[layer.name][mask == 1]) and not kernel[mask == 0].any()
         trained.set_weights(init.get_weights())  # the next level starts from this one
+
+
+def test_the_cnn_is_public_and_filter_pruning_shrinks_it():
+    model = pruning.build_lenet5(784)
+    assert sum(int(np.prod(l.kernel.shape)) for l in model.layers if isinstance(l, pruning.MaskedLayer)) == 430_500
+    pruning.prune(model, "neuron", 50)
+    smaller = pruning.shrink_model(model)[0]
+    assert [l.units for l in smaller.layers if isinstance(l, pruning.MaskedConv2D)] == [10, 25]
+    x = np.random.default_rng(0).uniform(size=(50, 784)).astype(np.float32)
+    assert np.abs(np.asarray(smaller(x)) - np.asarray(model(x))).max() <= 1e-5

@@ -48,7 +48,10 @@ def _min_side(n_convs: int) -> int:
     return side
 
 
-def build_lenet5(input_dim: int, cfg: ModelConfig, n_classes: int = 10) -> keras.Model:
+def build_lenet5(input_dim: int = 784, cfg: ModelConfig | None = None, n_classes: int = 10) -> keras.Model:
+    """The CNN for flat inputs of ``input_dim`` pixels (a square image), widths from ``cfg`` (default:
+    20 and 50 filters, 500 dense units)."""
+    cfg = cfg or ModelConfig(name="lenet5")
     check_input(input_dim, cfg)
     side = image_side(input_dim)
     inputs = keras.Input(shape=(input_dim,), name="pixels")
