@@ -15,8 +15,8 @@ keras = pytest.importorskip("keras")
 
 from pruning.core import callbacks  # noqa: E402
 from pruning.core.layers import load_model, masked_layers, weight_layers  # noqa: E402
-from pruning.deploy.export import size_report, sparse_layers, stored_kernels  # noqa: E402
-from pruning.deploy.sparse_format import load_sparse  # noqa: E402
+from pruning.deploy.export import size_report, sparse_layers  # noqa: E402
+from pruning.deploy.sparse_format import full_size_kernels, load_sparse, stored_kernels  # noqa: E402
 from pruning.models import build_model, check_input  # noqa: E402
 from pruning.study.run import compile_model  # noqa: E402
 
@@ -224,3 +224,16 @@ def test_adam_moments_of_surviving_filters_and_their_channels_are_carried_over()
             got = np.asarray(getattr(new, slots)[new._get_variable_index(n)])
             assert np.array_equal(got, want), (layer, slots)
     smaller.fit(x, y, batch_size=16, epochs=1, verbose=0)  # and it trains on
+
+
+def test_a_saved_sparse_file_expands_to_the_masked_networks_kernels_without_tensorflow(tmp_path):
+    keras.utils.set_random_seed(10)
+    model = build_model(784, LENET)
+    callbacks.apply_masks(model, "neuron", 50.0)
+    smaller = shrink.shrink_model(model)[0]
+    size_report(smaller, tmp_path / "m.sparse")
+    got = full_size_kernels(*load_sparse(tmp_path / "m.sparse"))
+    kernels, masks = shrink.expand_arrays(smaller)
+    for g, k, m in zip(got, kernels, masks):
+        assert np.array_equal(g, k if m is None else k * m)
+    assert [g.shape for g in got] == [(5, 5, 1, 20), (5, 5, 20, 50), (800, 500), (500, 10)]

@@ -48,7 +48,7 @@ def test_main_exits_0_and_reports_the_data_source(study):
     # TensorFlow's start-up lines (3 workers: dense, weight, neuron) are hidden without --verbose
     assert proc.stderr == "", proc.stderr
     assert f"data: idx:{(study['root'] / 'data').resolve()} (600 train / 200 test)" in proc.stdout
-    assert "figures: 8 in" in proc.stdout
+    assert f"figures: {len(FIGURES)} in" in proc.stdout
     for name in RUNS:
         assert f"{name}: done" in proc.stdout
     assert len(PROGRESS.findall(proc.stdout)) == 5 + 2 + 4  # 5 starts, 2 dense epochs, 4 retraining epochs
@@ -92,11 +92,11 @@ def test_each_run_has_its_result_model_and_events(study, name):
     assert r["data"]["train_examples"] == 600
 
 
-def test_main_writes_the_eight_figures_inside_the_study_not_into_the_working_directory(study):
+def test_main_writes_its_figures_inside_the_study_not_into_the_working_directory(study):
     plots = study["logs"] / paths.PLOTS  # the study's own figures: <logdir>/plots by default
     assert sorted(p.name for p in plots.iterdir()) == sorted(FIGURES)
     assert not (study["root"] / paths.PLOTS).exists()  # a committed plots/ folder in the cwd is never touched
-    assert f"figures: 8 in {plots}/" in study["proc"].stdout
+    assert f"figures: {len(FIGURES)} in {plots}/" in study["proc"].stdout
     for name in FIGURES:
         data = (plots / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
@@ -386,7 +386,7 @@ def test_a_second_registered_model_runs_through_the_whole_study(tmp_path, mnist_
     with pytest.raises(SystemExit):  # an unknown model: exit 2 naming the flag and the choices
         cli.study_main_guarded(["--model", "cnn", "--logdir", str(tmp_path / "x")])
     err = capsys.readouterr().err
-    assert "--model: unknown value 'cnn'; choose one of mlp, two_layer" in err
+    assert "--model: unknown value 'cnn'; choose one of mlp, lenet5, two_layer" in err
 
 
 @pytest.mark.parametrize("script, argv, needle", [

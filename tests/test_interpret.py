@@ -11,7 +11,7 @@ import pytest
 from pruning import paths
 from pruning.config import Hyper, ModelConfig, PruneConfig, StudyConfig, TrainConfig
 from pruning.report.interpret import (dead_pixel_figure, dead_pixels, filter_figure, filter_images,
-                                      interpretability_figures, pixel_connections, pixel_map_figure, place_filters)
+                                      interpretability_figures, pixel_connections, pixel_map_figure)
 from pruning.study.plan import plan_study
 from helpers import expected_pruned, tiny_dataset
 
@@ -68,9 +68,18 @@ def test_dead_pixels_are_those_feeding_only_units_off_every_input_to_output_path
     np.testing.assert_array_equal(dead_pixels(kernels, side=2), [[True, True], [False, False]])
 
 
+def _placed(kernel, kept, n):
+    """A shrunk (5, 5, 1, len(kept)) convolution followed by a dense layer, put back at full size."""
+    from pruning.deploy import shrink
+
+    dense = np.ones((kernel.shape[-1], 2), np.float32)
+    full = shrink.expand([kernel, dense], [None, None], [(5, 5, 1, n), (n, 2)], [kept, [0, 1]])[0][0]
+    return full, full.any(axis=(0, 1, 2))
+
+
 def test_a_shrunk_layers_filters_go_back_to_their_original_indices():
     kernel = np.arange(5 * 5 * 1 * 3, dtype=np.float32).reshape(5, 5, 1, 3) + 1.0  # no zero entry
-    full, alive = place_filters(kernel, [0, 2, 5], 6)
+    full, alive = _placed(kernel, [0, 2, 5], 6)
     assert full.shape == (5, 5, 1, 6)
     np.testing.assert_array_equal(alive, [True, False, True, False, False, True])
     for j, f in enumerate([0, 2, 5]):
@@ -81,8 +90,6 @@ def test_a_shrunk_layers_filters_go_back_to_their_original_indices():
     np.testing.assert_array_equal(images[5], kernel[:, :, 0, 2])
     np.testing.assert_array_equal(images[2], kernel[:, :, 0, 1])
     assert all(np.isnan(images[i]).all() for i in (1, 3, 4))
-    with pytest.raises(ValueError, match="3 kept filter indices for a kernel of 2 filters"):
-        place_filters(kernel[..., :2], [0, 2, 5], 6)
     with pytest.raises(ValueError, match="an alive mask of 5 for 6 filters"):
         filter_images(full, alive[:5])
 
@@ -91,7 +98,7 @@ def test_filter_figure_draws_survivors_alone_as_it_draws_them_placed(tmp_path):
     import matplotlib.image
 
     kernel = np.linspace(-1, 1, 75, dtype=np.float32).reshape(5, 5, 1, 3)
-    full, alive = place_filters(kernel, [0, 2, 5], 6)
+    full, alive = _placed(kernel, [0, 2, 5], 6)
     dense = np.linspace(-2, 2, 150, dtype=np.float32).reshape(5, 5, 1, 6)
     placed = {0.0: (filter_images(dense, np.ones(6, bool)), np.ones(6, bool), np.arange(6)),
               50.0: (filter_images(full, alive), alive, np.arange(6))}
@@ -194,7 +201,7 @@ def test_a_study_without_neuron_runs_writes_only_the_weight_figure(mlp_study, tm
     shutil.copytree(mlp_study, logs)
     for name in ("neuron_k50", "neuron_k90"):
         shutil.rmtree(logs / "seed0" / name)
-    (logs / "seed0" / "weight_k50" / paths.MODEL).write_bytes(b"not a model")  # damaged: counts as missing
+    (logs / "seed0" / "weight_k50" / paths.SPARSE_MODEL).write_bytes(b"not a model")  # damaged: counts as missing
     out = tmp_path / "figs"
     assert interpretability_figures(logs, out) == [out / "pixels_weight.png"]
     _png(out / "pixels_weight.png")
@@ -217,5 +224,8 @@ def test_lenet5_study_gives_the_filter_figures(lenet5_study, tmp_path):
     conv = weight_layers(load_model(paths.model_file(runs, "neuron_k50")))[0]
     assert conv.name == "conv1" and tuple(conv.full_shape) == (5, 5, 1, 2)
     assert len(conv.kept_units) == 2 - expected_pruned(2, 50)  # the shrunk model lost one filter
-    full, alive = place_filters(np.asarray(conv.effective_kernel()), conv.kept_units, 2)
-    assert alive.sum() == 1 and full[..., alive].any() and not full[..., ~alive].any()
+    from pruning.deploy.sparse_format import full_size_kernels, load_sparse
+
+    full = full_size_kernels(*load_sparse(paths.sparse_model_file(runs, "neuron_k50")))[0]  # what the figure reads
+    alive = full.any(axis=(0, 1, 2))
+    assert full.shape == (5, 5, 1, 2) and alive.sum() == 1 and alive[conv.kept_units].all()

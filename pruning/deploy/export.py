@@ -27,11 +27,6 @@ def sparse_layers(model: keras.Model):
     return out, meta
 
 
-def stored_kernels(stored, meta: dict) -> list[np.ndarray]:
-    """The kernels of a file ``load_sparse`` read, in their layers' own shapes (a convolution's 4-D)."""
-    shapes = meta.get("kernel_shapes") or {}
-    return [np.asarray(s.kernel).reshape(shapes.get(s.name, np.shape(s.kernel))) for s in stored]
-
 
 def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
     """Write the model's weights to ``path`` in the compact, checksummed sparse format

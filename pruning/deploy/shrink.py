@@ -160,14 +160,22 @@ def _assign(model, kernels, masks) -> None:
 
 def expand_arrays(model) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """The kernels and masks of ``model`` put back at their places in the unpruned network's
-    shapes: removed units' weights (and their input channels in the next layer) are 0, and so is
-    the mask of a removed unit. Inputs from removed units keep mask 1: they were never masked."""
+    shapes (``expand``)."""
     layers, kernels, masks = _layer_arrays(model)
+    return expand(kernels, masks, [l.full_shape for l in layers], [l.kept_units for l in layers])
+
+
+def expand(kernels, masks, full_shapes, kept) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """Kernels and masks of a (possibly shrunk) network, whose layer l kept the original units
+    ``kept[l]``, put back at their places in the unpruned network's ``full_shapes``: removed units'
+    weights (and their input channels in the next layer) are 0, and so is the mask of a removed unit.
+    Inputs from removed units keep mask 1: they were never masked. Pure NumPy (a saved model.sparse
+    has all it needs)."""
     out_k, out_m = [], []
-    rows, channels = np.arange(kernels[0].shape[-2]), int(layers[0].full_shape[-2])
-    for layer, k, m in zip(layers, kernels, masks):
-        cols = layer.kept_units
-        full = layer.full_shape
+    rows, channels = np.arange(np.shape(kernels[0])[-2]), int(full_shapes[0][-2])
+    for k, m, full, cols in zip(kernels, masks, full_shapes, kept):
+        cols = np.asarray(cols, dtype=np.int64)
+        full = tuple(int(d) for d in full)
         place = (slice(None), rows[:, None], cols[None, :])
         fk = np.zeros(full, dtype=np.float32)
         fk.reshape(-1, channels, full[-1])[place] = np.asarray(k).reshape(-1, len(rows), len(cols))

@@ -239,6 +239,26 @@ def save_sparse(path: str | Path, layers: list[SparseLayer], meta: dict | None =
 # ---------------------------------------------------------------------------- reading
 
 
+def stored_kernels(stored: list[SparseLayer], meta: dict) -> list[np.ndarray]:
+    """The kernels of a file ``load_sparse`` read, in their layers' own shapes: a convolution's 4-D
+    shape comes from the header's meta (``kernel_shapes``, written by ``pruning.deploy.export``)."""
+    shapes = (meta or {}).get("kernel_shapes") or {}
+    return [np.asarray(s.kernel).reshape(shapes.get(s.name, np.shape(s.kernel))) for s in stored]
+
+
+def full_size_kernels(stored: list[SparseLayer], meta: dict) -> list[np.ndarray]:
+    """The stored (effective) kernels put back at their places in the unpruned network, from the meta
+    ``pruning.deploy.export`` writes (original shapes, kept units): what a saved network computes,
+    read without TensorFlow."""
+    from .shrink import expand
+
+    kernels = stored_kernels(stored, meta)
+    full_shapes = [tuple(s) for s in meta["full_shapes"]]
+    kept_meta = meta.get("kept") or {}
+    kept = [kept_meta.get(s.name) or range(np.shape(k)[-1]) for s, k in zip(stored, kernels)]
+    return expand(kernels, [None] * len(kernels), full_shapes, kept)[0]
+
+
 def _truncated(source: str, where: str, have: int, need: int) -> SparseFormatError:
     return SparseFormatError(
         f"{source} is truncated in the {where} ({have} bytes, at least {need} expected): the file was "

@@ -55,20 +55,6 @@ def dead_pixels(kernels: list[np.ndarray], side: int = 28) -> np.ndarray:
     return ~first.any(axis=1).reshape(side, side)
 
 
-def place_filters(kernel: np.ndarray, kept, n_filters: int) -> tuple[np.ndarray, np.ndarray]:
-    """A shrunk convolution's (k, k, c, len(kept)) kernel put back at its filters' original indices:
-    ``(full kernel (k, k, c, n_filters), alive (n_filters,))``; removed filters are zero and not alive."""
-    kernel = np.asarray(kernel)
-    kept = np.asarray(kept, dtype=np.int64).reshape(-1)
-    if kept.size != kernel.shape[-1]:
-        raise ValueError(f"{kept.size} kept filter indices for a kernel of {kernel.shape[-1]} filters")
-    full = np.zeros((*kernel.shape[:-1], int(n_filters)), dtype=kernel.dtype)
-    full[..., kept] = kernel
-    alive = np.zeros(int(n_filters), dtype=bool)
-    alive[kept] = True
-    return full, alive
-
-
 def filter_images(conv_kernel: np.ndarray, alive) -> list[np.ndarray]:
     """One (k, k) float image per filter of a (k, k, 1, F) kernel, in filter order; a filter that is not
     ``alive`` is all NaN (nothing to draw)."""
@@ -202,34 +188,27 @@ def _replicate_dir(logdir: Path, seed_dir) -> Path:
     return dirs[0][1] if dirs else logdir
 
 
-def _load(rdir: Path, name: str):
-    """The saved model of a finished run (result.json says ok, model.keras exists), else None."""
+def _load(rdir: Path, name: str) -> list[np.ndarray] | None:
+    """The effective kernels of a finished run (result.json says ok) at their places in the full-size
+    network, read from its model.sparse (NumPy only: drawing the figures does not start TensorFlow);
+    None when the run is missing or its file is damaged (the run then counts as missing)."""
+    from ..deploy.sparse_format import SparseFormatError, full_size_kernels, load_sparse
+
     result = read_result(rdir, name)
-    model_path = paths.model_file(rdir, name)
-    if result is None or result.get("status") != "ok" or not model_path.is_file():
+    path = paths.sparse_model_file(rdir, name)
+    if result is None or result.get("status") != "ok" or not path.is_file():
         return None
-    from ..core.layers import load_model
-
     try:
-        return load_model(model_path)
-    except Exception:  # noqa: BLE001  a damaged or foreign file: the run counts as missing
+        return full_size_kernels(*load_sparse(path))
+    except (SparseFormatError, OSError, KeyError, ValueError):  # damaged or foreign: counts as missing
         return None
 
 
-def _effective_kernels(model) -> list[np.ndarray]:
-    """A saved model's effective kernels (kernel x mask) at their places in the full-size network."""
-    kernels, masks = shrink.expand_arrays(model)
-    return [k if m is None else k * m for k, m in zip(kernels, masks)]
-
-
-def _conv_filters(model) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """The first convolution's filters at their original indices: (images, alive, indices)."""
-    from ..core.layers import weight_layers
-
-    layer = weight_layers(model)[0]
-    kernel = np.asarray(layer.effective_kernel())
-    full, alive = place_filters(kernel, layer.kept_units, layer.full_shape[-1])
-    alive &= np.any(full != 0, axis=(0, 1, 2))  # a filter weight pruning zeroed entirely is gone too
+def _conv_filters(kernels: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The first convolution's filters at their original indices: (images, alive, indices); a filter
+    that is all zero (removed, or zeroed entirely by weight pruning) is gone."""
+    full = kernels[0]
+    alive = np.any(full != 0, axis=(0, 1, 2))
     return filter_images(full, alive), alive, np.arange(alive.size)
 
 
@@ -264,10 +243,7 @@ def interpretability_figures(logdir, out_dir, sparsities=SPARSITIES, seed_dir=No
             continue
         footer = "; ".join(p for p in (f"runs: {where}" if where else "",
                                        "runs not found: " + ", ".join(missing) if missing else "") if p)
-        first = next(iter(models.values()))
-        from ..core.layers import weight_layers
-
-        shape = tuple(weight_layers(first)[0].full_shape)
+        shape = next(iter(models.values()))[0].shape
         if len(shape) == 4:  # a convolution reads the image
             if shape[2] != 1:
                 continue  # several image channels: no single-channel filter pictures
@@ -277,7 +253,7 @@ def interpretability_figures(logdir, out_dir, sparsities=SPARSITIES, seed_dir=No
                                          f"the first convolution's filters under {label}\n"
                                          "removed: grey, crossed out; one colour scale per row", footer, notice))
             continue
-        arrays = {k: _effective_kernels(m) for k, m in models.items()}
+        arrays = models
         pixels = next(iter(arrays.values()))[0].shape[0]
         side = math.isqrt(pixels)
         if side * side != pixels:
