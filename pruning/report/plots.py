@@ -329,25 +329,30 @@ def params_figure(results, strategies, path, footer="") -> Path:
     """Test accuracy (mean, 95 % band over the seeds) against the nonzero weights the network keeps, on
     a log axis: pruned networks beside the small dense students of the same size (strategies student
     and distill), the one figure that answers "pruned, or simply small?". The dense network is the
-    rightmost point of every curve."""
-    fig, ax = plt.subplots(figsize=(10, 5))
+    rightmost point of every curve; the right panel zooms on the high accuracies."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    zoomed = []
     for s in strategies:
         size = _by_k(results, s, lambda r: (r.get("size") or {}).get("params_nonzero"))
         acc = _by_k(results, s, lambda r: None if (r.get("size") or {}).get("params_nonzero") is None
                     else 100 * r["test_accuracy"])
         xs = [mean_ci(size[k])[0] for k in size]
         _, ys, band = _mean_band(acc)
-        ax.plot(xs, ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
-        if band is not None:
-            ax.fill_between(xs, [max(0.0, v) for v in band[0]], [min(100.0, v) for v in band[1]],
-                            color=COLORS[s], alpha=0.2, lw=0)
-    ax.set_xscale("log")
-    ax.set_xlabel("nonzero weights kept (log scale; the dense network is the rightmost point)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("pruned, or simply small? test accuracy against the weights a network keeps")
-    ax.grid(alpha=0.3, which="both")
-    if strategies:
-        ax.legend(fontsize=8)
+        zoomed.append((xs, ys, COLORS[s]))
+        for ax in axes:
+            ax.plot(xs, ys, "-", marker="o", color=COLORS[s], label=LABELS[s])
+            if band is not None:
+                ax.fill_between(xs, [max(0.0, v) for v in band[0]], [min(100.0, v) for v in band[1]],
+                                color=COLORS[s], alpha=0.2, lw=0)
+    axes[0].set_title("pruned, or simply small? test accuracy against the weights kept")
+    _zoom(axes[1], zoomed, "test accuracy")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("nonzero weights kept (log scale; the dense network is the rightmost point)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        if strategies:
+            ax.legend(fontsize=8)
     return _finish(fig, path, footer, data_notice(results))
 
 
