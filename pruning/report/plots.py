@@ -347,7 +347,8 @@ def params_figure(results, strategies, path, footer="") -> Path:
     axes[0].set_title("pruned, or simply small? test accuracy against the weights kept")
     _zoom(axes[1], zoomed, "test accuracy")
     for ax in axes:
-        ax.set_xscale("log")
+        if any(x > 0 for xs, _, _ in zoomed for x in xs):  # a log axis needs a point (no finished run: none)
+            ax.set_xscale("log")
         ax.set_xlabel("nonzero weights kept (log scale; the dense network is the rightmost point)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3, which="both")
