@@ -140,3 +140,17 @@ def test_adam_moments_of_the_surviving_weights_are_carried_over(model):
             assert np.array_equal(got, want) and np.abs(want).sum() > 0
     smaller.fit(x, y, batch_size=32, epochs=1, verbose=0)  # and it trains on
     assert int(new.iterations.numpy()) == 4
+
+
+def test_a_sequential_model_of_masked_layers_shrinks_and_expands_too():
+    from pruning.core.layers import MaskedDense
+
+    keras.utils.set_random_seed(3)
+    seq = keras.Sequential([keras.Input((20,)), MaskedDense(8, name="a"), MaskedDense(6, name="b"),
+                            MaskedDense(3, relu=False, prunable=False, name="out")])
+    callbacks.apply_masks(seq, "neuron", 50)
+    smaller, _ = shrink.shrink_model(seq)
+    assert isinstance(smaller, keras.Sequential) and [l.units for l in smaller.layers] == [4, 3, 3]
+    x = np.random.default_rng(4).normal(size=(32, 20)).astype(np.float32)
+    assert np.abs(np.asarray(smaller(x)) - np.asarray(seq(x))).max() <= 1e-5
+    assert np.abs(np.asarray(shrink.expand_model(smaller)(x)) - np.asarray(seq(x))).max() <= 1e-5

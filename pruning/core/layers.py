@@ -121,7 +121,7 @@ def rebuild(model: keras.Model, changes: dict[str, dict]) -> keras.Model:
         layer_config = layer["config"]
         layer_config.update(changes.get(layer_config["name"], {}))
         layer.pop("build_config", None)  # shapes follow from the new widths
-    return keras.Model.from_config(config)
+    return type(model).from_config(config)  # a functional model or a Sequential one
 
 
 def masked_layers(model: keras.Model) -> list[MaskedLayer]:
