@@ -45,16 +45,15 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
     from .shrink import expand_arrays, network_counts
     from .sparse_format import encode, gzip_nbytes
 
-    from ..core.layers import weight_layers as layers_of
-
     layers, own = sparse_layers(model)
-    kernels = [np.asarray(l.effective_kernel()) for l in layers_of(model)]
+    model_layers = weight_layers(model)
+    kernels = [np.asarray(l.effective_kernel()) for l in model_layers]
     full_shapes = [tuple(s) for s in own["full_shapes"]]
     blob = encode(layers, {**(meta or {}), **own})  # validated here; written as is, not encoded twice
     atomic_write_bytes(sparse_path, blob)
     dense_blob = b"".join(k.astype(np.float32).tobytes() for k in expand_arrays(model)[0])
     return {
-        **network_counts(kernels, full_shapes, [l.positions for l in layers_of(model)]),
+        **network_counts(kernels, full_shapes, [l.positions for l in model_layers]),
         "dense_bytes": len(dense_blob),
         "sparse_bytes": len(blob),
         "dense_gzip_bytes": gzip_nbytes(dense_blob),
