@@ -523,16 +523,19 @@ def _benchmark(args, data, hyper, plots: Path) -> int:
     except BenchmarkError as e:  # the engines disagree: no timing is worth writing
         print(f"error: {e}", file=sys.stderr)
         return 1
-    peak = matmul_peak()
+    bf16 = hyper.train.precision == "bfloat16"
+    peak = matmul_peak(bfloat16=bf16)
     print(f"float32 matmul peak: {peak['peak']:.1f} GFLOP/s ({peak['n']}^3 product; NumPy {peak['numpy']:.1f}, "
-          f"TensorFlow {peak['tensorflow']:.1f})", flush=True)
+          f"TensorFlow {peak['tensorflow']:.1f})"
+          + (f"; bfloat16 (TensorFlow): {peak['tensorflow_bfloat16']:.1f} GFLOP/s" if bf16 else ""), flush=True)
     report = {"matmul": peak}
     if not args.no_training:
         train = dense_training_throughput(data, hyper)
         train["fraction_of_peak"] = train["gflops"] / peak["peak"]
         report["dense_training"] = train
-        print(f"dense training: {train['epoch_s']:.2f} s/epoch at batch {train['batch_size']}, "
-              f"{train['gflops']:.1f} GFLOP/s = {100 * train['fraction_of_peak']:.0f}% of the matmul peak", flush=True)
+        print(f"dense training ({train['precision']}): {train['epoch_s']:.2f} s/epoch at batch {train['batch_size']}, "
+              f"{train['gflops']:.1f} GFLOP/s = {100 * train['fraction_of_peak']:.0f}% of the float32 matmul peak",
+              flush=True)
     load["end"] = machine_load()
     summary = benchmark_summary(rows, args.repeats)
     report.update({

@@ -124,6 +124,17 @@ def rebuild(model: keras.Model, changes: dict[str, dict]) -> keras.Model:
     return type(model).from_config(config)  # a functional model or a Sequential one
 
 
+def in_float32(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32 throughout: itself when it already does, else a twin with the same
+    (float32) weights, for comparing a ``--precision bfloat16`` model with float32 engines."""
+    mixed = {l.name: {"dtype": "float32"} for l in model.layers if l.dtype_policy.name != "float32"}
+    if not mixed:
+        return model
+    twin = rebuild(model, mixed)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def masked_layers(model: keras.Model) -> list[MaskedLayer]:
     """The model's prunable layers, in order, found by type and flag (never by position)."""
     return [l for l in model.layers if isinstance(l, MaskedLayer) and l.prunable]

@@ -112,19 +112,24 @@ def timed_rounds(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
 
 
 # --------------------------------------------------------------------------- machine peak
-def matmul_peak(n: int = 2048, repeats: int = 7) -> dict:
+def matmul_peak(n: int = 2048, repeats: int = 7, bfloat16: bool = False) -> dict:
     """Float32 matmul GFLOP/s of an n x n x n product in NumPy (BLAS) and in TensorFlow (oneDNN /
-    Eigen), all cores. ``peak`` is the better of the two: the machine's practical peak."""
+    Eigen), all cores. ``peak`` is the better of the two: the machine's practical peak. With
+    ``bfloat16``, also TensorFlow's bfloat16 product (``tensorflow_bfloat16``, not part of ``peak``)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     ta, tb = tf.constant(a), tf.constant(b)
     tf_mm = tf.function(lambda x, y: tf.matmul(x, y))
-    t = timed_rounds({"numpy": lambda: a @ b, "tensorflow": lambda: tf_mm(ta, tb).numpy()}, repeats, warmup=2)
+    fns = {"numpy": lambda: a @ b, "tensorflow": lambda: tf_mm(ta, tb).numpy()}
+    if bfloat16:
+        ha, hb = tf.cast(ta, tf.bfloat16), tf.cast(tb, tf.bfloat16)
+        fns["tensorflow_bfloat16"] = lambda: tf_mm(ha, hb).numpy()
+    t = timed_rounds(fns, repeats, warmup=2)
     flops = 2.0 * n**3
     out = {k: flops / v.median / 1e9 for k, v in t.items()}
-    out["peak"] = max(out.values())
+    out["peak"] = max(out["numpy"], out["tensorflow"])
     out["n"] = n
     out["spread"] = {k: v.spread for k, v in t.items()}
     return out
@@ -144,10 +149,11 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
 
     from ..core.layers import weight_layers
     from ..models import build_model
-    from ..study.run import compile_model
+    from ..study.run import compile_model, precision
 
     keras.utils.set_random_seed(hyper.train.seed)
-    model = build_model(data.input_dim, hyper.model)
+    with precision(hyper.train.precision):  # as the study trained: float32, or bfloat16 products
+        model = build_model(data.input_dim, hyper.model)
     steps = math.ceil(len(data.y_train) / hyper.train.batch_size) * (epochs_timed + 1)
     compile_model(model, hyper.train.lr, hyper.train.weight_decay, steps)
     n_warm = hyper.train.batch_size * 20
@@ -158,7 +164,7 @@ def dense_training_throughput(data, hyper, epochs_timed: int = 1) -> dict:
     shapes = [tuple(int(d) for d in l.kernel.shape) for l in weight_layers(model)]
     flops = training_flops_per_example(shapes) * len(data.y_train)
     return {"epoch_s": seconds, "examples_per_s": len(data.y_train) / seconds, "gflops": flops / seconds / 1e9,
-            "batch_size": hyper.train.batch_size}
+            "batch_size": hyper.train.batch_size, "precision": hyper.train.precision}
 
 
 # --------------------------------------------------------------------------- inference engines
@@ -198,13 +204,13 @@ class RunEngines:
 
 def run_engines(logdir, result: dict, dense_fns: dict) -> RunEngines:
     """Load one finished run's model.keras and model.sparse and build its engines."""
-    from ..core.layers import weight_layers, load_model
+    from ..core.layers import in_float32, weight_layers, load_model
     from .shrink import expand_arrays, expand_model, shrink_arrays
     from .sparse_engine import SparseMLP
     from .sparse_format import load_sparse
 
     name = result["run"]
-    model = load_model(paths.model_file(logdir, name))
+    model = in_float32(load_model(paths.model_file(logdir, name)))  # every engine computes in float32
     layers = weight_layers(model)
     relus = [l.relu for l in layers]
     masked = expand_model(model) if any(l.kept is not None for l in layers) else model
@@ -312,10 +318,10 @@ def latency_rows(logdir, x: np.ndarray, batches=BATCHES, repeats: int = 15,
     sparse and shrunk engines' max |logit difference| from the masked model, and the row's ``noisy``
     and ``suspect`` marks (``mark_row``). Raises BenchmarkError, before timing, when an engine
     disagrees with the masked model (``check_agreement``)."""
-    from ..core.layers import weight_layers, load_model
+    from ..core.layers import in_float32, weight_layers, load_model
 
     runs = finished_runs(logdir)
-    dense_model = load_model(paths.model_file(logdir, paths.DENSE))
+    dense_model = in_float32(load_model(paths.model_file(logdir, paths.DENSE)))
     layers = weight_layers(dense_model)
     dense_fns = {"dense": numpy_forward_fn([l.kernel.numpy() for l in layers], [l.relu for l in layers]),
                  "dense_tf": keras_forward_fn(dense_model)}

@@ -62,5 +62,6 @@ def build_lenet5(input_dim: int = 784, cfg: ModelConfig | None = None, n_classes
     h = keras.layers.Flatten(name="flatten")(h)
     for i, width in enumerate(cfg.hidden, start=1):
         h = MaskedDense(width, relu=True, prunable=True, name=f"dense{i}")(h)
-    out = MaskedDense(n_classes, relu=cfg.output_relu, prunable=cfg.prune_output, name="output")(h)
+    out = MaskedDense(n_classes, relu=cfg.output_relu, prunable=cfg.prune_output, name="output",
+                      dtype="float32")(h)  # float32 logits under any precision policy, as in the MLP
     return keras.Model(inputs, out, name="lenet5")

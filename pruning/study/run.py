@@ -82,6 +82,25 @@ def set_threads(n: int | None) -> None:
         pass  # already initialised in this process: keep its setting
 
 
+POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}  # --precision -> Keras dtype policy
+
+
+@contextmanager
+def precision(name: str = "float32"):
+    """Build the models made inside under ``name``'s Keras dtype policy (``--precision``), and restore
+    the process's policy after. A saved model keeps the policy it was built with, so a run that starts
+    from another loads it as it trained; the output layers compute in float32 under either
+    (``pruning.models``)."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(POLICIES[name])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool = False, start_step: int = 0,
                   schedule: str = "cosine", loss=None, accuracy=None):
     """Compile ``model`` as every run of the study trains: AdamW (Adam without weight decay; both with
@@ -371,6 +390,14 @@ def _schedule(cfg: RunConfig, parent: dict | None, epochs: int):
 
 def train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xla: bool = False,
               execution: dict | None = None) -> dict:
+    """Run one configuration to its written result (returned), its models built under its --precision:
+    see ``_train_run``."""
+    with precision(cfg.hyper.train.precision):
+        return _train_run(cfg, logdir, data, progress, xla, execution)
+
+
+def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, xla: bool = False,
+               execution: dict | None = None) -> dict:
     """Run one configuration to its written result (returned). Never raises for a NaN loss
     or a failed parent: those are recorded as ``status: failed`` with the reason. ``xla``
     (``--xla``) trains with XLA-compiled steps; it is how the run executes, not what it computes,
