@@ -204,7 +204,7 @@ def train_parser() -> argparse.ArgumentParser:
         "model.keras and TensorBoard events (the layout of main.py's replicates).",
     )
     g = p.add_argument_group("run")
-    g.add_argument("--strategy", choices=masks.names(), default="weight",
+    g.add_argument("--strategy", choices=masks.names(), default="weight", type=masks.canonical,
                    help="what is pruned (default: weight): " + "; ".join(
                        f"{s.name}: {s.help}" for s in masks.STRATEGIES.values()).replace("%", "%%"))
     g.add_argument("--sparsity", type=_sparsity, default=0.0, metavar="K",

@@ -287,6 +287,7 @@ class StudyConfig:
         for k in self.sparsities:
             check_sparsity(k, flag="--sparsities")
         _check_unique("--sparsities", [float(k) for k in self.sparsities])
+        object.__setattr__(self, "strategies", tuple(masks.canonical(s) for s in self.strategies))
         if not self.strategies:
             raise ConfigError(f"--strategies must name at least one strategy, e.g. --strategies "
                               f"{','.join(DEFAULT_STRATEGIES)}.")
@@ -349,6 +350,7 @@ class RunConfig:
             # every sparsity-0 run is the one dense run, whatever strategy asked for it
             object.__setattr__(self, "strategy", "none")
         else:
+            object.__setattr__(self, "strategy", masks.canonical(self.strategy))
             _check_choice("--strategy", self.strategy, masks.names())
 
     @property

@@ -237,3 +237,19 @@ def test_a_saved_sparse_file_expands_to_the_masked_networks_kernels_without_tens
     for g, k, m in zip(got, kernels, masks):
         assert np.array_equal(g, k if m is None else k * m)
     assert [g.shape for g in got] == [(5, 5, 1, 20), (5, 5, 20, 50), (800, 500), (500, 10)]
+
+
+def test_filter_is_another_name_for_neuron_pruning_and_its_runs_are_the_neuron_runs():
+    from pruning.cli import train_parser
+    from pruning.config import Hyper, RunConfig, StudyConfig
+    from pruning.study.plan import plan_study
+
+    study = StudyConfig(sparsities=(0, 50), strategies=("weight", "filter", "random_filter"))
+    assert study.strategies == ("weight", "neuron", "random_neuron")
+    chains = plan_study(Hyper(model=LENET), study)
+    assert [c.name for chain in chains for c in chain] == ["dense", "weight_k50", "neuron_k50", "random_neuron_k50"]
+    assert RunConfig(Hyper(model=LENET), "filter", 50, "dense").identity() == \
+        RunConfig(Hyper(model=LENET), "neuron", 50, "dense").identity()
+    assert train_parser().parse_args(["--strategy", "filter", "--sparsity", "50"]).strategy == "neuron"
+    with pytest.raises(ConfigError, match="lists neuron more than once"):
+        StudyConfig(strategies=("neuron", "filter"))

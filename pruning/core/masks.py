@@ -126,11 +126,22 @@ def random_unit_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.
 register(Strategy("weight", weight_scores, "weight", "layer", "weight pruning", "tab:blue",
                   "the k% smallest |w| of each hidden layer"))
 register(Strategy("neuron", neuron_scores, "unit", "layer", "neuron (unit) pruning", "tab:orange",
-                  "the k% units (kernel columns) of each hidden layer with the smallest L2 norm"))
+                  "the k% units of each hidden layer (dense columns, convolution filters; alias: filter) with the "
+                  "smallest L2 norm"))
 register(Strategy("random", random_weight_scores, "weight", "layer", "random weights (baseline)", "tab:gray",
                   "k% of each hidden layer's weights chosen at random (seeded by --seed and the layer)"))
 register(Strategy("random_neuron", random_unit_scores, "unit", "layer", "random units (baseline)", "tab:brown",
-                  "k% of each hidden layer's units chosen at random (seeded by --seed and the layer)"))
+                  "k% of each hidden layer's units chosen at random (seeded by --seed and the layer; alias: "
+                  "random_filter)"))
+
+# other names a strategy answers to: a convolution's units are its filters. A run is always stored
+# under the strategy's own name, so neuron_k50 is the same run whichever name asked for it.
+ALIASES = {"filter": "neuron", "random_filter": "random_neuron"}
+
+
+def canonical(name: str) -> str:
+    """The registered name for ``name`` (itself, or what an alias stands for)."""
+    return ALIASES.get(name, name)
 register(Strategy("global_weight", weight_scores, "weight", "global", "global weight pruning", "tab:green",
                   "the k% smallest |w| over all hidden layers together (one threshold)"))
 
