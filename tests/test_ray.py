@@ -24,9 +24,6 @@ import pytest
 from pruning import cli, paths
 from helpers import REPO
 
-# one pytest-xdist worker runs all of them: ray.cluster_utils.Cluster rewrites /tmp/ray/ray_current_cluster
-pytestmark = pytest.mark.xdist_group("ray")
-
 STUDY = ["--hidden", "16,8", "--epochs", "1", "--retrain-epochs", "1", "--sparsities", "50,90",
          "--strategies", "weight,neuron", "--seeds", "0,1", "--batch-size", "32", "--lr", "0.01"]
 RUNS = [f"seed{s}/{r}" for s in (0, 1) for r in ("dense", "weight_k50", "weight_k90", "neuron_k50", "neuron_k90")]
