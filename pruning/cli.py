@@ -159,6 +159,16 @@ def _percent_notice(values) -> None:
               f"{', '.join(f'{100 * v:g}' for v in small)} %. Pass 90 (or 90%) for ninety percent.", flush=True)
 
 
+def _precision_notice(precision: str, cpuinfo: str = "/proc/cpuinfo") -> None:
+    from .tfsetup import BFLOAT16_CPU_FLAGS, cpu_has_bfloat16
+
+    if precision == "bfloat16" and cpu_has_bfloat16(cpuinfo) is False:
+        print(f"note: --precision bfloat16 on a CPU whose {cpuinfo} lists none of "
+              f"{', '.join(BFLOAT16_CPU_FLAGS)}: TensorFlow emulates bfloat16 products there, usually more slowly "
+              f"than float32. Leave --precision out (float32) unless the runs use a GPU with bfloat16 support.",
+              flush=True)
+
+
 def _sparsity(text: str) -> float:
     try:
         return check_sparsity(parse_number(text))
@@ -177,6 +187,7 @@ def _hyper(parser, args):
 
 def _load_data(hyper, verbose: bool = False):
     """The data set, validated, before anything is written: bad data changes nothing."""
+    _precision_notice(hyper.train.precision)  # every entry point that trains or times loads data first
     import os
 
     from . import data as datasets

@@ -15,6 +15,20 @@ import os
 import sys
 
 
+BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs that multiply bfloat16 natively
+
+
+def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether the CPU reports bfloat16 units (AMX or AVX512-BF16) in ``cpuinfo``; None when that file
+    cannot be read (not Linux), so nothing is claimed."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split(":", 1)[-1].split()}
+    except OSError:
+        return None
+    return any(flag in flags for flag in BFLOAT16_CPU_FLAGS)
+
+
 def enable_gpu_memory_growth(tf) -> list[str]:
     """Let each visible GPU's memory grow as a process needs it (``tf.config.experimental.
     set_memory_growth``), so that several workers can share one GPU; returns the GPUs set. It must

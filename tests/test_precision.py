@@ -137,3 +137,26 @@ def test_the_benchmark_compares_a_bfloat16_study_with_its_float32_engines_withou
     rows = latency_rows(bf16_study["logdir"], bf16_study["data"].x_test, batches=(8,), repeats=1, log=lambda s: None)
     assert [r["run"] for r in rows] == ["dense", "neuron_k50", "weight_k50"]
     assert all(r[f"{k}_max_abs_diff"] <= TOLERANCE[k] for r in rows for k in TOLERANCE)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ("fpu sse2 avx512f avx512_bf16", True), ("fpu sse2 amx_tile amx_bf16", True), ("fpu sse2 avx2 fma", False)])
+def test_bfloat16_units_are_read_from_the_cpu_flags(tmp_path, flags, expected):
+    from pruning.tfsetup import cpu_has_bfloat16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_bfloat16(str(info)) is expected
+    assert cpu_has_bfloat16(str(tmp_path / "missing")) is None
+
+
+def test_bfloat16_on_a_cpu_without_bfloat16_units_gets_a_note_and_float32_never_does(tmp_path, capsys):
+    from pruning.cli import _precision_notice
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: fpu sse2 avx2 fma\n")
+    _precision_notice("bfloat16", str(info))
+    assert "TensorFlow emulates bfloat16 products there, usually more slowly than float32" in capsys.readouterr().out
+    _precision_notice("float32", str(info))
+    _precision_notice("bfloat16", str(tmp_path / "missing"))
+    assert capsys.readouterr().out == ""
