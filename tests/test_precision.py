@@ -160,3 +160,28 @@ def test_bfloat16_on_a_cpu_without_bfloat16_units_gets_a_note_and_float32_never_
     _precision_notice("float32", str(info))
     _precision_notice("bfloat16", str(tmp_path / "missing"))
     assert capsys.readouterr().out == ""
+
+
+def test_a_bfloat16_cnn_convolves_in_bfloat16_keeps_pruned_filters_at_zero_and_gives_float32_logits():
+    import keras
+
+    from pruning.core import callbacks
+    from pruning.core.layers import weight_layers
+    from pruning.models import build_model
+    from pruning.study.run import compile_model, precision
+    from helpers import tiny_dataset
+
+    data = tiny_dataset(200, 50, side=20)
+    cfg = ModelConfig(name="lenet5", filters=(4, 6), hidden=(16,))
+    keras.utils.set_random_seed(0)
+    with precision("bfloat16"):
+        model = build_model(data.input_dim, cfg)
+    assert [layer.dtype_policy.name for layer in weight_layers(model)] == ["mixed_bfloat16"] * 3 + ["float32"]
+    compile_model(model, 1e-2, 0.0, 14)
+    masking = callbacks.MaskingCallback("neuron", 50.0)
+    model.fit(data.x_train, data.y_train, batch_size=32, epochs=2, verbose=0, callbacks=[masking])
+    conv1 = weight_layers(model)[0]
+    dead = np.asarray(conv1.mask).reshape(-1, 4).max(axis=0) == 0
+    assert int(dead.sum()) == 2  # half of conv1's 4 filters
+    assert np.all(np.asarray(conv1.kernel).reshape(-1, 4)[:, dead] == 0.0)
+    assert model(data.x_test[:3]).dtype == "float32"
