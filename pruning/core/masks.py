@@ -133,15 +133,6 @@ register(Strategy("random", random_weight_scores, "weight", "layer", "random wei
 register(Strategy("random_neuron", random_unit_scores, "unit", "layer", "random units (baseline)", "tab:brown",
                   "k% of each hidden layer's units chosen at random (seeded by --seed and the layer; alias: "
                   "random_filter)"))
-
-# other names a strategy answers to: a convolution's units are its filters. A run is always stored
-# under the strategy's own name, so neuron_k50 is the same run whichever name asked for it.
-ALIASES = {"filter": "neuron", "random_filter": "random_neuron"}
-
-
-def canonical(name: str) -> str:
-    """The registered name for ``name`` (itself, or what an alias stands for)."""
-    return ALIASES.get(name, name)
 register(Strategy("global_weight", weight_scores, "weight", "global", "global weight pruning", "tab:green",
                   "the k% smallest |w| over all hidden layers together (one threshold)"))
 
@@ -156,6 +147,16 @@ register(Strategy("student", no_scores, "student", "layer", "small dense student
 register(Strategy("distill", no_scores, "student", "layer", "small dense student (distilled)", "tab:pink",
                   "baseline: the same small dense network, trained on the dense network's logits softened at "
                   "--temperature (Hinton et al. 2015) and the labels"))
+
+
+# other names a strategy answers to: a convolution's units are its filters. A run is always stored
+# under the strategy's own name, so neuron_k50 is the same run whichever name asked for it.
+ALIASES = {"filter": "neuron", "random_filter": "random_neuron"}
+
+
+def canonical(name: str) -> str:
+    """The registered name for ``name`` (itself, or what an alias stands for)."""
+    return ALIASES.get(name, name)
 
 
 # ---------------------------------------------------------------------------- masks
