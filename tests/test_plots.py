@@ -221,3 +221,25 @@ def test_a_95_band_past_0_or_100_percent_is_clipped_there_and_the_mean_is_not():
     assert highs[1] == 100.0 and lows[1] == pytest.approx(96.3 - 4.3027 * 5.4745 / 3 ** 0.5, abs=0.01)
     assert lows[2] == 0.0 and highs[2] == pytest.approx(17.0 + 4.3027 * 14.7309 / 3 ** 0.5, abs=0.01)
     assert lows[0] > 97 and highs[0] < 99  # a band inside [0, 100] is drawn as computed
+
+
+def test_a_long_footer_is_wrapped_below_the_axes_and_their_labels(captured, tmp_path):
+    """Seen on a half-finished three-seed study: 45 missing run names ran over the x-axis label."""
+    names = [f"seed2/{paths.run_name(s, k)}" for s in ("weight", "neuron", "random", "student", "distill")
+             for k in SPARSITIES[1:]]
+    footer = "; ".join(["data: idx:/data/mnist (60000 train / 10000 test)", "3 seeds; per-epoch figures: the first seed",
+                        plots._runs_list("missing", names), plots._runs_list("failed", names[::-1])])
+    assert f"missing runs (55): {', '.join(names[:8])} and 47 more;" in footer
+    plots.compare_figure(_study(FULL), ["weight", "neuron"], "test_accuracy", tmp_path / "c.png", footer)
+    (fig,) = captured
+    renderer = fig.canvas.get_renderer()
+    (text,) = [t for t in fig.texts if t.get_text().replace("\n", " ") == footer]
+    assert text.get_text().count("\n") >= 1  # wrapped here, so the layout can make room for every line
+    box = text.get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width  # inside the figure
+    for ax in fig.axes:
+        assert box.y1 < ax.get_tightbbox(renderer).y0  # below the panel, its ticks and its x label
+
+
+def test_a_short_missing_list_is_named_in_full():
+    assert plots._runs_list("failed", ["weight_k50", "neuron_k90"]) == "failed runs (2): weight_k50, neuron_k90"

@@ -7,6 +7,7 @@ footers and in the return value.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -105,13 +106,29 @@ def data_notice(results) -> str | None:
     return f"MIXED DATA{', partly OFFLINE SAMPLE' if sample else ''}: {parts}: runs not comparable"
 
 
+FOOTER_PT = 7
+MISSING_SHOWN = 8  # a footer names this many missing (or failed) runs, then counts the rest
+
+
+def _runs_list(kind: str, names: list[str]) -> str:
+    """``missing runs: a, b, ... and N more`` (every name is in make_figures' return value)."""
+    shown = ", ".join(names[:MISSING_SHOWN])
+    more = f" and {len(names) - MISSING_SHOWN} more" if len(names) > MISSING_SHOWN else ""
+    return f"{kind} runs ({len(names)}): {shown}{more}"
+
+
 def _finish(fig, path: Path, footer: str, notice: str | None = None) -> Path:
     """Footer, ``notice`` (data_notice) as the figure's title in red, layout, save, close."""
     if notice:
         fig.suptitle(notice, color="firebrick", fontweight="bold", fontsize=11)
+    bottom = 0.0
     if footer:
-        fig.text(0.01, 0.005, footer, fontsize=7, color="dimgray", va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.04 if footer else 0, 1, 1))
+        # wrapped here, not by matplotlib, so the layout can reserve exactly the lines it takes
+        width_in, height_in = fig.get_size_inches()
+        lines = textwrap.wrap(footer, width=max(40, int(width_in * 72 / (0.6 * FOOTER_PT))))
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=FOOTER_PT, color="dimgray", va="bottom")
+        bottom = min(0.5, (len(lines) * 1.25 * FOOTER_PT + 4) / (height_in * 72) + 0.02)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -408,9 +425,9 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     if several:
         parts.append(f"{len(replicates)} seeds; per-epoch figures: the first seed")
     if missing:
-        parts.append("missing runs: " + ", ".join(missing))
+        parts.append(_runs_list("missing", missing))
     if failed:
-        parts.append("failed runs: " + ", ".join(failed))
+        parts.append(_runs_list("failed", failed))
     footer = "; ".join(parts)
     first = replicates[0][0] if replicates else []
     files = []
