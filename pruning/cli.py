@@ -159,6 +159,31 @@ def _percent_notice(values) -> None:
               f"{', '.join(f'{100 * v:g}' for v in small)} %. Pass 90 (or 90%) for ninety percent.", flush=True)
 
 
+def emptied_layers(model, strategies, sparsities) -> list[tuple[float, str, int]]:
+    """(k, flag, width) for each layer a layer-wise unit strategy (neuron, random_neuron) would empty at
+    k: it removes round(k% x units) of every layer, and that is all of a narrow layer's units at a high k
+    (round(0.99 x 20) = 20). The layers are those of ``--filters`` and ``--hidden``, the widths a
+    model's builder follows."""
+    if not any(masks.get(s).granularity == "unit" for s in strategies):
+        return []
+    widths = [("--filters", w) for w in model.filters] + [("--hidden", w) for w in model.hidden]
+    return [(k, flag, w) for k in sorted(set(sparsities)) if k > 0 for flag, w in widths
+            if masks.n_pruned(w, k) == w]
+
+
+def _emptied_notice(model, strategies, sparsities) -> None:
+    emptied = emptied_layers(model, strategies, sparsities)
+    if emptied:
+        units = ",".join(s for s in strategies if masks.get(s).granularity == "unit")
+        ks = sorted({k for k, _, _ in emptied})
+        where = "; ".join(f"at k = {k:g} %, {flag} width {w} (round({k / 100:g} x {w}) = {w})"
+                          for k, flag, w in emptied)
+        print(f"note: {units} would remove every unit of a layer ({where}). That network can only output a "
+              f"constant: its test accuracy will be one class's share, a consequence of the rounding, not of what "
+              f"was pruned. Leave k = {', '.join(f'{k:g}' for k in ks)} out for {units}, or widen the layer.",
+              flush=True)
+
+
 def _precision_notice(precision: str, cpuinfo: str = "/proc/cpuinfo") -> None:
     from .tfsetup import BFLOAT16_CPU_FLAGS, cpu_has_bfloat16
 
@@ -248,6 +273,7 @@ def train_main(argv=None) -> int:
         except ConfigError as e:
             p.error(str(e))
     _percent_notice([args.sparsity])
+    _emptied_notice(hyper.model, [args.strategy], [args.sparsity])
     from .study.lock import hold
 
     data = _load_data(hyper, args.verbose)  # bad data changes nothing
@@ -345,6 +371,7 @@ def study_main(argv=None, alternate: bool = False) -> int:
         p.error(str(e))
     if hyper.prune.protocol != "lottery":
         _percent_notice(study.sparsities)
+        _emptied_notice(hyper.model, study.strategies, study.sparsities)
     data = _load_data(hyper, args.verbose)  # fail fast on bad data, and show which source the study uses
     check_lottery_data(hyper, len(data.y_train))
     with hold(out.logdir):  # one study per log directory; checks that it can be written

@@ -253,3 +253,27 @@ def test_filter_is_another_name_for_neuron_pruning_and_its_runs_are_the_neuron_r
     assert train_parser().parse_args(["--strategy", "filter", "--sparsity", "50"]).strategy == "neuron"
     with pytest.raises(ConfigError, match="lists neuron more than once"):
         StudyConfig(strategies=("neuron", "filter"))
+
+
+def test_unit_pruning_that_would_empty_a_layer_is_named_before_the_study():
+    """round(0.99 x 20) = 20 and round(0.99 x 50) = 50: filter pruning at 99 % leaves LeNet-5 no filter."""
+    from pruning.cli import emptied_layers
+
+    ks = (25, 50, 60, 70, 80, 90, 95, 97, 99)
+    assert emptied_layers(LENET, ["weight", "neuron"], ks) == [(99, "--filters", 20), (99, "--filters", 50)]
+    assert emptied_layers(LENET, ["weight", "random", "global_weight", "student"], ks) == []
+    assert emptied_layers(ModelConfig(name="mlp"), ["neuron"], ks) == []  # 200 units: 198 go at 99 %
+    # 97.5 % is the first k that takes all 20 filters (19.5 rounds up); conv2 keeps 1 of 50 up to 98 %
+    assert emptied_layers(LENET, ["random_neuron"], (97, 97.5, 98)) == [(97.5, "--filters", 20), (98, "--filters", 20)]
+    assert emptied_layers(ModelConfig(name="mlp", hidden=(8, 3)), ["neuron"], (80, 90)) == [(90, "--hidden", 3)]
+
+
+def test_the_study_says_which_layer_filter_pruning_empties_and_writes_nothing_on_bad_data(tmp_path):
+    out = subprocess.run([sys.executable, "main.py", "--model", "lenet5", "--strategies", "weight,filter",
+                          "--sparsities", "90,99", "--data-dir", str(tmp_path / "absent"), "--logdir",
+                          str(tmp_path / "logs")], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr  # the data is missing: the note came first, nothing was written
+    assert ("note: neuron would remove every unit of a layer (at k = 99 %, --filters width 20 (round(0.99 x 20) = "
+            "20); at k = 99 %, --filters width 50 (round(0.99 x 50) = 50)).") in out.stdout
+    assert "Leave k = 99 out for neuron, or widen the layer." in out.stdout
+    assert not (tmp_path / "logs").exists()
