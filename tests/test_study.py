@@ -394,6 +394,36 @@ def test_progress_printer_prints_one_line_per_event():
     assert lines[3] == "[2/2] weight_k50: FAILED: parent run dense failed (x)"
 
 
+def test_time_left_counts_the_epochs_of_the_seeds_still_to_come():
+    from pruning.study.engine import ProgressPrinter
+
+    hyper = _hyper()
+    out = io.StringIO()
+    p = ProgressPrinter([dense_config(hyper)], jobs=1, out=out, later_epochs=8)
+    p({"event": "start", "run": "dense", "threads": 2})
+    p({"event": "epoch", "run": "dense", "epoch": 1, "epochs": 3, "loss": 1.0, "accuracy": 0.5,
+       "test_accuracy": 0.25, "seconds": 10.0})
+    # (3 + 8 - 1) epochs left at 10 s each, one at a time
+    assert out.getvalue().splitlines()[1].endswith("study left ~1m40s")
+
+
+def test_run_seeds_checks_every_seeds_directory_before_anything_trains(study, tmp_path):
+    from pruning.study.engine import run_seeds, seed_epochs_to_do
+
+    logs = tmp_path / "logs"
+    shutil.copytree(study["logdir"], paths.seed_dir(logs, 0))
+    assert seed_epochs_to_do(study["hyper"], study["study"], paths.seed_dir(logs, 0), False, None) == 0
+    seed1 = replace(study["hyper"], train=replace(study["hyper"].train, seed=1))
+    assert seed_epochs_to_do(seed1, study["study"], paths.seed_dir(logs, 1), False, None) == 3 + 1 + 1
+    # seed 2's directory holds seed 0's runs: the study stops before seed 1 trains anything
+    shutil.copytree(study["logdir"], paths.seed_dir(logs, 2))
+    out = io.StringIO()
+    with pytest.raises(StudyError, match=r"seed2.*train\.seed: 0 there, 2 now"):
+        run_seeds(study["hyper"], replace(study["study"], seeds=(0, 1, 2)), logs, out=out)
+    assert not paths.seed_dir(logs, 1).exists() and not paths.study_file(logs).exists()
+    assert "started" not in out.getvalue()
+
+
 def test_resume_redoes_every_later_run_of_a_chain_whose_middle_run_is_missing(study, tmp_path):
     from pruning.study.plan import runs_to_do
 

@@ -105,14 +105,16 @@ def _fmt_time(s: float) -> str:
 class ProgressPrinter:
     """Turns workers' events into one line each: which run, epoch, accuracy, time left."""
 
-    def __init__(self, runs: list[RunConfig], jobs: int, out=None, names: list[str] | None = None):
+    def __init__(self, runs: list[RunConfig], jobs: int, out=None, names: list[str] | None = None,
+                 later_epochs: int = 0):
         """``names``: how the events name ``runs`` (default: the runs' names; seed<N>/<run> when the
-        Ray engine runs several seeds' studies at once)."""
+        Ray engine runs several seeds' studies at once). ``later_epochs``: epochs the study trains
+        after these runs (the seeds still to come), counted in the time left."""
         names = names or [c.name for c in runs]
         self.out = out or sys.stdout
         self.epochs = {n: planned_epochs(c) for n, c in zip(names, runs)}
         self.order = {n: i + 1 for i, n in enumerate(names)}
-        self.total = sum(self.epochs.values())
+        self.total = sum(self.epochs.values()) + later_epochs
         self.done_epochs, self.durations, self.jobs, self.seen, self.active = 0, [], jobs, {}, set()
 
     def _eta(self) -> str:
@@ -199,12 +201,16 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
 
     out = out or sys.stdout
     seeds = study_seeds(hyper, study)
+    seeded = [replace(hyper, train=replace(hyper.train, seed=seed)) for seed in seeds]
+    # every seed's directory is checked before anything is written or trained (a clash in the last
+    # seed's must not surface hours into the first); the epochs still to train give the time left
+    todo_epochs = [seed_epochs_to_do(h, study, paths.seed_dir(logdir, h.train.seed), overwrite, data_info)
+                   for h in seeded]
     Path(logdir).mkdir(parents=True, exist_ok=True)
     write_json(paths.study_file(logdir), {
         "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": seeds,
         "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
     })
-    seeded = [replace(hyper, train=replace(hyper.train, seed=seed)) for seed in seeds]
     if engine == "ray":
         from .ray_engine import run_seeds_ray
 
@@ -212,13 +218,22 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     if hyper.prune.protocol == "lottery":
         return run_graph(seeded, study, logdir, overwrite, out, data_info, verbose, xla)
     planned = {}
-    for i, seed in enumerate(seeds, start=1):
+    for i, h in enumerate(seeded):
+        seed = h.train.seed
         if len(seeds) > 1:
-            print(f"== seed {seed} ({i} of {len(seeds)}): {paths.seed_dir(logdir, seed)}", file=out, flush=True)
-        seeded = replace(hyper, train=replace(hyper.train, seed=seed))
-        planned[seed] = run_study(seeded, study, paths.seed_dir(logdir, seed), overwrite, out, data_info, verbose,
-                                  xla)
+            print(f"== seed {seed} ({i + 1} of {len(seeds)}): {paths.seed_dir(logdir, seed)}", file=out, flush=True)
+        planned[seed] = run_study(h, study, paths.seed_dir(logdir, seed), overwrite, out, data_info, verbose,
+                                  xla, later_epochs=sum(todo_epochs[i + 1:]))
     return planned
+
+
+def seed_epochs_to_do(hyper: Hyper, study: StudyConfig, logdir: Path, overwrite: bool,
+                      data_info: dict | None) -> int:
+    """The epochs one seed's study still has to train in ``logdir``; raises StudyError, as the
+    study itself would, when that directory holds a clashing run. Writes and prints nothing."""
+    chains = plan_study(hyper, study)
+    todo = runs_to_do(chains, logdir, overwrite, data_info, [])
+    return sum(planned_epochs(c) for chain in chains for c in chain if c.name in todo)
 
 
 def prepare_study(hyper: Hyper, study: StudyConfig, logdir: Path, overwrite: bool, out,
@@ -328,11 +343,13 @@ def run_graph(seeded: list[Hyper], study: StudyConfig, logdir, overwrite: bool =
 
 
 def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None, verbose: bool = False, xla: bool = False) -> list[RunConfig]:
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False,
+              later_epochs: int = 0) -> list[RunConfig]:
     """Run (or resume) every run of the study; returns the planned runs, in order.
 
     The dense run trains first with all CPU cores; then the chains run on ``study.jobs``
-    worker processes, each limited to its share of the cores.
+    worker processes, each limited to its share of the cores. ``later_epochs``: the epochs of the
+    seeds still to come after this one, counted in the time left that the progress lines print.
     """
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -345,7 +362,8 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     pending = [[c.to_dict() for c in chain if c.name in todo] for chain in chains]
     first, rest = [c for c in pending[:1] if c], [c for c in pending[1:] if c]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    printer = ProgressPrinter([c for c in runs if c.name in todo], min(study.jobs, max(1, len(rest))), out)
+    printer = ProgressPrinter([c for c in runs if c.name in todo], min(study.jobs, max(1, len(rest))), out,
+                              later_epochs=later_epochs)
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
