@@ -243,3 +243,33 @@ def test_a_long_footer_is_wrapped_below_the_axes_and_their_labels(captured, tmp_
 
 def test_a_short_missing_list_is_named_in_full():
     assert plots._runs_list("failed", ["weight_k50", "neuron_k90"]) == "failed runs (2): weight_k50, neuron_k90"
+
+
+def test_a_seed_the_study_names_but_has_not_begun_counts_as_missing_not_as_fewer_seeds(captured, tmp_path):
+    """Seen on a three-seed study stopped during seed 1: seed 2 had no directory yet, and the tables
+    called the two finished seeds' mean "over 2 seeds" with no sign of the third."""
+    from pruning.files import write_json
+    from pruning.report.results import read_replicates
+    from pruning.report.stats import study_markdown
+
+    logs, results = tmp_path / "logs", _study(FULL, {0: 98.0, 50: 97.0})
+    for r in results:
+        write_json(paths.result_file(paths.seed_dir(logs, 0), r["run"]), r)
+    plan = {"study": {"sparsities": [0, 50], "strategies": ["weight", "neuron"], "jobs": 2},
+            "runs": ["dense", "weight_k50", "neuron_k50"]}
+    write_json(paths.study_file(paths.seed_dir(logs, 0)), plan)
+    write_json(paths.study_file(logs), {"seeds": [0, 1], "study": plan["study"]})
+    assert [(r.seed, len(r.results), r.study) for r in read_replicates(logs)] == [(0, 3, plan), (1, 0, plan)]
+    files, missing = plots.make_figures(logs, tmp_path / "figs")
+    assert missing == ["seed1/dense", "seed1/weight_k50", "seed1/neuron_k50"]
+    footers = [t.get_text().replace("\n", " ") for fig in captured for t in fig.texts
+               if t.get_text().startswith("data:")]
+    assert len(footers) == len(files) == 9
+    assert all("2 seeds" in t and "missing runs (3): seed1/dense, seed1/weight_k50, seed1/neuron_k50" in t
+               for t in footers)
+    table = study_markdown(logs).split("\n\n")[1]  # test accuracy
+    assert table.splitlines()[2:] == ["| 0 | 98.00 (1 of 2 seeds) | 98.00 (1 of 2 seeds) |",
+                                      "| 50 | 97.00 (1 of 2 seeds) | 96.00 (1 of 2 seeds) |"]
+    # the root's study.json alone (no seed has written its plan yet) still names the seeds
+    paths.study_file(paths.seed_dir(logs, 0)).unlink()
+    assert [(r.seed, r.study) for r in read_replicates(logs)] == [(0, None), (1, {"study": plan["study"]})]

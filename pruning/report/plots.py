@@ -391,11 +391,11 @@ FIGURES = {
 }
 
 
-def _replicates(logdir: Path) -> list[tuple[list[dict], list[str], list[str] | None]]:
+def _replicates(logdir: Path) -> list[tuple[list[dict], list[str], list[str] | None, int | None]]:
     """Per replicate of a study (LOGDIR/seed<N>/, or LOGDIR itself when it has none): its results,
-    its planned runs (from its study.json, [] when unknown) and its strategies (None when unknown)."""
-    return [(rep.results, (rep.study or {}).get("runs", []), rep.study["study"]["strategies"] if rep.study else None)
-            for rep in read_replicates(logdir)]
+    its planned runs (from its study.json, [] when unknown) and its strategies (None when unknown), and its seed."""
+    return [(rep.results, (rep.study or {}).get("runs", []), rep.study["study"]["strategies"] if rep.study else None,
+             rep.seed) for rep in read_replicates(logdir)]
 
 
 def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
@@ -406,14 +406,14 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     logdir, out = Path(logdir), Path(out)
     replicates = _replicates(logdir)
     several = len(replicates) > 1
-    results = [r for rs, _, _ in replicates for r in rs]
+    results = [r for rs, _, _, _ in replicates for r in rs]
     if lottery.is_lottery(results):  # levels and controls, not sparsities: figures of their own
         return lottery.figures(logdir, out)
     # the strategies of the study, else those of the runs found
-    strategies = next((st for _, _, st in replicates if st), None) or strategies_found(results)
+    strategies = next((st for _, _, st, _ in replicates if st), None) or strategies_found(results)
     missing, failed = [], []
-    for rs, expected, _ in replicates:
-        tag = (lambda n, r=rs: f"seed{r[0]['config']['hyper']['train']['seed']}/{n}") if several and rs else (lambda n: n)
+    for rs, expected, _, seed in replicates:
+        tag = (lambda n, s=seed: f"seed{s}/{n}") if several else (lambda n: n)
         finished = {r["run"] for r in _ok(rs)}
         bad = sorted(r["run"] for r in rs if r.get("status") != "ok")
         missing += [tag(n) for n in expected if n not in finished and n not in bad]

@@ -87,10 +87,20 @@ class Replicate:
 
 
 def read_replicates(logdir: str | Path) -> list[Replicate]:
-    """Every replicate of the study under ``logdir``, in seed order."""
+    """Every replicate of the study under ``logdir``, in seed order. A seed that the study's
+    study.json names but that has no directory yet (a study stopped before it began) is a replicate
+    without results, planned like the others: its runs count as missing, never silently dropped."""
     dirs = paths.seed_dirs(logdir) or [(None, Path(logdir))]
-    return [Replicate(seed, read_all_results(d), read_json(paths.study_file(d)) if paths.study_file(d).exists()
+    reps = [Replicate(seed, read_all_results(d), read_json(paths.study_file(d)) if paths.study_file(d).exists()
                       else None) for seed, d in dirs]
+    root = paths.study_file(logdir)
+    named = read_json(root).get("seeds") if root.exists() else None
+    if named and reps[0].seed is not None:
+        # a seed's plan is its study's: the same run names whatever the seed
+        plan = next((r.study for r in reps if r.study is not None), None) or {"study": read_json(root)["study"]}
+        found = {r.seed for r in reps}
+        reps = sorted(reps + [Replicate(s, [], plan) for s in named if s not in found], key=lambda r: r.seed)
+    return reps
 
 
 def strategies_found(results: list[dict]) -> list[str]:
