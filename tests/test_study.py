@@ -66,6 +66,19 @@ def test_plan_non_iterative_protocols_start_every_run_from_dense_or_scratch(prot
     assert planned_epochs(chains[0][0]) == 3
 
 
+def test_the_workers_take_the_costliest_chains_first_and_the_students_fill_the_end():
+    """Seen on the LeNet-5 study: the global_weight chain, planned last, ran alone for 10-17 minutes
+    per seed while the other core idled."""
+    from pruning.study.plan import longest_first, run_cost
+
+    chains = plan_study(_hyper(), StudyConfig(sparsities=(0, 50, 90), strategies=("student", "neuron", "weight",
+                                                                                   "random")))
+    assert [round(sum(run_cost(c) for c in chain), 6) for chain in chains[1:]] == [1.5, 0.3, 0.26, 2.0, 2.0]
+    assert [[c.name for c in chain] for chain in longest_first(chains[1:])] == [
+        ["weight_k50", "weight_k90"], ["random_k50", "random_k90"], ["student_k50"], ["student_k90"],
+        ["neuron_k50", "neuron_k90"]]
+
+
 def test_every_sparsity_zero_run_is_the_one_dense_run():
     assert RunConfig(_hyper(), "neuron", 0.0, None).name == "dense"
     assert RunConfig(_hyper(), "neuron", 0.0, None).strategy == "none"
@@ -293,6 +306,20 @@ def test_run_study_resumes_without_retraining_finished_runs(study):
     written = files.read_json(paths.study_file(logdir))
     assert written["runs"] == ["dense", "weight_k50", "weight_k75"]
     assert written["study"]["sparsities"] == [0, 50, 75]
+
+
+def test_run_study_starts_the_costliest_chain_first(study, tmp_path):
+    from pruning.study.engine import run_study
+
+    logdir = tmp_path / "logs"
+    shutil.copytree(study["logdir"], logdir)
+    shutil.rmtree(logdir / "weight_k75")
+    (logdir / "neuron_k50" / paths.RESULT).unlink()
+    out = io.StringIO()
+    run_study(study["hyper"], replace(study["study"], strategies=("neuron", "weight"), jobs=1), logdir, out=out)
+    started = [line.split()[1].rstrip(":") for line in out.getvalue().splitlines() if ": started (" in line]
+    # left: neuron_k50 and neuron_k75 (1 epoch each on 1/4 and 1/16 of the weights), weight_k75 (1 epoch, all)
+    assert started == ["weight_k75", "neuron_k50", "neuron_k75"]
 
 
 def test_run_study_refuses_a_logdir_holding_another_configuration(study):

@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import models, paths
 from ..config import Hyper, RunConfig, StudyConfig
 from ..files import is_fs_error, write_json
-from .plan import StudyError, plan_study, planned_epochs, runs_to_do, worker_plan
+from .plan import StudyError, longest_first, plan_study, planned_epochs, runs_to_do, worker_plan
 from .run import set_threads, train_run
 
 _WORKER: dict = {}
@@ -359,7 +359,8 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     logdir = Path(logdir)
     chains, todo = prepare_study(hyper, study, logdir, overwrite, out, data_info)
     runs = [c for chain in chains for c in chain]
-    pending = [[c.to_dict() for c in chain if c.name in todo] for chain in chains]
+    pending = [[c for c in chain if c.name in todo] for chain in chains]
+    pending = [[c.to_dict() for c in chain] for chain in pending[:1] + longest_first(pending[1:])]
     first, rest = [c for c in pending[:1] if c], [c for c in pending[1:] if c]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     printer = ProgressPrinter([c for c in runs if c.name in todo], min(study.jobs, max(1, len(rest))), out,

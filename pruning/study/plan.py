@@ -144,6 +144,13 @@ def run_cost(cfg: RunConfig) -> float:
     return planned_epochs(cfg) * keep * keep
 
 
+def longest_first(chains: list[list[RunConfig]]) -> list[list[RunConfig]]:
+    """The chains in the order the workers take them: the costliest first (``run_cost``; ties keep
+    the plan's order), so the short ones (students, shrunk networks) fill the cores at the end
+    instead of one long chain running alone while the other cores idle."""
+    return sorted(chains, key=lambda chain: -sum(run_cost(c) for c in chain))
+
+
 def chain_threads(chains: list[list[RunConfig]], cores: int) -> list[int]:
     """Threads per chain when each chain has its own worker: shares of the cores proportional to
     the chains' cost, at least one each. The sum can exceed ``cores`` (a cheap chain keeps one
