@@ -93,11 +93,11 @@ def read_replicates(logdir: str | Path) -> list[Replicate]:
     dirs = paths.seed_dirs(logdir) or [(None, Path(logdir))]
     reps = [Replicate(seed, read_all_results(d), read_json(paths.study_file(d)) if paths.study_file(d).exists()
                       else None) for seed, d in dirs]
-    root = paths.study_file(logdir)
-    named = read_json(root).get("seeds") if root.exists() else None
+    root = read_json(paths.study_file(logdir)) if paths.study_file(logdir).exists() else {}
+    named = root.get("seeds")
     if named and reps[0].seed is not None:
         # a seed's plan is its study's: the same run names whatever the seed
-        plan = next((r.study for r in reps if r.study is not None), None) or {"study": read_json(root)["study"]}
+        plan = next((r.study for r in reps if r.study is not None), None) or {"study": root["study"]}
         found = {r.seed for r in reps}
         reps = sorted(reps + [Replicate(s, [], plan) for s in named if s not in found], key=lambda r: r.seed)
     return reps
