@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import models, paths
 from .core import masks
 from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags, add_hyper_flags,
@@ -184,6 +186,40 @@ def _emptied_notice(model, strategies, sparsities) -> None:
               flush=True)
 
 
+def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool = False) -> list[tuple[float, str, int]]:
+    """(k, layer, weights) for each prunable kernel a layer-wise weight strategy (weight, random) would
+    empty at k: round(k% x its weights) = all of them, which happens only when it holds fewer than
+    50 / (100 - k) weights (at 99.99 %: fewer than 5,000). The network is built to count its kernels only
+    when one of its widths is that small (a kernel has at least as many weights as its layer has units)."""
+    from .models import build_model
+
+    layerwise = [s for s in strategies if masks.get(s).granularity == "weight" and masks.get(s).scope == "layer"]
+    ks = sorted({k for k in sparsities if k > 0})
+    widths = [*model.filters, *model.hidden]
+    if not layerwise or not ks or (widths and min(widths) >= 50 / (100 - ks[-1])):
+        return []
+    from .tfsetup import import_tensorflow
+
+    import_tensorflow(verbose)
+    from .core.layers import masked_layers
+
+    sizes = [(layer.name, int(np.prod(layer.kernel.shape))) for layer in masked_layers(build_model(input_dim, model))]
+    return [(k, name, n) for k in ks for name, n in sizes if masks.n_pruned(n, k) == n]
+
+
+def _emptied_kernels_notice(hyper, strategies, sparsities, input_dim: int, verbose: bool = False) -> None:
+    emptied = emptied_kernels(hyper.model, input_dim, strategies, sparsities, verbose)
+    if emptied:
+        names = ",".join(s for s in strategies if masks.get(s).granularity == "weight" and masks.get(s).scope == "layer")
+        ks = sorted({k for k, _, _ in emptied})
+        where = "; ".join(f"at k = {k:g} %, layer {name} of {n:,} weights (round({k / 100:g} x {n}) = {n})"
+                          for k, name, n in emptied)
+        print(f"note: {names} would remove every weight of a layer ({where}). That network can only output a "
+              f"constant: its test accuracy will be one class's share, a consequence of the rounding, not of what "
+              f"was pruned. Leave k = {', '.join(f'{k:g}' for k in ks)} out for {names}, or widen the layer.",
+              flush=True)
+
+
 def _precision_notice(precision: str, cpuinfo: str = "/proc/cpuinfo") -> None:
     from .tfsetup import BFLOAT16_CPU_FLAGS, cpu_has_bfloat16
 
@@ -223,10 +259,15 @@ def _load_data(hyper, verbose: bool = False):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
+    if models.get_model(hyper.model.name).check_input is not None:
+        import_tensorflow(verbose)  # the check may import its model's module, and with it TensorFlow: quietly
     models.check_input(data.input_dim, hyper.model)  # e.g. a CNN needs square images large enough
     d = data.describe()
     name = f"{d['dataset']}, " if "dataset" in d else ""  # described when it is not MNIST
     print(f"data: {name}{d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
+    notice = datasets.content_notice(data)
+    if notice:
+        print(f"note: {notice}", flush=True)
     return data
 
 
@@ -277,31 +318,39 @@ def train_main(argv=None) -> int:
     from .study.lock import hold
 
     data = _load_data(hyper, args.verbose)  # bad data changes nothing
+    _emptied_kernels_notice(hyper, [args.strategy], [args.sparsity], data.input_dim, args.verbose)
     with hold(out.logdir):
         return _train(args, hyper, out, data)
 
 
 def _train(args, hyper, out, data) -> int:
-    from .report.results import missing_files, read_result
+    from .report.results import damaged_files, describe_damage, read_result
     from .study.engine import ProgressPrinter
-    from .study.plan import check_existing, dense_config
+    from .study.plan import check_existing, check_parent, check_same_study, dense_config
     from .study.run import train_run
     from .tfsetup import import_tensorflow
 
     logdir = paths.seed_dir(out.logdir, hyper.train.seed)  # a study's replicate of this seed
+    check_same_study(hyper, out.logdir, [hyper.train.seed], out.overwrite, data.describe())
     scratch = hyper.prune.protocol == "scratch"
     target = RunConfig(hyper, args.strategy, args.sparsity, None if scratch or args.sparsity == 0 else args.from_run)
+    info = data.describe()
     plan = [target]
     if target.parent == paths.DENSE:
         plan.insert(0, dense_config(hyper))
     elif target.parent is not None:
         parent = read_result(logdir, target.parent)
-        if parent is None or parent.get("status") != "ok" or missing_files(logdir, parent):
+        if parent is None or parent.get("status") != "ok":
             raise ConfigError(f"--from-run {target.parent}: {paths.run_dir(logdir, target.parent)} holds no "
-                              f"finished run (no result.json saying ok, or its model files are gone). Name a "
-                              f"finished run of --logdir {logdir}, or leave --from-run out.")
+                              f"finished run (no result.json saying ok). Name a finished run of --logdir {logdir}, "
+                              f"or leave --from-run out.")
+        damage = damaged_files(logdir, parent, deep=True)
+        if damage:
+            raise ConfigError(f"--from-run {target.parent}: in {paths.run_dir(logdir, target.parent)}, "
+                              f"{describe_damage(damage)}, so it cannot be started from. Rerun the study (or the "
+                              f"train.py command) that made it: it redoes a run whose files are damaged.")
+        check_parent(parent, hyper, logdir, info)  # the configuration and the data it was made with
     import_tensorflow(args.verbose)  # this process trains
-    info = data.describe()
     notices: list[str] = []
     todo = [c for c in plan
             if (out.overwrite and c is target) or check_existing(c, logdir, info, notices) == "todo"]
@@ -374,6 +423,8 @@ def study_main(argv=None, alternate: bool = False) -> int:
         _emptied_notice(hyper.model, study.strategies, study.sparsities)
     data = _load_data(hyper, args.verbose)  # fail fast on bad data, and show which source the study uses
     check_lottery_data(hyper, len(data.y_train))
+    if hyper.prune.protocol != "lottery":
+        _emptied_kernels_notice(hyper, study.strategies, study.sparsities, data.input_dim, args.verbose)
     with hold(out.logdir):  # one study per log directory; checks that it can be written
         # before any training: a study must not find out after hours that its figures cannot be written
         plots = check_writable_dir(args.plots or paths.plots_dir(out.logdir), "--plots", create=False)
@@ -387,6 +438,7 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
     from .report.stats import SUMMARY_COLUMNS, format_summary, summarize
     from .report.timing import dense_epoch_s, format_timing, started_since
     from .study.engine import run_seeds
+    from . import files
 
     t0, started = time.perf_counter(), time.time()
     planned = run_seeds(hyper, study, out.logdir, overwrite=out.overwrite, data_info=data.describe(),
@@ -394,8 +446,10 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
     wall = time.perf_counter() - t0
     rows, results = [], []
     lottery = hyper.prune.protocol == "lottery"
-    for seed, runs in planned.items():
-        names = {c.name for c in runs}
+    # every seed of the study (those run now and those added before: one configuration, so the same runs)
+    names = {c.name for runs in planned.values() for c in runs}
+    seeds = files.read_json(paths.study_file(out.logdir)).get("seeds") or sorted(planned)
+    for seed in seeds:
         mine = [r for r in read_all_results(paths.seed_dir(out.logdir, seed)) if r["run"] in names]
         results += mine
         rows += lot.lottery_rows(mine, seed) if lottery else table_rows(mine, study.strategies, study.sparsities,
@@ -405,14 +459,15 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
     write_rows(paths.summary_csv(out.logdir), summary, lot.SUMMARY_COLUMNS if lottery else SUMMARY_COLUMNS)
     notice = data_notice(results)
     table = (lot.format_summary(summary) if lottery else
-             format_table(rows) if len(planned) == 1 else format_summary(summary))
+             format_table(rows) if len(seeds) == 1 else format_summary(summary))
     print("\n" + table + (f"\n{notice}" if notice else ""))
     files, missing = make_figures(out.logdir, plots)
     print(f"\nstudy wall time {wall / 60:.1f} min; tables: {paths.results_csv(out.logdir)}, "
           f"{paths.summary_csv(out.logdir)}; figures: {len(files)} in {plots}/; TensorBoard: tensorboard "
           f"--logdir {out.logdir}")
     print(format_timing(started_since(results, started), wall, dense_epoch_s(results)))
-    failed = [f"seed{r['seed']}/{r['run']}" if len(planned) > 1 else r["run"] for r in rows if r["status"] != "ok"]
+    several = len(paths.seed_dirs(out.logdir)) > 1  # runs are named as the figures name them
+    failed = [f"seed{r['seed']}/{r['run']}" if several else r["run"] for r in rows if r["status"] != "ok"]
     if failed or missing:
         print(f"not ok: {', '.join(sorted(set(failed + missing)))} (see each run's result.json for the reason)")
         return 1

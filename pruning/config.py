@@ -100,9 +100,13 @@ class ModelConfig:
         object.__setattr__(self, "filters", tuple(self.filters))
         if not self.hidden or any(int(w) < 1 for w in self.hidden):
             raise ConfigError(f"--hidden must list positive layer widths, got {self.hidden!r}.")
-        if bool(self.filters) != bool(spec.filters) or any(int(w) < 1 for w in self.filters):
-            raise ConfigError(f"--filters must list positive convolution widths for a model with convolutions "
-                              f"(--model lenet5), and is not used by --model {self.name}; got {self.filters!r}.")
+        if self.filters and not spec.filters:
+            raise ConfigError(f"--filters is not used by --model {self.name}, which has no convolutions; leave it out "
+                              f"(or choose a model with convolutions, such as --model lenet5). Got {self.filters!r}.")
+        if spec.filters and (not self.filters or any(int(w) < 1 for w in self.filters)):
+            raise ConfigError(f"--filters must list one positive width per convolution of --model {self.name} (its "
+                              f"default: {','.join(map(str, spec.filters))}); got "
+                              f"{','.join(map(str, self.filters)) or 'none'}.")
 
 
 @dataclass(frozen=True)
@@ -415,6 +419,55 @@ class RunConfig:
                                 "level": self.level, "control": self.control,
                                 **({"prune_fraction": lot.prune_fraction} if self.sparsity > 0 else {})}
         return ident
+
+
+# The defaults ``RunConfig.identity`` leaves out (so that runs written before those settings existed are the
+# same runs), shown by ``diff`` when one side has the setting and the other does not.
+IDENTITY_DEFAULTS = {"dataset": "mnist", "model.name": models.DEFAULT, "model.filters": [],
+                     "model.prune_output": False, "train.lr_schedule": "cosine", "train.precision": "float32"}
+_ABSENT = object()
+
+
+def diff(a, b, prefix: str = "", labels: tuple[str, str] = ("there", "now")) -> list[str]:
+    """The settings two identities (``RunConfig.identity``) differ in, each as "train.lr: 0.001 there, 0.01
+    now"; a setting one side leaves out at its default shows that default."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            key = f"{prefix}{k}"
+            out += diff(a.get(k, IDENTITY_DEFAULTS.get(key, _ABSENT)), b.get(k, IDENTITY_DEFAULTS.get(key, _ABSENT)),
+                        f"{key}.", labels)
+        return out
+    if a == b:
+        return []
+    shown = lambda v: "(not set)" if v is _ABSENT else repr(v)  # noqa: E731
+    return [f"{prefix.rstrip('.')}: {shown(a)} {labels[0]}, {shown(b)} {labels[1]}"]
+
+
+def seedless(identity: dict) -> dict:
+    """A run's identity (``RunConfig.identity``) without its seed: what the same run of every seed shares."""
+    return {**identity, "train": {k: v for k, v in identity["train"].items() if k != "seed"}}
+
+
+def study_identity(hyper: "Hyper") -> dict:
+    """What every run of one study shares, whatever its seed: the identity (``RunConfig.identity``) of its
+    runs without the seed, the strategy, the sparsity and the parent, plus what decides the runs' chains and
+    the students. Every seed of a log directory must have the same; what only says how runs execute (engine,
+    jobs, XLA) and which runs there are (--seeds, --strategies, --sparsities, the lottery's levels and
+    controls) are not part of it."""
+    lottery = hyper.prune.protocol == "lottery"
+    ident = RunConfig(hyper, "weight", 50.0, "dense", level=1 if lottery else None).identity()
+    ident = seedless(ident)
+    for key in ("strategy", "sparsity", "parent"):
+        ident.pop(key)
+    if lottery:
+        ident["lottery"] = {k: v for k, v in ident["lottery"].items() if k not in ("level", "control")}
+    else:
+        ident["protocol"] = hyper.prune.protocol
+        if hyper.prune.protocol == "retrain":
+            ident["retrain"]["iterative"] = hyper.prune.iterative
+        ident["distill"] = dataclasses.asdict(hyper.distill)
+    return ident
 
 
 # --------------------------------------------------------------------------- checks

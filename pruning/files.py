@@ -33,9 +33,37 @@ def is_fs_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in FS_ERRNOS
 
 
+FS_IOC_GETFLAGS = 0x80086601  # Linux: a file's attributes (chattr/lsattr)
+FS_IMMUTABLE_FL, FS_APPEND_FL = 0x10, 0x20
+
+
+def locked_attributes(path: str | Path) -> str | None:
+    """"immutable" or "append-only" when ``path`` carries that Linux attribute (chattr +i / +a): no
+    permission lets it be replaced, so chmod cannot help; None otherwise (or where it cannot be read)."""
+    try:
+        import array
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            buf = array.array("l", [0])
+            fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
+        finally:
+            os.close(fd)
+    except (OSError, ImportError, ValueError):
+        return None
+    flags = buf[0]
+    return "immutable" if flags & FS_IMMUTABLE_FL else "append-only" if flags & FS_APPEND_FL else None
+
+
 def explain_fs_error(e: OSError, what: str | None = None) -> str:
     """One paragraph naming the path, the problem and the fix for one of ``FS_ERRNOS``."""
     path = e.filename or what or "an output file"
+    attribute = locked_attributes(path) if e.errno == errno.EPERM and os.path.exists(path) else None
+    if attribute:
+        return (f"{path} cannot be replaced: it is marked {attribute} (lsattr {path} shows it), which no file "
+                f"permission overrides. Remove the mark (chattr -{'i' if attribute == 'immutable' else 'a'} {path}, "
+                f"as root) and rerun the same command, or pass --logdir / --plots to another place.")
     if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return (f"the disk holding {path} is full ({e.strerror}). Free some space (or pass --logdir on another "
                 f"disk) and rerun the same command: finished runs are kept and the study resumes.")
@@ -105,7 +133,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:  # name the file the user knows, not the temporary one beside it
+            raise type(e)(e.errno, e.strerror, str(path)) from None
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -68,7 +68,9 @@ def test_load_idx_dir_accepts_both_name_styles_gz_or_raw(tmp_path, dotted, gz):
     assert np.array_equal(ds.y_train, ytr) and np.array_equal(ds.y_test, yte)
     assert ds.source == f"idx:{d.resolve()}"
     assert ds.describe() == {"source": ds.source, "fingerprint": ds.fingerprint(), "train_examples": 50,
-                             "test_examples": 20, "input_dim": 36, "note": None}
+                             "test_examples": 20, "input_dim": 36, "note": None, "content": "unknown",
+                             "content_md5": ds.content}
+    assert len(ds.content) == 32  # synthetic digits: not a published data set's files
     assert len(ds.fingerprint()) == 16
 
 
@@ -277,7 +279,8 @@ def test_fashion_mnist_idx_dir_loads_through_load_and_says_fashion_mnist(tmp_pat
     assert ds.name == "fashion_mnist"
     assert ds.source == f"idx:{d.resolve()}"
     assert ds.describe() == {"dataset": "fashion_mnist", "source": ds.source, "fingerprint": ds.fingerprint(),
-                             "train_examples": 20, "test_examples": 10, "input_dim": 25, "note": None}
+                             "train_examples": 20, "test_examples": 10, "input_dim": 25, "note": None,
+                             "content": "unknown", "content_md5": ds.content}
     # the same files read as MNIST: no dataset entry (as before --dataset), and another fingerprint
     as_mnist = pload.load(DataConfig(data_dir=str(d)))
     _assert_holds(as_mnist, arrays)

@@ -8,10 +8,11 @@ the data they got is the data the study started with (``Dataset.describe()["fing
 """
 from __future__ import annotations
 
-from .sources import DATASET_NAMES, ENV_VAR, ENV_VARS, DataError, Dataset, env_var, load_dataset, load_mnist
+from .sources import (DATASET_NAMES, ENV_VAR, ENV_VARS, DataError, Dataset, content_notice, env_var, load_dataset,
+                      load_mnist)
 
-__all__ = ["DATASET_NAMES", "ENV_VAR", "ENV_VARS", "DataError", "Dataset", "env_var", "load", "load_dataset",
-           "load_mnist"]
+__all__ = ["DATASET_NAMES", "ENV_VAR", "ENV_VARS", "DataError", "Dataset", "content_notice", "env_var", "load",
+           "load_dataset", "load_mnist"]
 
 
 def load(cfg, log=None) -> Dataset:

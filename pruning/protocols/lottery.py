@@ -146,9 +146,8 @@ def start_model(cfg: RunConfig, logdir, input_dim: int):
     import keras
 
     from ..core.callbacks import MaskSet, assign_masks
-    from ..core.layers import load_model
     from ..models import build_model
-    from ..study.run import finished_result
+    from ..study.run import finished_result, load_parent_model as load_model
 
     if not cfg.level:
         return build_model(input_dim, cfg.hyper.model), None

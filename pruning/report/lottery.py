@@ -199,9 +199,11 @@ def _draw(ax, rows, strategy, key, scale, dense_key=None):
 
 def missing_runs(rows, logdir) -> list[str]:
     """The planned runs (each seed's study.json) without a finished result: unfinished or failed."""
-    planned = {(rep.seed, n) for rep in read_replicates(logdir) for n in (rep.study or {}).get("runs", [])}
+    reps = read_replicates(logdir)
+    planned = {(rep.seed, n) for rep in reps for n in (rep.study or {}).get("runs", [])}
     done = {(r["seed"], r["run"]) for r in rows if r["status"] == "ok"}
-    return sorted(f"seed{s}/{n}" if s is not None else n for s, n in planned - done)
+    several = len(reps) > 1  # named as the study's other lists name them: seed<N>/ only among several seeds
+    return sorted(f"seed{s}/{n}" if several else n for s, n in planned - done)
 
 
 def _footer(rows, missing: list[str]) -> str:

@@ -7,6 +7,7 @@ A run is finished exactly when its ``result.json`` exists (written last, atomica
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 from dataclasses import dataclass
@@ -57,6 +58,52 @@ def missing_files(logdir: str | Path, result: dict) -> list[str]:
     return [f for f in result_files(result) if not (rdir / f).is_file()]
 
 
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, hex, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_checks(run_dir: str | Path, names) -> dict[str, dict]:
+    """What a result records of each file it names (``files`` -> ``checks``): its size and SHA-256, so that a
+    resume can tell a damaged file (cut short, overwritten) from the one the run wrote."""
+    run_dir = Path(run_dir)
+    return {name: {"size": (run_dir / name).stat().st_size, "sha256": sha256_file(run_dir / name)} for name in names}
+
+
+def damaged_files(logdir: str | Path, result: dict, deep: bool = False) -> dict[str, str]:
+    """The files a finished result names that are gone or not the ones it wrote, each with what is wrong
+    ("gone"; "100 bytes, 2,345,678 when written"; "its SHA-256 differs from the one written"). The size is
+    always compared with the recorded one; the SHA-256 only when ``deep`` (the files a run is about to read).
+    Results written before sizes and hashes were recorded are checked for presence only."""
+    rdir = paths.run_dir(logdir, result["run"])
+    checks = result.get("checks") or {}
+    out = {}
+    for name in result_files(result):
+        path = rdir / name
+        if not path.is_file():
+            out[name] = "gone"
+            continue
+        want = checks.get(name)
+        if not want:
+            continue
+        size = path.stat().st_size
+        if size != want["size"]:
+            out[name] = f"{size:,} bytes, {want['size']:,} when written"
+        elif deep and sha256_file(path) != want["sha256"]:
+            out[name] = "its SHA-256 differs from the one written"
+    return out
+
+
+def describe_damage(damage: dict[str, str]) -> str:
+    """``damaged_files``' answer in words: "model.keras is gone and start.keras is damaged (100 bytes, ...)"."""
+    parts = [f"{name} is gone" if why == "gone" else f"{name} is damaged ({why})" for name, why in damage.items()]
+    return " and ".join(parts)
+
+
 def read_result(logdir: str | Path, name: str) -> dict | None:
     """The run's written result, or None if the run has not finished."""
     path = paths.result_file(logdir, name)
@@ -94,6 +141,7 @@ def read_replicates(logdir: str | Path) -> list[Replicate]:
     reps = [Replicate(seed, read_all_results(d), read_json(paths.study_file(d)) if paths.study_file(d).exists()
                       else None) for seed, d in dirs]
     root = read_json(paths.study_file(logdir)) if paths.study_file(logdir).exists() else {}
+    check_one_study(logdir, reps)
     named = root.get("seeds")
     if named and reps[0].seed is not None:
         # a seed's plan is its study's: the same run names whatever the seed
@@ -101,6 +149,60 @@ def read_replicates(logdir: str | Path) -> list[Replicate]:
         found = {r.seed for r in reps}
         reps = sorted(reps + [Replicate(s, [], plan) for s in named if s not in found], key=lambda r: r.seed)
     return reps
+
+
+def _parsed(read):
+    """``read()``, or None when a written configuration is incomplete or of an older form (then it is not compared)."""
+    try:
+        return read()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_one_study(logdir, reps: list[Replicate]) -> None:
+    """Refuse (ResultError) to average seeds that are not of one study: made with other configurations
+    (each seed's study.json, ``config.study_identity``; and each run against the same run of the other
+    seeds, ``RunConfig.identity`` without the seed) or on other data (the runs' fingerprints). Such a
+    directory was filled before the study checked the seeds it adds."""
+    from ..config import RunConfig, diff, seedless, study_identity
+
+    def mixed(what: str, first: str, tag: str, a: dict, b: dict) -> ResultError:
+        shown = "; ".join(diff(a, b, labels=(f"in {first}", f"in {tag}"))[:4])
+        return ResultError(
+            f"{logdir} mixes studies: {what} was made with another configuration than in {first} ({shown}), so its "
+            f"seeds cannot be averaged. Move the seeds that differ to a log directory of their own (for example mv "
+            f"{Path(logdir) / tag} OTHER_LOGDIR/) and plot each directory.")
+
+    studies: list = []  # (seed tag, study identity)
+    runs: dict = {}  # run name -> (seed tag, identity without the seed)
+    data: list = []  # (seed tag, run, data record)
+    for rep in reps:
+        tag = f"seed{rep.seed}" if rep.seed is not None else str(logdir)
+        if rep.study and "hyper" in rep.study:
+            ident = _parsed(lambda: study_identity(RunConfig.from_dict({"hyper": rep.study["hyper"], "strategy": "none",
+                                                                        "sparsity": 0.0}).hyper))
+            if ident is None:
+                continue
+            if studies and studies[0][1] != ident:
+                raise mixed(f"{tag} (its study.json)", studies[0][0], tag, studies[0][1], ident)
+            studies.append((tag, ident))
+        for r in rep.results:
+            ident = _parsed(lambda: seedless(RunConfig.from_dict(r["config"]).identity()))
+            if ident is None:
+                continue
+            first = runs.setdefault(r["run"], (tag, ident))
+            if first[1] != ident:
+                raise mixed(f"{tag}/{r['run']}", first[0], tag, first[1], ident)
+            d = r.get("data") or {}
+            if d.get("fingerprint"):
+                data.append((tag, r["run"], d))
+                if data[0][2]["fingerprint"] != d["fingerprint"]:
+                    f = data[0]
+                    raise ResultError(
+                        f"{logdir} mixes studies: {tag}/{r['run']} was trained on other data ({d.get('source')}, "
+                        f"{d.get('train_examples')} train examples) than {f[0]}/{f[1]} ({f[2].get('source')}, "
+                        f"{f[2].get('train_examples')}), so its seeds cannot be averaged. Move the seeds that differ "
+                        f"to a log directory of their own and plot each directory.")
 
 
 def strategies_found(results: list[dict]) -> list[str]:

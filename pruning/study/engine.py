@@ -14,8 +14,9 @@ from pathlib import Path
 
 from .. import models, paths
 from ..config import Hyper, RunConfig, StudyConfig
-from ..files import is_fs_error, write_json
-from .plan import StudyError, longest_first, plan_study, planned_epochs, runs_to_do, worker_plan
+from ..files import is_fs_error, read_json, write_json
+from .plan import (StudyError, check_same_study, longest_first, plan_study, planned_epochs, runs_to_do,
+                   worker_plan)
 from .run import set_threads, train_run
 
 _WORKER: dict = {}
@@ -203,13 +204,18 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     seeds = study_seeds(hyper, study)
     seeded = [replace(hyper, train=replace(hyper.train, seed=seed)) for seed in seeds]
     # every seed's directory is checked before anything is written or trained (a clash in the last
-    # seed's must not surface hours into the first); the epochs still to train give the time left
+    # seed's must not surface hours into the first), and the seeds already there must be of this study;
+    # the epochs still to train give the time left
+    check_same_study(hyper, logdir, seeds, overwrite, data_info)
     todo_epochs = [seed_epochs_to_do(h, study, paths.seed_dir(logdir, h.train.seed), overwrite, data_info)
                    for h in seeded]
     Path(logdir).mkdir(parents=True, exist_ok=True)
+    previous = read_json(paths.study_file(logdir)) if paths.study_file(logdir).is_file() else {}
+    known = [s for s in previous.get("seeds") or [] if paths.seed_dir(logdir, s).is_dir()]  # seeds added, not replaced
     write_json(paths.study_file(logdir), {
-        "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": seeds,
+        "hyper": RunConfig(hyper).to_dict()["hyper"], "seeds": sorted(set(known) | set(seeds)),
         "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
+        **({"data": data_info} if data_info else {}),
     })
     if engine == "ray":
         from .ray_engine import run_seeds_ray

@@ -9,10 +9,13 @@ TensorFlow: the engine (``pruning.study.engine``) executes the plan.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import paths
-from ..config import Hyper, RunConfig, StudyConfig
+from ..config import Hyper, RunConfig, StudyConfig, diff, seedless, study_identity
+from ..files import read_json
 from ..core import masks
-from ..report.results import missing_files, read_result
+from ..report.results import damaged_files, describe_damage, read_result
 
 
 class StudyError(Exception):
@@ -72,24 +75,28 @@ def planned_epochs(cfg: RunConfig) -> int:
     return 0
 
 
-def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notices: list | None = None) -> str:
+def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notices: list | None = None,
+                   deep: bool = False) -> str:
     """'todo' or 'done' for this run in ``logdir``; raises StudyError when a finished run
     there was made with another configuration or, given ``data_info`` (``Dataset.describe()``),
     on other data: it would be silently mixed in. A run is done only when its result says ok
-    and every file the result names (model.keras, model.sparse) is there; otherwise it is
-    'todo', and a notice saying why is appended to ``notices``."""
+    and every file the result names (model.keras, model.sparse) is there with the size it was
+    written with (and, when ``deep``, the same SHA-256: for the runs other runs are about to read);
+    otherwise it is 'todo', and a notice saying why is appended to ``notices``."""
     result = read_result(logdir, cfg.name)
     if result is None or result.get("status") != "ok":
         return "todo"
-    gone = missing_files(logdir, result)
-    if gone:
+    damage = damaged_files(logdir, result, deep=deep)
+    if damage:
         if notices is not None:
-            notices.append(f"{paths.run_dir(logdir, cfg.name)}: its result.json says finished, but "
-                           f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone; redoing it "
-                           f"(and the runs of its chain after it)")
+            gone = [f for f, why in damage.items() if why == "gone"]
+            what = (f"{' and '.join(gone)} {'is' if len(gone) == 1 else 'are'} gone" if len(gone) == len(damage)
+                    else describe_damage(damage))
+            notices.append(f"{paths.run_dir(logdir, cfg.name)}: its result.json says finished, but {what}; "
+                           f"redoing it (and the runs of its chain after it)")
         return "todo"
     theirs_data = result.get("data") or {}
-    if data_info and theirs_data.get("fingerprint") != data_info["fingerprint"]:
+    if data_info and not same_data(theirs_data, data_info):
         raise StudyError(
             f"{paths.run_dir(logdir, cfg.name)} holds a finished run trained on other data "
             f"({theirs_data.get('source')}, {theirs_data.get('train_examples')} train examples) than this one "
@@ -99,7 +106,7 @@ def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notice
     theirs = RunConfig.from_dict(result["config"]).identity()
     ours = cfg.identity()
     if theirs != ours:
-        diffs = _diff(theirs, ours)
+        diffs = diff(theirs, ours)
         raise StudyError(
             f"{paths.run_dir(logdir, cfg.name)} holds a finished run made with another configuration "
             f"({'; '.join(diffs[:4])}). Pass --overwrite to retrain it, or --logdir to write this study elsewhere."
@@ -107,29 +114,103 @@ def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notice
     return "done"
 
 
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two ``Dataset.describe()`` records are of the same data: their fingerprints (of the data set,
+    its labels and images, and of all the bytes of a copy that is not the published one) are equal."""
+    return a.get("fingerprint") == b.get("fingerprint")
+
+
+def _data_words(d: dict) -> str:
+    return f"{d.get('dataset', 'mnist')}, {d.get('source')}, {d.get('train_examples')} train examples"
+
+
+def check_parent(parent: dict, hyper: Hyper, logdir, data_info: dict | None = None) -> None:
+    """Refuse (StudyError) to start a run of ``hyper`` from the finished run ``parent`` (its result) when
+    that run was made with another configuration or on other data: ``train.py --from-run`` checks the run
+    it starts from as the study checks its own chains."""
+    where = paths.run_dir(logdir, parent["run"])
+    theirs = RunConfig.from_dict(parent["config"])
+    ours = RunConfig(hyper, theirs.strategy, theirs.sparsity, theirs.parent, theirs.level, theirs.control)
+    diffs = diff(theirs.identity(), ours.identity())
+    if diffs:
+        raise StudyError(f"--from-run {parent['run']}: {where} was made with another configuration than this run's "
+                         f"({'; '.join(diffs[:4])}). Pass the flags of the study that made it, or --logdir to a "
+                         f"study of this configuration (or leave --from-run out to start from its dense run).")
+    theirs_data = parent.get("data") or {}
+    if data_info and not same_data(theirs_data, data_info):
+        raise StudyError(f"--from-run {parent['run']}: {where} was trained on other data ({_data_words(theirs_data)}) "
+                         f"than this run's ({_data_words(data_info)}). Pass the --dataset and --data-dir of the study "
+                         f"that made it, or --logdir to a study of this data.")
+
+
+def _written_hyper(d: dict) -> Hyper:
+    """The Hyper a study.json (or a result's config) records."""
+    return RunConfig.from_dict({"hyper": d, "strategy": "none", "sparsity": 0.0}).hyper
+
+
+def check_same_study(hyper: Hyper, logdir, seeds, overwrite: bool = False, data_info: dict | None = None) -> None:
+    """Refuse (StudyError), before anything is trained, to add seeds ``seeds`` of ``hyper`` to the study in
+    ``logdir`` when that study was made with another configuration (``config.study_identity``) or on other data:
+    a log directory holds one study, whose seeds are averaged. The study's study.json and every seed's are
+    compared (with ``overwrite``, the seeds about to be retrained are not), and the data of each seed's dense run."""
+    logdir = Path(logdir)
+    ours = study_identity(hyper)
+    dirs = [(seed, d) for seed, d in paths.seed_dirs(logdir) if not (overwrite and seed in seeds)]
+    written = [(d / paths.STUDY, None) for _, d in dirs]
+    if not (overwrite and not dirs):
+        written.insert(0, (paths.study_file(logdir), None))
+    written += [(paths.result_file(d, paths.DENSE), "dense") for _, d in dirs]
+    lottery = hyper.prune.protocol == "lottery"
+    dense = seedless(RunConfig(hyper, "none", 0.0, None, level=0 if lottery else None).identity())
+    for path, kind in written:
+        if not path.is_file():
+            continue
+        try:
+            record = read_json(path)
+            theirs = (seedless(RunConfig.from_dict(record["config"]).identity()) if kind else
+                      study_identity(_written_hyper(record["hyper"])))
+        except Exception:  # noqa: BLE001 - an unreadable or older file: the runs' own checks still apply
+            continue
+        diffs = diff(theirs, dense if kind else ours)
+        where = path.relative_to(logdir)
+        if diffs:
+            raise StudyError(
+                f"{logdir} holds a study made with another configuration ({where}: {'; '.join(diffs[:4])}). A log "
+                f"directory holds one study, whose seeds are averaged: only --seeds, --strategies, --sparsities, the "
+                f"lottery's --levels, --until-remaining and --controls, and how runs execute (--jobs, --engine, "
+                f"--xla) may change. Pass that study's flags to add to it, or --logdir to start another study.")
+        theirs_data = record.get("data")
+        if data_info and theirs_data and not same_data(theirs_data, data_info):
+            raise StudyError(
+                f"{logdir} holds a study trained on other data ({where}: {_data_words(theirs_data)}) than this one "
+                f"({_data_words(data_info)}). A log directory holds one study: pass its --dataset and --data-dir, or "
+                f"--logdir to start another study.")
+
+
 def runs_to_do(chains: list[list[RunConfig]], logdir, overwrite: bool = False,
                data_info: dict | None = None, notices: list | None = None) -> set[str]:
     """Names of the runs to (re)train: unfinished or failed ones, and every later run of the same
     chain (it starts from a model that will change), and a lottery run whose parent is redone (the
     first ticket's parent is the dense run, a control's its level's ticket). Raises StudyError on a configuration clash."""
-    todo = set()
-    for chain in chains:
-        stale = False
-        for c in chain:
-            stale = (stale or overwrite or (c.level is not None and c.parent in todo)
-                     or check_existing(c, logdir, data_info, notices) == "todo")
-            if stale:
-                todo.add(c.name)
+    deep: set[str] = set()  # the finished runs that runs still to do will read: their files' hashes are checked
+    while True:
+        todo, found = set(), []
+        for chain in chains:
+            stale = False
+            for c in chain:
+                stale = (stale or overwrite or (c.level is not None and c.parent in todo)
+                         or check_existing(c, logdir, data_info, found, deep=c.name in deep) == "todo")
+                if stale:
+                    todo.add(c.name)
+        read = {c.parent for chain in chains for c in chain if c.name in todo and c.parent} - todo
+        if todo - {paths.DENSE}:
+            read |= {paths.DENSE} - todo  # every pruned run reads the dense model (its one-shot accuracy, a rewind)
+        if read <= deep:
+            break
+        deep |= read  # a damaged file among them makes its run (and its chain after it) todo: look again
+    if notices is not None:
+        notices += found
     return todo
-
-
-def _diff(a, b, prefix="") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [f"{prefix.rstrip('.')}: {a!r} there, {b!r} now"]
 
 
 def run_cost(cfg: RunConfig) -> float:

@@ -166,7 +166,7 @@ def _run_task(cfg_dict: dict, logdir: str, label: str, ctx: dict, *after) -> dic
 def _written_by_earlier_attempt(cfg: RunConfig, logdir: str, task_id: str) -> dict | None:
     """The run's result when an earlier attempt of this very task wrote it (its worker or node died
     after writing result.json, before Ray heard back), so that a retry never writes it twice."""
-    from ..report.results import missing_files, read_result
+    from ..report.results import damaged_files, read_result
 
     try:
         r = read_result(logdir, cfg.name)
@@ -174,7 +174,7 @@ def _written_by_earlier_attempt(cfg: RunConfig, logdir: str, task_id: str) -> di
         return None
     if r is None or (r.get("execution") or {}).get("ray_task_id") != task_id:
         return None
-    return r if r.get("status") != "ok" or not missing_files(logdir, r) else None
+    return r if r.get("status") != "ok" or not damaged_files(logdir, r) else None
 
 
 def _check_node(logdir: str, driver_token: str, tag: str) -> str | None:

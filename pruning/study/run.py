@@ -23,7 +23,7 @@ from .. import paths
 from ..config import RunConfig
 from ..core import masks
 from ..files import write_json
-from ..report.results import missing_files, read_result
+from ..report.results import damaged_files, describe_damage, file_checks, read_result
 from .plan import planned_epochs
 
 Progress = Callable[[dict], None]
@@ -179,13 +179,11 @@ def _dense_model(path: Path):
     """The dense model saved at ``path``, loaded once per process (every run of a chain prunes it to
     its k for the one-shot accuracy); reloaded when the file changes. ``masks_applied`` restores its
     weights exactly after each use, so a run never sees another's masks."""
-    from ..core.layers import load_model
-
     st = os.stat(path)
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _DENSE:
         _DENSE.clear()
-        _DENSE[key] = load_model(path)
+        _DENSE[key] = load_parent_model(path, "the dense run")
         compile_model(_DENSE[key], 1e-3, 0.0, 0)
     return _DENSE[key]
 
@@ -216,6 +214,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
     dense = read_result(logdir, paths.DENSE)
     if dense is not None and dense.get("status") == "ok":
         with clock("io"):
+            finished_result(logdir, paths.DENSE, "the dense run")  # its files checked before they are read
             dense_model = _dense_model(paths.model_file(logdir, paths.DENSE))
         with clock("masks"):
             dense_masks = compute_model_masks(dense_model, cfg.strategy, cfg.sparsity, cfg.hyper.train.seed)
@@ -327,25 +326,43 @@ class ParentUnusable(Exception):
 
 
 def finished_result(logdir, name: str, role: str = "parent run") -> dict:
-    """The result of the finished run ``name``, which this run starts from; ParentUnusable if it is not."""
+    """The result of the finished run ``name``, which this run starts from; ParentUnusable if it is not
+    (unfinished, failed, or a file it names gone or not the one it wrote: sizes and SHA-256 checked)."""
     result = read_result(logdir, name)
-    if result is None or result.get("status") != "ok" or missing_files(logdir, result):
-        why = ("has not finished" if result is None else f"failed ({result.get('reason')})"
-               if result.get("status") != "ok" else
-               f"lost its {', '.join(missing_files(logdir, result))}; rerun the study to redo it")
+    if result is None or result.get("status") != "ok":
+        why = "has not finished" if result is None else f"failed ({result.get('reason')})"
         raise ParentUnusable(f"{role} {name} {why}")
+    damage = damaged_files(logdir, result, deep=True)
+    if damage and set(damage.values()) == {"gone"}:
+        raise ParentUnusable(f"{role} {name} lost its {', '.join(damage)}; rerun the study to redo it")
+    if damage:
+        raise ParentUnusable(f"{role} {name} cannot be read: in {paths.run_dir(logdir, name)}, {describe_damage(damage)}. "
+                             f"Rerun the same command: the study redoes a run whose files are damaged, and the runs "
+                             f"that start from it")
     return result
+
+
+def load_parent_model(path: Path, role: str = "parent run"):
+    """The Keras model saved at ``path`` by a finished run; ParentUnusable naming the file, not a Keras
+    traceback, when it cannot be read (a result written before files were checksummed, say)."""
+    from ..core.layers import load_model
+
+    try:
+        return load_model(path)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a damaged .keras file
+        raise ParentUnusable(f"{role}'s {path} cannot be read as a Keras model ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}). Delete its run directory and rerun the "
+                             f"same command: the study redoes it and the runs that start from it") from None
 
 
 def _start_model(cfg: RunConfig, logdir, data):
     """The model the run starts from (its parent's, else a fresh one) and the parent's result (None)."""
-    from ..core.layers import load_model
     from ..models import build_model
 
     if cfg.parent is None:
         return build_model(data.input_dim, cfg.hyper.model), None
     parent = finished_result(logdir, cfg.parent)
-    return load_model(paths.model_file(logdir, cfg.parent)), parent
+    return load_parent_model(paths.model_file(logdir, cfg.parent)), parent
 
 
 def _student(cfg: RunConfig, logdir, data):
@@ -354,7 +371,6 @@ def _student(cfg: RunConfig, logdir, data):
     accuracy metric (None: the study's usual ones); and what result.json records about it."""
     import keras
 
-    from ..core.layers import load_model
     from ..models import build_model
     from ..protocols import distill
 
@@ -370,7 +386,7 @@ def _student(cfg: RunConfig, logdir, data):
             "dense_params": int(sum(np.prod(w.shape) for w in full.trainable_weights))}
     if cfg.strategy != "distill":
         return model, data.y_train, data.y_test, None, None, info
-    net = load_model(paths.model_file(logdir, teacher["run"]))
+    net = load_parent_model(paths.model_file(logdir, teacher["run"]), "teacher (the dense run)")
     d = cfg.hyper.distill
     info.update(temperature=d.temperature, alpha=d.distill_alpha)
     return (model, distill.pack_targets(data.y_train, distill.teacher_logits(net, data.x_train)),
@@ -493,7 +509,10 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
         # callback's first masks too when its schedule starts at k (one-shot, no ramp).
         with clock("masks"):
             start_masks = compute_model_masks(model, cfg.strategy, cfg.sparsity, hyper.train.seed)
-        result.update(_pruned_accuracies(model, cfg, logdir, data, start_masks, clock))
+        try:
+            result.update(_pruned_accuracies(model, cfg, logdir, data, start_masks, clock))
+        except ParentUnusable as e:
+            return fail(str(e))
         masking = MaskingCallback(cfg.strategy, _schedule(cfg, parent, epochs), log_dir=rdir / paths.TRAIN_EVENTS,
                                   seed=hyper.train.seed, initial=start_masks)
         callbacks.insert(0, masking)
@@ -551,6 +570,7 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
         if student:  # its weights against the dense network's, as for the pruned networks
             result["size"]["effective_sparsity"] = 1.0 - result["size"]["params_nonzero"] / result["student"]["dense_params"]
         _save_model(model, paths.model_file(logdir, name))
+        result["checks"] = file_checks(rdir, result["files"])  # a resume tells a damaged file from this one
     result["timing"] = clock.report()
     result["wall_time_s"] = time.perf_counter() - t0
     write_json(paths.result_file(logdir, name), result)
