@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
-from ..files import atomic_write_bytes, read_json
+from ..files import ResultError, atomic_write_bytes, read_json
 
 RESULT_FORMAT = 1
 # result.json's "size" block (pruning.deploy.export.size_report): what the pruned network really costs
