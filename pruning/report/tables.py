@@ -1,0 +1,169 @@
+"""Published tables, made again from committed CSV files: ``python plotting.py --from-csv CSV --markdown``.
+
+A study's ``summary.csv`` (or its ``results.csv``, summarized the same way) is enough to print its
+Markdown tables; no log directory is needed. Every results table in ``README.md`` and ``docs/`` is
+printed by such a command, and the command itself stands in an HTML comment on the line before the
+table, so that ``tests/test_docs.py`` can run it again and fail on any difference::
+
+    <!-- table: python plotting.py --from-csv docs/figures/cnn-mnist/summary.csv --markdown --key test_accuracy -->
+    | k (%) | weight | ... |
+
+Options (the same on the command line and in a marker):
+
+* ``--key`` one of ``pruning.report.stats.SUMMARY_KEYS`` (default: all three tables, with their titles);
+* ``--strategies weight,neuron`` the columns, in this order (default: the CSV's strategies, in its order);
+* ``--sparsities 0,90,99`` the rows (default: every k of the CSV);
+* several CSV files and ``--columns weight@0,weight@97,neuron@97``: one row per CSV (named by its
+  ``model`` and ``dataset`` columns), one column per (strategy, k).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import shlex
+from pathlib import Path
+
+from .. import paths
+from .stats import SUMMARY_KEYS, markdown_table, pm_cell, summarize
+
+# how a table names the networks and data sets of its ``model`` and ``dataset`` columns
+MODEL_LABELS = {"mlp": "MLP", "lenet5": "LeNet-5"}
+DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+TITLES = {"test_accuracy": "Test accuracy after retraining",
+          "oneshot_test_accuracy": "Test accuracy one-shot (the dense network pruned to k, not retrained)",
+          "effective_sparsity": "Effective sparsity (weights that can no longer reach the output count as pruned)"}
+_TEXT = {"strategy", "status", "run", "parent", "model", "dataset", "protocol", "role"}
+MARKER = re.compile(r"^<!-- table: (?P<command>.*?) -->\s*$")
+
+
+def _value(column: str, text: str):
+    if column in _TEXT:
+        return text
+    if text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def read_csv(path: str | Path) -> list[dict]:
+    """The rows of a results.csv or summary.csv as written by the study: numbers as int or float, an
+    empty cell as None, text columns as text. Tables written before the ``model``, ``dataset`` and
+    ``protocol`` columns existed read as they always did, without those keys."""
+    with open(path, newline="") as f:
+        return [{k: _value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def read_summary(path: str | Path) -> list[dict]:
+    """A summary.csv's rows; a results.csv (one row per seed) is summarized first, as the study does."""
+    rows = read_csv(path)
+    return summarize(rows) if rows and "seed" in rows[0] else rows
+
+
+def _names(rows: list[dict], column: str) -> list:
+    return list(dict.fromkeys(r.get(column) for r in rows))
+
+
+def study_tables(rows: list[dict], key: str | None = None, strategies=None, sparsities=None) -> str:
+    """Markdown of one study's summary ``rows``: the table of ``key`` alone, or (``key`` None) the three
+    tables of ``SUMMARY_KEYS`` under their titles, as ``plotting.py --logdir DIR --markdown`` prints them."""
+    strategies = list(strategies or _names(rows, "strategy"))
+    if key is not None:
+        return markdown_table(rows, key, strategies, sparsities)
+    seeds = max((r["seeds"] for r in rows), default=0)
+    title = f"mean ± 95% confidence half-width over {seeds} seeds" if seeds > 1 else "one seed"
+    return "\n\n".join(f"{TITLES[k]}, %, {title}:\n\n{markdown_table(rows, k, strategies, sparsities)}"
+                       for k in SUMMARY_KEYS)
+
+
+def study_label(rows: list[dict], path) -> str:
+    """"MLP, MNIST": a summary's network and data set from its ``model`` and ``dataset`` columns (the
+    file's path when it has none)."""
+    model, dataset = (_names(rows, c) for c in ("model", "dataset"))
+    if len(model) != 1 or len(dataset) != 1 or None in model + dataset:
+        return str(path)
+    return f"{MODEL_LABELS.get(model[0], model[0])}, {DATASET_LABELS.get(dataset[0], dataset[0])}"
+
+
+def parse_columns(text: str) -> list[tuple[str, float]]:
+    """"weight@0,neuron@97" -> [("weight", 0.0), ("neuron", 97.0)]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        strategy, at, k = part.partition("@")
+        if not at:
+            raise ValueError(f"--columns: {part!r} is not STRATEGY@K (for example weight@97)")
+        out.append((strategy, float(k)))
+    return out
+
+
+def across_table(csv_paths, columns: list[tuple[str, float]], key: str = "test_accuracy") -> str:
+    """One row per study (a summary.csv or results.csv each), one column per (strategy, k): ``key`` as
+    mean ± 95 % half-width in percent. A k = 0 column is the dense network ("dense")."""
+    head = ["network, data", *("dense" if k == 0 else f"{s}, {paths.format_sparsity(k)} %" for s, k in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(columns)]
+    for path in csv_paths:
+        rows = read_summary(path)
+        by = {(r["strategy"], float(r["sparsity"])): r for r in rows}
+        lines.append(f"| {study_label(rows, path)} | " + " | ".join(pm_cell(by.get((s, k)), key) for s, k in columns)
+                     + " |")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``plotting.py --from-csv`` (and of a table marker)."""
+    p.add_argument("--from-csv", nargs="+", metavar="CSV",
+                   help="print the Markdown tables from a committed summary.csv (or results.csv) instead of a "
+                   "log directory; several files with --columns: one row per study")
+    p.add_argument("--key", choices=SUMMARY_KEYS, help="with --from-csv: only this table")
+    p.add_argument("--strategies", dest="table_strategies", metavar="S,S",
+                   help="with --from-csv: the columns, in this order (default: the file's strategies)")
+    p.add_argument("--sparsities", dest="table_sparsities", metavar="K,K",
+                   help="with --from-csv: the rows (default: every k of the file)")
+    p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
+
+
+def render(args) -> str:
+    """What ``plotting.py --from-csv ...`` prints."""
+    split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
+    if args.columns or len(args.from_csv) > 1:
+        if not args.columns:
+            raise ValueError("several --from-csv files need --columns STRATEGY@K,... (for example weight@0,weight@97)")
+        return across_table(args.from_csv, parse_columns(args.columns), args.key or "test_accuracy")
+    ks = [float(k) for k in split(args.table_sparsities)] or None
+    return study_tables(read_summary(args.from_csv[0]), args.key, split(args.table_strategies) or None, ks)
+
+
+def command_output(command: str) -> str:
+    """The table a marker's command prints (``python plotting.py --from-csv ... --markdown ...``), read
+    from the files under the current directory."""
+    argv = shlex.split(command)
+    if argv[:2] != ["python", "plotting.py"]:
+        raise ValueError(f"a table marker runs python plotting.py --from-csv ...; not {command!r}")
+    p = argparse.ArgumentParser(prog="plotting.py", add_help=False)
+    p.add_argument("--markdown", action="store_true")
+    add_arguments(p)
+    args = p.parse_args(argv[2:])
+    if not args.from_csv:
+        raise ValueError(f"a table marker needs --from-csv: {command!r}")
+    return render(args)
+
+
+def published_tables(text: str) -> list[tuple[str, str]]:
+    """(command, the table printed after it) for every marker in a Markdown document: the table is the
+    block of lines starting with "|" that follows the marker (blank lines between them are allowed)."""
+    lines, out = text.splitlines(), []
+    for i, line in enumerate(lines):
+        m = MARKER.match(line)
+        if not m:
+            continue
+        j = i + 1
+        while j < len(lines) and not lines[j].strip():
+            j += 1
+        block = []
+        while j < len(lines) and lines[j].startswith("|"):
+            block.append(lines[j])
+            j += 1
+        out.append((m.group("command"), "\n".join(block)))
+    return out
