@@ -14,7 +14,10 @@ Options (the same on the command line and in a marker):
 * ``--strategies weight,neuron`` the columns, in this order (default: the CSV's strategies, in its order);
 * ``--sparsities 0,90,99`` the rows (default: every k of the CSV);
 * several CSV files and ``--columns weight@0,weight@97,neuron@97``: one row per CSV (named by its
-  ``model`` and ``dataset`` columns), one column per (strategy, k).
+  ``model`` and ``dataset`` columns), one column per (strategy, k);
+* a results.csv and ``--runs weight@90,neuron@90`` (``--seed N``, default the first): what those runs of
+  one seed cost: accuracy, effective sparsity, nonzero weights, ``model.sparse``'s size and how much
+  smaller than the dense float32 weights it is, before and after gzip.
 """
 from __future__ import annotations
 
@@ -93,7 +96,7 @@ def parse_columns(text: str) -> list[tuple[str, float]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         strategy, at, k = part.partition("@")
         if not at:
-            raise ValueError(f"--columns: {part!r} is not STRATEGY@K (for example weight@97)")
+            raise ValueError(f"{part!r} is not STRATEGY@K (for example weight@97)")
         out.append((strategy, float(k)))
     return out
 
@@ -111,6 +114,26 @@ def across_table(csv_paths, columns: list[tuple[str, float]], key: str = "test_a
     return "\n".join(lines)
 
 
+def sizes_table(results_csv, runs: list[tuple[str, float]], seed: int | None = None) -> str:
+    """One row per (strategy, k) of ``runs``, of one seed of a results.csv (``seed`` None: its first): test
+    accuracy, effective sparsity, nonzero weights, the ``model.sparse`` file's bytes, and the dense
+    float32 weights' bytes divided by it, and by its gzipped size. A unit strategy's run is "(shrunk)"."""
+    from ..core import masks
+
+    rows = read_csv(results_csv)
+    seed = rows[0]["seed"] if seed is None else seed
+    by = {(r["strategy"], float(r["sparsity"])): r for r in rows if r["seed"] == seed}
+    lines = ["| run | test acc. | effective sparsity | nonzero params | `model.sparse` | smaller than dense | after gzip |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for s, k in runs:
+        r = by[(s, k)]
+        shrunk = " (shrunk)" if s in masks.STRATEGIES and masks.get(s).shrinks else ""
+        lines.append(f"| {s} k = {paths.format_sparsity(k)}{shrunk} | {100 * r['test_accuracy']:.2f} % | "
+                     f"{100 * r['effective_sparsity']:.2f} % | {r['params_nonzero']:,} | {r['sparse_bytes']:,} B | "
+                     f"{r['dense_bytes'] / r['sparse_bytes']:.1f}x | {r['dense_bytes'] / r['sparse_gzip_bytes']:.1f}x |")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``plotting.py --from-csv`` (and of a table marker)."""
     p.add_argument("--from-csv", nargs="+", metavar="CSV",
@@ -122,11 +145,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsities", dest="table_sparsities", metavar="K,K",
                    help="with --from-csv: the rows (default: every k of the file)")
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
+    p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed")
+    p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
 
 
 def render(args) -> str:
     """What ``plotting.py --from-csv ...`` prints."""
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
+    if args.runs:
+        return sizes_table(args.from_csv[0], parse_columns(args.runs), args.table_seed)
     if args.columns or len(args.from_csv) > 1:
         if not args.columns:
             raise ValueError("several --from-csv files need --columns STRATEGY@K,... (for example weight@0,weight@97)")
