@@ -17,7 +17,8 @@ Options (the same on the command line and in a marker):
   ``model`` and ``dataset`` columns), one column per (strategy, k);
 * a results.csv and ``--runs weight@90,neuron@90`` (``--seed N``, default the first): what those runs of
   one seed cost: accuracy, effective sparsity, nonzero weights, ``model.sparse``'s size and how much
-  smaller than the dense float32 weights it is, before and after gzip.
+  smaller than the dense float32 weights it is, before and after gzip;
+* a benchmark.csv and ``--runs weight@90,neuron@90``: those runs' inference speedups over dense NumPy.
 """
 from __future__ import annotations
 
@@ -45,15 +46,17 @@ def _value(column: str, text: str):
         return text
     if text == "":
         return None
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text  # a column of words (a benchmark's plan, "ddssd")
 
 
 def read_csv(path: str | Path) -> list[dict]:
-    """The rows of a results.csv or summary.csv as written by the study: numbers as int or float, an
-    empty cell as None, text columns as text. Tables written before the ``model``, ``dataset`` and
+    """The rows of a results.csv or summary.csv (or any table the study writes) as written: numbers as int
+    or float, an empty cell as None, text as text. Tables written before the ``model``, ``dataset`` and
     ``protocol`` columns existed read as they always did, without those keys."""
     with open(path, newline="") as f:
         return [{k: _value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -134,6 +137,21 @@ def sizes_table(results_csv, runs: list[tuple[str, float]], seed: int | None = N
     return "\n".join(lines)
 
 
+def speedup_table(benchmark_csv, runs: list[tuple[str, float]]) -> str:
+    """One row per (strategy, k) of ``runs`` of a benchmark.csv (``benchmark.py``): the FLOP ratio and the
+    speedups over dense NumPy of the sparse engine and the shrunk network at batch 100 and 1000, and of
+    the masked model as trained at batch 1000."""
+    by = {(r["strategy"], float(r["sparsity"]), r["batch"]): r for r in read_csv(benchmark_csv)}
+    lines = ["| run | FLOP ratio | sparse, batch 100 | sparse, batch 1000 | shrunk, batch 100 | shrunk, batch 1000 | "
+             "masked (as trained), b. 1000 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for s, k in runs:
+        at = {b: by[(s, k, b)] for b in (100, 1000)}
+        cells = [f"{at[100]['flop_ratio']:.1f}x", *(f"{at[b][f'{e}_speedup']:.2f}x" for e in ("sparse", "shrunk")
+                                                      for b in (100, 1000)), f"{at[1000]['masked_speedup']:.2f}x"]
+        lines.append(f"| {s} k = {paths.format_sparsity(k)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``plotting.py --from-csv`` (and of a table marker)."""
     p.add_argument("--from-csv", nargs="+", metavar="CSV",
@@ -145,7 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsities", dest="table_sparsities", metavar="K,K",
                    help="with --from-csv: the rows (default: every k of the file)")
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
-    p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed")
+    p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed; with a benchmark.csv: their speedups")
     p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
 
 
@@ -153,6 +171,8 @@ def render(args) -> str:
     """What ``plotting.py --from-csv ...`` prints."""
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
     if args.runs:
+        if "flop_ratio" in read_csv(args.from_csv[0])[0]:  # a benchmark.csv
+            return speedup_table(args.from_csv[0], parse_columns(args.runs))
         return sizes_table(args.from_csv[0], parse_columns(args.runs), args.table_seed)
     if args.columns or len(args.from_csv) > 1:
         if not args.columns:
