@@ -498,7 +498,16 @@ def plotting_main(argv=None) -> int:
     p.add_argument("--markdown", action="store_true",
                    help="also print the final, one-shot and effective-sparsity tables in Markdown: one row per "
                    "k, one column per strategy, mean ± 95%% confidence half-width over the seeds (the README's tables)")
+    from .report import tables
+
+    tables.add_arguments(p)  # --from-csv: the published tables again, from committed CSV files
     args = p.parse_args(argv)
+    if args.from_csv:
+        try:
+            print(tables.render(args))
+        except (OSError, KeyError, ValueError) as e:
+            p.error(f"--from-csv: {e}")
+        return 0
     if not read_study_results(args.logdir):
         raise ResultError(f"{args.logdir} holds no finished run (no */{paths.RESULT} or seed*/*/{paths.RESULT}). Run python main.py "
                           f"first, or pass --logdir to a study's log directory.")

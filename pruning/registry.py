@@ -5,10 +5,22 @@ from __future__ import annotations
 
 
 class Registry(dict):
-    def __init__(self, kind: str, reserved: tuple[str, ...] = ()):
+    """Name -> entry for one kind of plug-in (``kind``: "strategy", "model"); ``reserved`` names cannot be
+    registered. ``doc`` documents the instance itself (``help(pruning.STRATEGIES)``, ``docs/api.md``).
+
+    Use::
+
+        SHAPES = Registry("shape", doc="The shapes, by name.")
+        SHAPES.register(Shape("square"))      # anything with a ``name``
+        SHAPES.lookup("square"); SHAPES.names()
+    """
+
+    def __init__(self, kind: str, reserved: tuple[str, ...] = (), doc: str | None = None):
         super().__init__()
         self.kind = kind
         self.reserved = set(reserved)
+        if doc is not None:
+            self.__doc__ = doc
 
     def register(self, entry):
         """Add ``entry`` (anything with a ``name``) under its name, once."""

@@ -70,3 +70,32 @@ def test_the_cnn_is_public_and_filter_pruning_shrinks_it():
     assert [l.units for l in smaller.layers if isinstance(l, pruning.MaskedConv2D)] == [10, 25]
     x = np.random.default_rng(0).uniform(size=(50, 784)).astype(np.float32)
     assert np.abs(np.asarray(smaller(x)) - np.asarray(model(x))).max() <= 1e-5
+
+
+# --------------------------------------------------------------------------- every public name documented
+def _doc(name):
+    import inspect
+
+    obj = getattr(pruning, name)
+    own = obj.__doc__ if not inspect.isclass(obj) and not callable(obj) else inspect.getdoc(obj)
+    if isinstance(obj, dict) and own == type(obj).__doc__:
+        return None  # a registry with only its type's docstring says nothing about itself
+    return inspect.getdoc(obj) if own else None
+
+
+def test_every_public_name_has_a_docstring_that_shows_its_use():
+    """What it is, and an indented example that calls it by its public name (``pruning.<name>``)."""
+    for name in pruning.__all__:
+        doc = _doc(name)
+        assert doc and not doc.startswith(f"{name}("), f"pruning.{name} has no docstring of its own"
+        example = [line for line in doc.splitlines() if line.startswith("    ") and f"pruning.{name}" in line]
+        assert example, f"pruning.{name}'s docstring shows no use of pruning.{name} (an indented example)"
+
+
+def test_docs_api_md_is_made_from_the_docstrings():
+    from pruning import apidoc
+
+    text = apidoc.API_MD.read_text()
+    assert apidoc.updated(text) == text, "docs/api.md is stale: run python -m pruning.apidoc"
+    for name in pruning.__all__:
+        assert f"### `pruning.{name}`" in text

@@ -265,6 +265,8 @@ def test_a_seed_the_study_names_but_has_not_begun_counts_as_missing_not_as_fewer
     footers = [t.get_text().replace("\n", " ") for fig in captured for t in fig.texts
                if t.get_text().startswith("data:")]
     assert len(footers) == len(files) == 9
+    # the data by source kind, data set and size, never the path of the machine that drew the figure
+    assert all(t.startswith("data: idx: mnist, 60000 train / 10000 test;") and "/data/mnist" not in t for t in footers)
     assert all("2 seeds" in t and "missing runs (3): seed1/dense, seed1/weight_k50, seed1/neuron_k50" in t
                for t in footers)
     table = study_markdown(logs).split("\n\n")[1]  # test accuracy
@@ -273,3 +275,10 @@ def test_a_seed_the_study_names_but_has_not_begun_counts_as_missing_not_as_fewer
     # the root's study.json alone (no seed has written its plan yet) still names the seeds
     paths.study_file(paths.seed_dir(logs, 0)).unlink()
     assert [(r.seed, r.study) for r in read_replicates(logs)] == [(0, None), (1, {"study": plan["study"]})]
+
+
+def test_data_label_names_the_source_kind_and_size_not_a_path():
+    assert plots.data_label(FULL) == "idx: mnist, 60000 train / 10000 test"
+    assert plots.data_label({"dataset": "fashion_mnist", "source": "tfds:fashion_mnist", "train_examples": 60000,
+                             "test_examples": 10000}) == "tfds: fashion_mnist, 60000 train / 10000 test"
+    assert plots.data_label(SAMPLE) == "sample: mnist, 4000 train / 1000 test"

@@ -340,6 +340,8 @@ def test_results_table_has_one_row_per_strategy_and_sparsity(study):
         ("weight", 0.0, "dense"), ("weight", 50.0, "weight_k50"), ("weight", 75.0, "weight_k75"),
         ("neuron", 0.0, "dense"), ("neuron", 50.0, "neuron_k50")]
     assert [r["epochs"] for r in rows] == [3, 1, 1, 3, 1]
+    # what the table describes, from each run's configuration
+    assert {(r["model"], r["dataset"], r["protocol"]) for r in rows} == {("mlp", "mnist", "retrain")}
     path = study["logdir"].parent / "table.csv"
     results.write_table(path, rows)
     lines = path.read_text().splitlines()

@@ -74,6 +74,10 @@ def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 
     Existing masks are kept (their entries are pruned first), the new masks are assigned to the
     layers and the masked kernel entries are set to exactly zero. ``seed`` (the run's) decides a
     random strategy's draw. Returns each layer's pruning threshold (the largest pruned score).
+
+    Use (public name ``pruning.prune``)::
+
+        thresholds = pruning.prune(model, "neuron", 80)   # {"hidden1": ..., ...}; 80 % of each layer's units masked
     """
     return assign_masks(model, compute_model_masks(model, strategy, sparsity, seed))
 
@@ -94,6 +98,11 @@ def measure_sparsity(model: keras.Model) -> dict:
     A shrunk layer is measured over its current inputs and its *original* units: a removed
     unit's column counts as pruned; the rows that went because the unit feeding them died
     count toward the effective sparsity (``pruning.deploy.shrink``), not here.
+
+    Use::
+
+        pruning.prune(model, "weight", 90)
+        pruning.measure_sparsity(model)["per_layer"]["hidden1"]    # 0.9
     """
     per_layer, zeros, total, all_zeros, all_total = {}, 0, 0, 0, 0
     for layer in model.layers:
@@ -118,6 +127,10 @@ def cubic_schedule(start: float, end: float, ramp_epochs: int) -> Callable[[int]
     Zhu & Gupta's cubic curve (fast first, gentle last), then stays at ``end``.
 
     Epoch 0 already takes the first step; ``ramp_epochs <= 1`` prunes to ``end`` at once.
+
+    Use, as the ``MaskingCallback``'s schedule (from 0 to 90 % over 3 epochs, then held)::
+
+        callback = pruning.MaskingCallback("weight", pruning.cubic_schedule(0, 90, 3))
     """
 
     def at(epoch: int) -> float:
@@ -139,6 +152,10 @@ class MaskingCallback(keras.callbacks.Callback):
     ``threshold/<layer>`` to TensorBoard (under ``log_dir``, if given). ``seed`` (the run's)
     decides a random strategy's draw. ``initial``, a ``MaskSet`` already computed on the model as it
     starts training, is used (not recomputed) when the first target is its sparsity.
+
+    Use::
+
+        model.fit(x, y, epochs=5, callbacks=[pruning.MaskingCallback("weight", 90, log_dir="logs/mine")])
     """
 
     def __init__(self, strategy: str, schedule: float | Callable[[int], float], log_dir: str | Path | None = None,

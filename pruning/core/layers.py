@@ -25,7 +25,13 @@ class MaskedLayer(keras.layers.Layer):
     kernel's shape when ``prunable`` (created as ones in ``build``; pruned entries get exactly zero
     gradient, so no optimizer can revive them), an optional ReLU, and the bookkeeping of a physically
     shrunk layer (``pruning.deploy.shrink``): ``full_shape`` is the kernel shape of the unpruned network
-    and ``kept`` the original indices of the units it still has (``None``: all of them, in order)."""
+    and ``kept`` the original indices of the units it still has (``None``: all of them, in order).
+
+    Not used alone: ``pruning.MaskedDense`` and ``pruning.MaskedConv2D`` are its two kinds, and a model's
+    prunable layers are the instances with ``prunable`` set::
+
+        prunable = [l for l in model.layers if isinstance(l, pruning.MaskedLayer) and l.prunable]
+    """
 
     def __init__(self, units: int, relu: bool = True, prunable: bool = True,
                  full_shape: tuple[int, ...] | None = None, kept: list[int] | None = None, **kwargs):
@@ -69,7 +75,16 @@ class MaskedLayer(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="pruning")
 class MaskedDense(MaskedLayer):
     """``out = tf.maximum(tf.matmul(x, W * M), 0.0)`` with no bias (no ReLU with ``relu=False``).
-    Layers built with ``prunable=False`` (the output layer) have no mask at all."""
+    Layers built with ``prunable=False`` (the output layer) have no mask at all.
+
+    Use::
+
+        inputs = keras.Input((784,))
+        hidden = pruning.MaskedDense(300, name="hidden1")(inputs)              # prunable, ReLU, no bias
+        logits = pruning.MaskedDense(10, relu=False, prunable=False, name="output")(hidden)
+        model = keras.Model(inputs, logits)
+        pruning.prune(model, "weight", 90)                                      # hidden1's mask drops 90 %
+    """
 
     def build(self, input_shape):
         self._add_kernel((int(input_shape[-1]), self.units))
@@ -81,7 +96,12 @@ class MaskedDense(MaskedLayer):
 @keras.saving.register_keras_serializable(package="pruning")
 class MaskedConv2D(MaskedLayer):
     """``out = tf.maximum(tf.nn.conv2d(x, W * M), 0.0)``, no bias, stride 1, NHWC; ``units`` filters of
-    ``kernel_size`` x ``kernel_size``, kernel shape ``(size, size, in_channels, units)``."""
+    ``kernel_size`` x ``kernel_size``, kernel shape ``(size, size, in_channels, units)``.
+
+    Use (on NHWC images; ``pruning.build_lenet5`` builds the whole CNN)::
+
+        x = pruning.MaskedConv2D(20, kernel_size=5, name="conv1")(keras.Input((28, 28, 1)))
+    """
 
     def __init__(self, units: int, kernel_size: int = 5, padding: str = "VALID", **kwargs):
         super().__init__(units, **kwargs)
@@ -151,6 +171,14 @@ def effective_kernels(model: keras.Model) -> dict[str, np.ndarray]:
 
 
 def load_model(path) -> keras.Model:
+    """A Keras model saved by the toolkit (``model.keras``: ``MaskedDense`` / ``MaskedConv2D`` layers,
+    their masks included), loaded without compiling it; plain Keras models load too.
+
+    Use::
+
+        model = pruning.load_model("logs/seed0/weight_k90/model.keras")
+        pruning.measure_sparsity(model)["weight_sparsity"]                      # 0.9
+    """
     return keras.models.load_model(path, custom_objects={"MaskedDense": MaskedDense, "MaskedConv2D": MaskedConv2D},
                                    compile=False)
 

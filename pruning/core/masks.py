@@ -52,6 +52,18 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class Strategy:
+    """A pruning strategy, as the registry ``pruning.STRATEGIES`` holds it: its ``name``, its ``score``
+    (``score(kernel, LayerInfo) -> scores``: one per kernel entry for ``granularity`` "weight", one per unit
+    for "unit"; the lowest-scored go), its ``scope`` ("layer": k % of each layer; "global": k % of all
+    prunable layers together), and the ``label``, ``color`` and ``help`` that figures and ``--help`` show.
+
+    Use (registered, its name is accepted wherever a strategy is, and the figures draw it in its colour)::
+
+        pruning.register_strategy(pruning.Strategy(
+            "abs_cubed", lambda kernel, info: np.abs(kernel) ** 3, "weight", "layer", "|w|^3", "tab:olive",
+            "the k% smallest |w|^3 of each hidden layer"))
+        pruning.prune(model, "abs_cubed", 90)
+    """
     name: str
     score: Callable[[np.ndarray, LayerInfo], np.ndarray]  # kernel -> scores (entries, or one per unit)
     granularity: str
@@ -78,8 +90,33 @@ class Strategy:
         return self.granularity == "unit"
 
 
-STRATEGIES = Registry("strategy", reserved=("none",))  # "none": the dense run's strategy
-register = STRATEGIES.register
+STRATEGIES = Registry("strategy", reserved=("none",), doc="""The pruning strategies, name -> ``Strategy``, in
+registration order: ``weight``, ``neuron``, ``random``, ``random_neuron``, ``global_weight``, ``student``,
+``distill`` and any you register. The command line's ``--strategies`` choices, the plots' colours and
+labels all come from here ("none", the dense run's strategy, is reserved).
+
+Use::
+
+    list(pruning.STRATEGIES)                          # ['weight', 'neuron', ...]
+    pruning.STRATEGIES["neuron"].granularity          # 'unit': whole units go, the network shrinks
+    pruning.STRATEGIES.lookup("nueron")               # ValueError naming the choices
+""")  # "none": the dense run's strategy
+
+
+def register(strategy: Strategy) -> Strategy:
+    """Add ``strategy`` (a ``Strategy``) to ``STRATEGIES`` under its name, once (a name already taken is a
+    ValueError); returns it.
+
+    Use::
+
+        pruning.register_strategy(pruning.Strategy(
+            "abs_cubed", lambda kernel, info: np.abs(kernel) ** 3, "weight", "layer", "|w|^3", "tab:olive",
+            "the k% smallest |w|^3 of each hidden layer"))
+    """
+    return STRATEGIES.register(strategy)
+
+
+
 get = STRATEGIES.lookup
 names = STRATEGIES.names
 

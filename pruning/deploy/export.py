@@ -30,7 +30,13 @@ def sparse_layers(model: keras.Model):
 
 def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
     """Write the model's weights to ``path`` in the compact, checksummed sparse format
-    (``pruning.deploy.sparse_format``; read back with ``load_sparse``); returns the bytes written."""
+    (``pruning.deploy.sparse_format``; read back with ``load_sparse``); returns the bytes written.
+
+    Use::
+
+        pruning.export_sparse(model, "model.sparse")
+        layers, meta = pruning.load_sparse("model.sparse")
+    """
     from .sparse_format import save_sparse
 
     layers, own = sparse_layers(model)

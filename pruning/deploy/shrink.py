@@ -136,6 +136,11 @@ def shrink_model(model):
 
     Each layer keeps its ``full_shape`` and the original indices of its units (``kept``), so
     the result can be expanded back and its sparsity measured against the unpruned network.
+
+    Use (after unit pruning: the same logits from a smaller network)::
+
+        pruning.prune(model, "neuron", 80)
+        smaller, keep = pruning.shrink_model(model)
     """
     from ..core.layers import rebuild
 
@@ -192,7 +197,12 @@ def expand(kernels, masks, full_shapes, kept) -> tuple[list[np.ndarray], list[np
 
 
 def expand_model(model):
-    """A full-size masked model computing the same function as a shrunk ``model``."""
+    """A full-size masked model computing the same function as a shrunk ``model``.
+
+    Use::
+
+        full = pruning.expand_model(smaller)          # smaller from pruning.shrink_model; same logits, full shape
+    """
     from ..core.layers import rebuild
 
     layers = _layer_arrays(model)[0]

@@ -269,6 +269,11 @@ class SparseMLP:
     kernels: float32 (in, out) arrays, zeros = pruned weights; relus: one flag per layer.
     plan: "auto" (a density rule per batch size, see the module docstring), "dense", "sparse", or
     a list with one "dense"/"sparse" per layer. predict(x) maps (batch, in) to (batch, out) float32.
+
+    Use (an MLP's ``model.sparse``, written by ``pruning.export_sparse``)::
+
+        layers, meta = pruning.load_sparse("model.sparse")
+        logits = pruning.SparseMLP([l.kernel for l in layers], [l.relu for l in layers]).predict(x)
     """
 
     def __init__(self, kernels, relus, plan="auto"):

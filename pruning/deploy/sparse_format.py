@@ -502,7 +502,15 @@ def decode(blob: bytes, source: str = "<bytes>") -> tuple[list[SparseLayer], dic
 
 
 def load_sparse(path: str | Path) -> tuple[list[SparseLayer], dict]:
-    """(layers, meta) from a file written by save_sparse; every failure is a SparseFormatError."""
+    """(layers, meta) from a file written by save_sparse; every failure is a SparseFormatError.
+
+    ``layers`` holds one entry per layer with its ``kernel``, ``mask`` and ``relu``, bit for bit as stored.
+
+    Use::
+
+        layers, meta = pruning.load_sparse("model.sparse")
+        engine = pruning.SparseMLP([l.kernel for l in layers], [l.relu for l in layers])
+    """
     path = Path(path)
     try:
         blob = path.read_bytes()

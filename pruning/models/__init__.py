@@ -50,7 +50,15 @@ def _resolve(fn: str | Callable) -> Callable:
     return fn
 
 
-MODELS = Registry("model")
+MODELS = Registry("model", doc="""The networks, name -> ``ModelSpec`` (its builder, help, the strategy kinds it
+supports, its default widths), in registration order: ``mlp`` (the default) and ``lenet5``, and any
+you register with ``register_model``; the command line's ``--model`` choices come from here.
+
+Use::
+
+    list(pruning.MODELS)                                          # ['mlp', 'lenet5']
+    pruning.MODELS["lenet5"].build(784, ModelConfig(name="lenet5"))  # ModelConfig from pruning.config
+""")
 get_model = MODELS.lookup
 model_names = MODELS.names
 
@@ -59,7 +67,13 @@ def register_model(name: str, builder: str | Callable, help: str,
                    granularities: tuple[str, ...] = ("weight", "unit", "student"), **defaults) -> ModelSpec:
     """Make ``builder`` (a top-level function, or "module:function") the choice ``--model name``;
     ``granularities`` names the kinds of strategy it can be pruned with; ``defaults``: ``hidden``,
-    ``filters``, ``check_input`` (see ``ModelSpec``)."""
+    ``filters``, ``check_input`` (see ``ModelSpec``).
+
+    Use (the builder must be an importable top-level function, so the study's workers find it)::
+
+        pruning.register_model("tiny", "mypackage.nets:build_tiny", "a two-layer MLP")
+        # python main.py --model tiny ...   (or pruning.MODELS["tiny"].build(784, ModelConfig(name="tiny")))
+    """
     return MODELS.register(ModelSpec(name, builder, help, tuple(granularities), **defaults))
 
 

@@ -50,7 +50,12 @@ def _min_side(n_convs: int) -> int:
 
 def build_lenet5(input_dim: int = 784, cfg: ModelConfig | None = None, n_classes: int = 10) -> keras.Model:
     """The CNN for flat inputs of ``input_dim`` pixels (a square image), widths from ``cfg`` (default:
-    20 and 50 filters, 500 dense units)."""
+    20 and 50 filters, 500 dense units).
+
+    Use (flat 28 x 28 inputs, as the data loader gives them)::
+
+        model = pruning.build_lenet5(784, ModelConfig(name="lenet5"))           # ModelConfig from pruning.config
+    """
     cfg = cfg or ModelConfig(name="lenet5")
     check_input(input_dim, cfg)
     side = image_side(input_dim)

@@ -261,7 +261,13 @@ def _check(temperature: float, alpha: float) -> tuple[float, float]:
 def distillation_loss(temperature: float, alpha: float):
     """A Keras loss ``fn(y_true, y_pred)``: ``y_true`` the packed targets (B, 1 + C) of ``pack_targets``,
     ``y_pred`` the student's logits (B, C); the batch mean of
-    ``alpha T^2 KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) CE(label, s)`` (a scalar)."""
+    ``alpha T^2 KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) CE(label, s)`` (a scalar).
+
+    Use (``pack_targets`` and ``packed_accuracy`` are in ``pruning.protocols.distill``)::
+
+        student.compile("adam", loss=pruning.distillation_loss(4.0, 0.9), metrics=[packed_accuracy()])
+        student.fit(x, pack_targets(y, teacher.predict(x)), epochs=10)
+    """
     import tensorflow as tf
 
     T, a = _check(temperature, alpha)

@@ -120,7 +120,14 @@ def lottery_level(trained, rewind, strategy: str = "weight", fraction: float = 0
     """One level of a lottery, in your own code: ``rewind`` (a model of the same shape holding the weights
     to rewind to, e.g. a copy of the initialisation) gets ``trained``'s masks pruned by ``fraction`` of
     what is alive in each layer, and its kernels times those masks (the survivors keep their rewind
-    values exactly); returns the MaskSet. Train ``rewind`` next, then call this again with it."""
+    values exactly); returns the MaskSet. Train ``rewind`` next, then call this again with it.
+
+    Use::
+
+        init = pruning.build_mlp(784); trained = keras.models.clone_model(init)
+        trained.set_weights(init.get_weights()); trained.compile(...); trained.fit(...)
+        pruning.lottery_level(trained, init, "weight", 0.2)   # init: 20 % fewer weights, survivors rewound
+    """
     from ..core.callbacks import assign_masks
 
     mask_set = ticket_masks(trained, strategy, fraction, seed)

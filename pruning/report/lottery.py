@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 
 from .. import paths
-from .results import read_replicates
-from .stats import mean_ci
+from .results import IDENTITY_COLUMNS, identity, read_replicates
+from .stats import identity_of, mean_ci
 
 ROLES = ("ticket", "reinit", "random_mask")  # the ticket and the controls (pruning.config.CONTROLS)
 ROLE_STYLE = {"ticket": ("tab:blue", "o", "ticket (rewound survivors)"),
@@ -20,10 +20,10 @@ ROLE_STYLE = {"ticket": ("tab:blue", "o", "ticket (rewound survivors)"),
               "random_mask": ("tab:gray", "^", "random_mask control (random masks, ticket's initialisation)")}
 LOTTERY_COLUMNS = ("seed", "strategy", "role", "level", "status", "remaining_percent", "remaining_prunable_percent",
                    "test_accuracy", "early_stop_test_accuracy", "early_stop_heldout_accuracy", "early_stop_epoch",
-                   "early_stop_step", "train_accuracy", "epochs", "wall_time_s", "run", "parent")
+                   "early_stop_step", "train_accuracy", "epochs", "wall_time_s", "run", "parent", *IDENTITY_COLUMNS)
 SUMMARY_KEYS = ("remaining_percent", "test_accuracy", "early_stop_test_accuracy", "early_stop_epoch")
 SUMMARY_COLUMNS = ("strategy", "role", "level", "seeds", "n_ok",
-                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")))
+                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")), *IDENTITY_COLUMNS)
 
 
 def is_lottery(results: list[dict]) -> bool:
@@ -51,7 +51,7 @@ def lottery_rows(results: list[dict], seed: int | None = None) -> list[dict]:
             **{k: lot.get(k) for k in ("early_stop_test_accuracy", "early_stop_heldout_accuracy", "early_stop_epoch",
                                        "early_stop_step")},
             "epochs": len((r.get("history") or {}).get("loss", [])), "wall_time_s": r.get("wall_time_s"),
-            "run": r["run"], "parent": cfg.get("parent"),
+            "run": r["run"], "parent": cfg.get("parent"), **identity(r),
         })
     order = {k: i for i, k in enumerate(("dense", *ROLES))}
     return sorted(rows, key=lambda row: (row["level"] > 0, row["strategy"], row["level"], order[row["role"]]))
@@ -70,7 +70,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         for key in SUMMARY_KEYS:
             mean, sd, hw = mean_ci(r.get(key) for r in ok)
             row.update({f"{key}_mean": mean, f"{key}_sd": sd, f"{key}_ci95": hw})
-        out.append(row)
+        out.append({**row, **identity_of(rs)})
     return out
 
 

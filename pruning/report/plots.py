@@ -106,6 +106,14 @@ def data_notice(results) -> str | None:
     return f"MIXED DATA{', partly OFFLINE SAMPLE' if sample else ''}: {parts}: runs not comparable"
 
 
+def data_label(data: dict) -> str:
+    """A run's data as a figure footer names it: the kind of source, the data set and its size, never a
+    path of the machine that drew it ("idx:/home/me/mnist" is "idx: mnist, 60000 train / 10000 test")."""
+    kind = str(data.get("source") or "?").split(":", 1)[0]
+    return (f"{kind}: {data.get('dataset') or 'mnist'}, {data.get('train_examples', '?')} train / "
+            f"{data.get('test_examples', '?')} test")
+
+
 FOOTER_PT = 7
 MISSING_SHOWN = 8  # a footer names this many missing (or failed) runs, then counts the rest
 
@@ -421,7 +429,7 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     parts = []
     if results:
         d = results[0].get("data") or {}
-        parts.append(f"data: {d.get('source', '?')} ({d.get('train_examples', '?')} train / {d.get('test_examples', '?')} test)")
+        parts.append(f"data: {data_label(d)}")
     if several:
         parts.append(f"{len(replicates)} seeds; per-epoch figures: the first seed")
     if missing:

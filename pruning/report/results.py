@@ -27,6 +27,9 @@ SIZE_COLUMNS = (
     "dense_gzip_bytes",
     "sparse_gzip_bytes",
 )
+# what a table describes, from each run's configuration: the network, the data set and the protocol
+# (tables written before these columns existed have none of them and read as before)
+IDENTITY_COLUMNS = ("model", "dataset", "protocol")
 CSV_COLUMNS = (
     "seed",
     "strategy",
@@ -43,7 +46,22 @@ CSV_COLUMNS = (
     "wall_time_s",
     "run",
     "parent",
+    *IDENTITY_COLUMNS,
 )
+
+
+def identity(result: dict) -> dict:
+    """The ``IDENTITY_COLUMNS`` of a run's result: ``model`` (``config.hyper.model.name``), ``dataset``
+    (``config.hyper.data.dataset``, else the data's own name, else "mnist": runs made before --dataset
+    were MNIST) and ``protocol`` (``config.hyper.prune.protocol``); None where a result does not say.
+
+    >>> identity({"config": {"hyper": {"model": {"name": "lenet5"}, "prune": {"protocol": "retrain"}}}})
+    {'model': 'lenet5', 'dataset': 'mnist', 'protocol': 'retrain'}
+    """
+    hyper = (result.get("config") or {}).get("hyper") or {}
+    return {"model": (hyper.get("model") or {}).get("name"),
+            "dataset": (hyper.get("data") or {}).get("dataset") or (result.get("data") or {}).get("dataset") or "mnist",
+            "protocol": (hyper.get("prune") or {}).get("protocol")}
 
 
 def result_files(result: dict) -> list[str]:
@@ -246,6 +264,7 @@ def table_rows(results: list[dict], strategies, sparsities, seed: int | None = N
                     "wall_time_s": r.get("wall_time_s"),
                     "run": r["run"],
                     "parent": r["config"].get("parent"),
+                    **identity(r),
                 }
             )
     return rows

@@ -7,24 +7,31 @@ import math
 from .. import paths
 
 SUMMARY_KEYS = ("test_accuracy", "oneshot_test_accuracy", "effective_sparsity")
+IDENTITY_COLUMNS = ("model", "dataset", "protocol")  # as pruning.report.results.IDENTITY_COLUMNS
 SUMMARY_COLUMNS = ("strategy", "sparsity", "seeds", "n_ok",
-                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")))
+                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")), *IDENTITY_COLUMNS)
 
-# Two-sided 95 % quantiles of Student's t, t(0.975, df), for df = 1..30 (standard tables).
-_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788,
-         2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639,
-         2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
 
+def identity_of(rows: list[dict]) -> dict:
+    """The ``IDENTITY_COLUMNS`` a group of results.csv rows shares: each column's value when every row
+    that has one agrees, the distinct values joined by "+" when they differ, absent when no row has one
+    (a table written before the columns existed)."""
+    out = {}
+    for col in IDENTITY_COLUMNS:
+        values = list(dict.fromkeys(r[col] for r in rows if r.get(col) not in (None, "")))
+        if values:
+            out[col] = "+".join(map(str, values))
+    return out
 
 def t975(df: int) -> float:
-    """t(0.975, df): the table for df <= 30, then a Cornish-Fisher expansion around the normal
-    quantile (error below 1e-4 there)."""
+    """t(0.975, df), the two-sided 95 % quantile of Student's t with ``df`` degrees of freedom
+    (``scipy.stats.t.ppf``; NaN for df < 1). ``t975(2)`` is 4.3027: three seeds' half-width is
+    2.48 standard deviations."""
     if df < 1:
         return math.nan
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    from scipy.stats import t  # imported on first use: the command line starts without it
+
+    return float(t.ppf(0.975, df))
 
 
 def mean_ci(values) -> tuple[float, float, float]:
@@ -37,7 +44,8 @@ def mean_ci(values) -> tuple[float, float, float]:
     mean = sum(v) / n
     if n < 2:
         return mean, math.nan, math.nan
-    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    # equal values have no spread: exactly 0, not the rounding error of their mean (1e-17)
+    sd = 0.0 if min(v) == max(v) else math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
     return mean, sd, t975(n - 1) * sd / math.sqrt(n)
 
 
@@ -55,7 +63,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         for key in SUMMARY_KEYS:
             mean, sd, hw = mean_ci(r.get(key) for r in ok)
             row.update({f"{key}_mean": mean, f"{key}_sd": sd, f"{key}_ci95": hw})
-        out.append(row)
+        out.append({**row, **identity_of(rs)})
     return out
 
 
@@ -79,25 +87,27 @@ def format_summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[dict], key: str, strategies) -> str:
-    """``key`` (one of ``SUMMARY_KEYS``) of the summary ``rows`` as a Markdown table: one row per k, one
-    column per strategy, each cell the mean +- 95 % half-width in percent (the mean alone for one seed;
-    "(n of N seeds)" when some failed)."""
+def pm_cell(r: dict | None, key: str) -> str:
+    """One cell of a Markdown table: ``key``'s mean ± 95 % half-width of summary row ``r`` in percent
+    (the mean alone for one seed; "(n of N seeds)" when some failed; "failed" when none finished)."""
+    if r is None:
+        return ""
+    mean, hw = r[f"{key}_mean"], r[f"{key}_ci95"]
+    if mean is None or not math.isfinite(mean):
+        return "failed" if r["n_ok"] == 0 else ""
+    text = f"{100 * mean:.2f}" + (f" ± {100 * hw:.2f}" if hw is not None and math.isfinite(hw) else "")
+    return text + (f" ({r['n_ok']} of {r['seeds']} seeds)" if r["n_ok"] < r["seeds"] else "")
+
+
+def markdown_table(rows: list[dict], key: str, strategies, sparsities=None) -> str:
+    """``key`` (one of ``SUMMARY_KEYS``) of the summary ``rows`` as a Markdown table: one row per k (every
+    k of ``rows``, or ``sparsities``), one column per strategy, each cell as ``pm_cell`` writes it."""
     by = {(r["strategy"], float(r["sparsity"])): r for r in rows}
-    ks = sorted({k for _, k in by})
-
-    def cell(r) -> str:
-        if r is None:
-            return ""
-        mean, hw = r[f"{key}_mean"], r[f"{key}_ci95"]
-        if mean is None or not math.isfinite(mean):
-            return "failed" if r["n_ok"] == 0 else ""
-        text = f"{100 * mean:.2f}" + (f" ± {100 * hw:.2f}" if hw is not None and math.isfinite(hw) else "")
-        return text + (f" ({r['n_ok']} of {r['seeds']} seeds)" if r["n_ok"] < r["seeds"] else "")
-
+    ks = sorted({k for _, k in by}) if sparsities is None else [float(k) for k in sparsities]
     lines = ["| k (%) | " + " | ".join(strategies) + " |", "|---:|" + "---:|" * len(strategies)]
     for k in ks:
-        lines.append(f"| {paths.format_sparsity(k)} | " + " | ".join(cell(by.get((s, k))) for s in strategies) + " |")
+        lines.append(f"| {paths.format_sparsity(k)} | " + " | ".join(pm_cell(by.get((s, k)), key) for s in strategies)
+                     + " |")
     return "\n".join(lines)
 
 
