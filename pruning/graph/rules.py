@@ -266,8 +266,9 @@ class Pin(Rule):
 
     shown = True
 
-    def __init__(self, why: str = "normalises over the channels"):
+    def __init__(self, why: str = "normalises over the channels", passes: bool = True):
         self.why = why
+        self.passes = passes  # channel c in is channel c out (shown as one group); not for an excluded layer
 
     def check(self, op, graph):
         return None
@@ -275,7 +276,7 @@ class Pin(Rule):
     def couple(self, op, graph, tie, pin):
         for t in op.inputs + op.outputs:
             pin(t, f"{op.name} ({type(op.layer).__name__}) {self.why}")
-        if len(op.inputs) == 1 and len(op.outputs) == 1 and \
+        if self.passes and len(op.inputs) == 1 and len(op.outputs) == 1 and \
                 graph.tensors[op.inputs[0]].shape == graph.tensors[op.outputs[0]].shape:
             tie(op.inputs[0], op.outputs[0])
 
@@ -406,7 +407,7 @@ for _cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
     register(_cls, Merge())
 register(L.Multiply, Merge(any_zero=True))
 register(L.Concatenate, Concat())
-EXCLUDED = Pin("is excluded")
+EXCLUDED = Pin("is excluded", passes=False)
 
 SUPPORTED = ("Dense, Conv1D, Conv2D (any stride, padding, dilation), DepthwiseConv1D/2D, SeparableConv1D/2D, "
              "BatchNormalization (last axis), LayerNormalization, Softmax, Normalization, activations (Activation, "
