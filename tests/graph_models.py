@@ -88,7 +88,7 @@ def concat(seed=0):
 def dwsep(seed=0):
     """Depthwise (multiplier 2) + separable block.  Groups: input (3, pinned), c1:out+dw+bn+sep:in (4),
     sep:out+out:in (5), out (2, pinned).  At 50 %: 4 -> 2, 5 -> 2.  Shrunk: c1 3*3*3*2+2=56,
-    dw 3*3*2*2+4=40, bn 4*4=16, sep 3*3*2*1+1*1*4*2+2=28, out 2*2+2=6: 146."""
+    dw 3*3*2*2+4=40 (2 channels in, 2 x 2 out), bn 4*4=16, sep 3*3*4*1+1*1*4*2+2=46, out 2*2+2=6: 164."""
     x = keras.Input((8, 8, 3), name="img")
     h = L.Conv2D(4, 3, name="c1")(x)
     h = L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw")(h)
@@ -172,7 +172,7 @@ HAND = {
     "concat": (concat, {("a:out", "cat", "c:in"): 3, ("b:out", "cat", "c:in"): 2, ("c:out", "flat", "out:in"): 4},
                {"a": (1, 1, 3, 1), "b": (3, 3, 3, 1), "c": (1, 1, 2, 2), "out": (18, 2)}, 76),
     "dwsep": (dwsep, {("c1:out", "dw", "bn", "sep:in"): 4, ("sep:out", "out:in"): 5},
-              {"c1": (3, 3, 3, 2), "dw": (3, 3, 2, 2), "out": (2, 2)}, 146),
+              {"c1": (3, 3, 3, 2), "dw": (3, 3, 2, 2), "sep": (3, 3, 4, 1), "out": (2, 2)}, 164),
     "se": (se, {("c1:out", "fc1:in", "fc2:out", "rs", "mul", "c2:in"): 4, ("fc1:out", "fc2:in"): 2,
                 ("c2:out", "out:in"): 3},
            {"c1": (3, 3, 3, 2), "fc1": (2, 1), "fc2": (1, 2), "c2": (1, 1, 2, 1), "out": (1, 2)}, 70),
