@@ -74,8 +74,21 @@ def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 
     Existing masks are kept (their entries are pruned first), the new masks are assigned to the
     layers and the masked kernel entries are set to exactly zero. ``seed`` (the run's) decides a
     random strategy's draw. Returns each layer's pruning threshold (the largest pruned score).
+
+    A model made by ``pruning.prunable`` (any Keras graph) is pruned by ``pruning.graph.prune``.
     """
+    if _graph_model(model):
+        from ..graph import prune
+
+        return prune(model, strategy, sparsity, seed)
     return assign_masks(model, compute_model_masks(model, strategy, sparsity, seed))
+
+
+def _graph_model(model) -> bool:
+    """Whether ``model`` was made by ``pruning.prunable`` (``pruning.graph``'s masked twins)."""
+    from ..graph.report import is_graph_model
+
+    return is_graph_model(model)
 
 
 def _removed(strategy: masks.Strategy, layer) -> int:
@@ -94,7 +107,12 @@ def measure_sparsity(model: keras.Model) -> dict:
     A shrunk layer is measured over its current inputs and its *original* units: a removed
     unit's column counts as pruned; the rows that went because the unit feeding them died
     count toward the effective sparsity (``pruning.deploy.shrink``), not here.
+    A model made by ``pruning.prunable`` is measured by ``pruning.graph.report.measure_sparsity``.
     """
+    if _graph_model(model):
+        from ..graph.report import measure_sparsity as graph_sparsity
+
+        return graph_sparsity(model)
     per_layer, zeros, total, all_zeros, all_total = {}, 0, 0, 0, 0
     for layer in model.layers:
         if not hasattr(layer, "effective_kernel"):
@@ -208,6 +226,12 @@ class MaskingCallback(keras.callbacks.Callback):
         # kernels exactly zero too, whatever state an optimizer carried in.
         for layer in masked_layers(self.model):
             layer.kernel.assign(layer.kernel * layer.mask)
+        if _graph_model(self.model):
+            from ..graph.layers import graph_masked_layers
+
+            for layer in graph_masked_layers(self.model):
+                for name in layer.mask_names:
+                    getattr(layer, name).assign(layer.masked(name))
         if self._writer is not None:
             self._writer.close()
             self._writer = None
