@@ -57,7 +57,9 @@ class Graph:
 
     def new_tensor(self, kt, producer: int | None) -> int:
         shape = tuple(None if d is None else int(d) for d in kt.shape[1:])
-        self.tensors.append(TensorInfo(len(self.tensors), shape, str(kt.dtype), str(kt.name), producer))
+        history = getattr(kt, "_keras_history", None)
+        name = history[0].name if producer is None and history is not None else str(kt.name)  # the InputLayer's
+        self.tensors.append(TensorInfo(len(self.tensors), shape, str(kt.dtype), name, producer))
         return len(self.tensors) - 1
 
     def consumers(self, t: int) -> list[Op]:
