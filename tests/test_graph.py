@@ -205,3 +205,17 @@ def test_an_excluded_unsupported_layer_is_kept_and_pins_its_channels():
     with pytest.raises(G.UnsupportedLayerError):
         G.channel_groups(model)  # the plain model, no exclude: refused
     assert {frozenset(g.parts): g.pinned for g in G.channel_groups(model, exclude=("twice",))} == groups
+
+
+def test_a_sequential_model_and_a_masked_model_made_prunable_again():
+    model = keras.Sequential([keras.Input((6, 6, 2)), L.Conv2D(3, 3, name="c"), L.BatchNormalization(name="bn"),
+                              L.ReLU(name="r"), L.Flatten(name="f"), L.Dense(2, name="out")], name="seq")
+    M._init(model, 0)
+    x = M.sample(model)
+    masked = G.prunable(model)
+    _close(masked(x, training=False), model(x, training=False))
+    assert [str(g) for g in G.channel_groups(masked) if g.pinned is None] == ["c:out + bn + f + out:in (3 channels)"]
+    G.prune(masked, "neuron", 34)  # round(1.02) = 1 channel
+    again = G.prunable(masked)
+    np.testing.assert_array_equal(np.asarray(again.get_layer("c").bias_mask), np.asarray(masked.get_layer("c").bias_mask))
+    _close(again(x, training=False), masked(x, training=False))

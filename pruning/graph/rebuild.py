@@ -78,7 +78,10 @@ def rebuild(analysis: Analysis, keep=None, twins: bool = False):
             new_layer = cls.from_config(config)
             args, kwargs = op.call_arguments(new)
             outs = new_layer(*args, **kwargs)
-            weights = baked_weights(layer)
+            if twins and isinstance(layer, GraphMasked) and full:  # a masked model made prunable again
+                weights = {v.name: np.asarray(v) for v in layer.weights}
+            else:
+                weights = baked_weights(layer)
             if not full:
                 weights = rule.cut(weights, keep_in, keep_out)
             by_name = {v.name: v for v in new_layer.weights}
