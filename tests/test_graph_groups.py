@@ -97,3 +97,24 @@ def test_str_reads_like_the_graph():
                     "d1:out + bn1 + d2:in (8 channels)",
                     "d2:out + bn2 + out:in (5 channels)",
                     "out:out (3 channels), pinned: model output"]
+
+
+def test_rescaling_with_an_offset_pins_and_a_per_channel_scale_pins():
+    x = keras.Input((5,))
+    h = L.Dense(4, name="d1")(x)
+    h = L.Rescaling(2.0, offset=1.0, name="shift")(h)
+    model = keras.Model(x, L.Dense(2, name="out")(h))
+    (group,) = [g for g in G.channel_groups(model) if "d1:out" in g.parts]
+    assert "shift maps 0 to a nonzero value" in group.pinned
+    x = keras.Input((5,))
+    h = L.Dense(4, name="d1")(x)
+    h = L.Rescaling([1.0, 2.0, 3.0, 4.0], name="per_channel")(h)
+    model = keras.Model(x, L.Dense(2, name="out")(h))
+    (group,) = [g for g in G.channel_groups(model) if "d1:out" in g.parts]
+    assert group.pinned.startswith("per_channel (Rescaling)")
+    x = keras.Input((5,))
+    h = L.Dense(4, name="d1")(x)
+    h = L.Rescaling(3.0, name="scalar")(h)
+    model = keras.Model(x, L.Dense(2, name="out")(h))
+    (group,) = [g for g in G.channel_groups(model) if "d1:out" in g.parts]
+    assert group.pinned is None

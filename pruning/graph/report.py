@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers import GraphMasked, standard_class
+from .layers import GraphMasked
 from .rebuild import baked_weights
 from .rules import Depthwise, Producer, rule_for
 from .trace import trace
@@ -97,4 +97,4 @@ def is_graph_model(model) -> bool:
     return any(isinstance(layer, GraphMasked) for layer in getattr(model, "layers", ()))
 
 
-__all__ = ["measure_sparsity", "size_report", "is_graph_model", "standard_class"]
+__all__ = ["measure_sparsity", "size_report", "is_graph_model"]

@@ -82,9 +82,6 @@ class Elementwise(Rule):
     """f applied entry by entry (an activation, a scalar rescaling): a removed channel stays 0 only if
     f(0) == 0, which is checked by calling the layer on zeros."""
 
-    def __init__(self):
-        self._f0 = {}
-
     def _mixes(self, layer) -> bool:
         cfg = layer.get_config()
         if cfg.get("activation") in ("softmax", "log_softmax"):
@@ -93,15 +90,15 @@ class Elementwise(Rule):
 
     def couple(self, op, graph, tie, pin):
         if self._mixes(op.layer):
-            pin(op.inputs[0], f"{op.name} ({type(op.layer).__name__}) mixes or rescales channels one by one")
-            pin(op.outputs[0], f"{op.name} ({type(op.layer).__name__}) mixes or rescales channels one by one")
+            why = f"{op.name} ({type(op.layer).__name__}) normalises over the channels or scales each by its own constant"
+            pin(op.inputs[0], why)
+            pin(op.outputs[0], why)
         super().couple(op, graph, tie, pin)
 
     def zero_out(self, op, flags, masked=False):
-        if id(op.layer) not in self._f0:
-            x = np.zeros((1, 4), dtype="float32")
-            self._f0[id(op.layer)] = bool(np.all(np.asarray(op.layer(x)) == 0))
-        return super().zero_out(op, flags, masked) and self._f0[id(op.layer)]
+        channels = int(op.node.input_tensors[0].shape[-1] or 1)
+        keeps_zero = bool(np.all(np.asarray(op.layer(np.zeros((1, channels), dtype="float32"))) == 0))
+        return super().zero_out(op, flags, masked) and keeps_zero
 
 
 class Producer(Rule):
