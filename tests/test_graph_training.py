@@ -80,3 +80,19 @@ def test_size_report_counts_by_hand():
         assert report["flops_per_example"] == 2 * 11434
         assert report["effective_sparsity"] == pytest.approx(1 - 229 / 728)
     assert pruning.size_report(small)["params"] == small.count_params() == 278
+
+
+def test_tensorboard_logs_and_a_saved_masked_model_loads_with_its_masks(tmp_path):
+    model = pruning.prunable(M.dwsep())
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(model, 16)
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0,
+              callbacks=[pruning.MaskingCallback("weight", 50, log_dir=tmp_path / "logs")])
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert set(pruning.measure_sparsity(model)["per_layer"]) == {"c1", "dw", "sep/depthwise_kernel",
+                                                                 "sep/pointwise_kernel"}
+    model.save(tmp_path / "masked.keras")
+    loaded = keras.models.load_model(tmp_path / "masked.keras")  # the twins are registered serializables
+    np.testing.assert_array_equal(np.asarray(loaded.get_layer("sep").pointwise_kernel_mask),
+                                  np.asarray(model.get_layer("sep").pointwise_kernel_mask))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6, atol=1e-6)

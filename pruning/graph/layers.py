@@ -56,6 +56,14 @@ class GraphMasked:
         mask_name = self.mask_names.get(name)
         return var if mask_name is None else var * getattr(self, mask_name)
 
+    # Keras' Dense and convolutions save only their own named weights (for quantization); a twin saves
+    # and loads every variable it owns, masks included, as a plain Keras layer does.
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
     def _finish(self, outputs, bias_shape):
         if self.use_bias:
             outputs = ops.add(outputs, ops.reshape(self.masked("bias"), bias_shape))
