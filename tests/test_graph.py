@@ -219,3 +219,23 @@ def test_a_sequential_model_and_a_masked_model_made_prunable_again():
     again = G.prunable(masked)
     np.testing.assert_array_equal(np.asarray(again.get_layer("c").bias_mask), np.asarray(masked.get_layer("c").bias_mask))
     _close(again(x, training=False), masked(x, training=False))
+
+
+def test_two_inputs_and_a_sequential_nested_in_a_sequential():
+    a, b = keras.Input((3,), name="a"), keras.Input((4,), name="b")
+    h = L.Concatenate(name="cat")([L.Dense(5, name="da")(a), L.Dense(2, name="db")(b)])
+    model = M._init(keras.Model([a, b], L.Dense(2, name="out")(L.ReLU(name="r")(h))), 0)
+    xs = [M.sample(keras.Model(a, a), 4), M.sample(keras.Model(b, b), 4)]
+    masked = G.prunable(model)
+    _close(masked(xs), model(xs))
+    G.prune(masked, "neuron", 50)
+    small = G.shrink(masked)
+    assert small.get_layer("da").kernel.shape == (3, 2) and small.get_layer("db").kernel.shape == (4, 1)
+    assert small.get_layer("out").kernel.shape == (3, 2)
+    _close(small(xs), masked(xs), rel=1e-5)
+    inner = keras.Sequential([keras.Input((4,)), L.Dense(3, name="i"), L.ReLU(name="ir")], name="inner")
+    outer = M._init(keras.Sequential([keras.Input((5,)), L.Dense(4, name="o"), inner, L.Dense(2, name="out")]), 0)
+    masked = G.prunable(outer)
+    assert [l.name for l in masked.layers][1:] == ["o", "i", "ir", "out"]
+    x = M.sample(outer)
+    _close(masked(x), outer(x))
