@@ -134,3 +134,28 @@ def test_strip_of_a_unit_pruned_model_keeps_its_shape_and_outputs(tmp_path):
     _close(plain(x, training=False), model(x, training=False))
     plain.save(tmp_path / "plain.keras")
     _close(keras.models.load_model(tmp_path / "plain.keras")(x, training=False), model(x, training=False))
+
+
+def test_conv3d_prelu_and_a_unit_normalization():
+    """Groups: c3d:out+pr+d:in (4), d:out+pr2+d2:in (6), d2:out+un+out:in (4, pinned by un).  At 50 %:
+    4 -> 2, 6 -> 3.  Shrunk: c3d 3*3*3*2*2+2=110, pr (shared slopes) 2, d 2*3+3=9, pr2 3, d2 3*4+4=16,
+    out 4*3+3=15: 155."""
+    L = keras.layers
+    x = keras.Input((4, 4, 4, 2), name="vol")
+    h = L.Conv3D(4, 3, padding="same", name="c3d")(x)
+    h = L.PReLU(shared_axes=[1, 2, 3], name="pr")(h)
+    h = L.GlobalAveragePooling3D(name="gap")(h)
+    h = L.PReLU(name="pr2")(L.Dense(6, name="d")(h))
+    h = L.UnitNormalization(name="un")(L.Dense(4, name="d2")(h))
+    model = M._init(keras.Model(x, L.Dense(3, name="out")(h)), 0)
+    groups = {frozenset(g.parts): (g.size, g.pinned is None) for g in G.channel_groups(model)}
+    assert groups[frozenset({"c3d:out", "pr", "d:in"})] == (4, True)
+    assert groups[frozenset({"d:out", "pr2", "d2:in"})] == (6, True)
+    assert groups[frozenset({"d2:out", "un", "out:in"})] == (4, False)
+    masked = G.prunable(model)
+    G.prune(masked, "neuron", 50)
+    x = M.sample(masked)
+    small = G.shrink(masked)
+    _close(small(x, training=False), masked(x, training=False))
+    assert small.get_layer("c3d").kernel.shape == (3, 3, 3, 2, 2) and small.get_layer("pr2").alpha.shape == (3,)
+    assert small.count_params() == 155

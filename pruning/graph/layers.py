@@ -123,6 +123,15 @@ class PrunableConv2D(_PrunableConv, keras.layers.Conv2D):
         return keras.layers.Conv2D
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PrunableConv3D(_PrunableConv, keras.layers.Conv3D):
+    """``keras.layers.Conv3D`` with its kernel and bias masked."""
+
+    @property
+    def base_class(self):
+        return keras.layers.Conv3D
+
+
 class _PrunableDepthwise(GraphMasked):
     def build(self, input_shape):
         _check_last(self)
@@ -208,6 +217,7 @@ TWINS = {
     keras.layers.Dense: PrunableDense,
     keras.layers.Conv1D: PrunableConv1D,
     keras.layers.Conv2D: PrunableConv2D,
+    keras.layers.Conv3D: PrunableConv3D,
     keras.layers.DepthwiseConv1D: PrunableDepthwiseConv1D,
     keras.layers.DepthwiseConv2D: PrunableDepthwiseConv2D,
     keras.layers.SeparableConv1D: PrunableSeparableConv1D,

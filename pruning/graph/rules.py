@@ -278,6 +278,16 @@ class Pin(Rule):
             tie(op.inputs[0], op.outputs[0])
 
 
+class PerChannel(Rule):
+    """A layer with a constant per channel and f(0) == 0 (PReLU's slopes): channel c to c; its weights
+    are cut on their last axis (unless shared over the channels)."""
+
+    shown = True
+
+    def cut(self, weights, keep_in, keep_out):
+        return {name: w if w.shape[-1] == 1 else w[..., keep_out] for name, w in weights.items()}
+
+
 class Flatten(Rule):
     """Flatten (channels last): output entry p*C + c is input channel c at position p."""
 
@@ -390,6 +400,8 @@ for _cls in (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Rescaling):
 register(L.Dense, Producer())
 register(L.Conv1D, Conv())
 register(L.Conv2D, Conv())
+register(L.Conv3D, Conv())
+register(L.PReLU, PerChannel())
 register(L.SeparableConv1D, Separable())
 register(L.SeparableConv2D, Separable())
 register(L.DepthwiseConv1D, Depthwise())
@@ -398,6 +410,8 @@ register(L.BatchNormalization, BatchNorm())
 register(L.LayerNormalization, Pin("normalises over the channels (removing one would change the others)"))
 register(L.Softmax, Pin("normalises over the channels (removing one would change the others)"))
 register(L.Normalization, Pin("holds a constant per channel"))
+register(L.UnitNormalization, Pin("normalises over the channels (removing one would change the others)"))
+register(L.GroupNormalization, Pin("normalises over groups of channels (removing one would change the others)"))
 register(L.Flatten, Flatten())
 register(L.Reshape, Reshape())
 for _cls in (L.Add, L.Subtract, L.Average, L.Maximum, L.Minimum):
@@ -406,9 +420,10 @@ register(L.Multiply, Merge(any_zero=True))
 register(L.Concatenate, Concat())
 EXCLUDED = Pin("is excluded", passes=False)
 
-SUPPORTED = ("Dense, Conv1D, Conv2D (any stride, padding, dilation), DepthwiseConv1D/2D, SeparableConv1D/2D, "
-             "BatchNormalization (last axis), LayerNormalization, Softmax, Normalization, activations (Activation, "
-             "ReLU, LeakyReLU, ELU), Dropout and its spatial and Gaussian kinds, pooling and global pooling, "
+SUPPORTED = ("Dense, Conv1D, Conv2D, Conv3D (any stride, padding, dilation), DepthwiseConv1D/2D, "
+             "SeparableConv1D/2D, BatchNormalization (last axis), LayerNormalization, GroupNormalization, "
+             "UnitNormalization, Softmax, Normalization, activations (Activation, ReLU, LeakyReLU, ELU, PReLU), "
+             "Dropout and its spatial and Gaussian kinds, pooling and global pooling, "
              "Flatten, Reshape keeping channels last, ZeroPadding, Cropping, UpSampling, RepeatVector, Rescaling, "
              "Identity, ActivityRegularization, and the merges Add, Subtract, Multiply, Average, Maximum, Minimum "
              "and Concatenate, in channels_last Functional or Sequential models (nested ones included)")
