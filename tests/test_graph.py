@@ -239,3 +239,13 @@ def test_two_inputs_and_a_sequential_nested_in_a_sequential():
     assert [l.name for l in masked.layers][1:] == ["o", "i", "ir", "out"]
     x = M.sample(outer)
     _close(masked(x), outer(x))
+
+
+def test_the_output_layer_is_found_behind_a_batch_normalization_and_an_activation():
+    x = keras.Input((4,), name="x")
+    h = L.Dense(5, name="hidden")(x)
+    h = L.BatchNormalization(name="bn_out")(L.Dense(3, name="out")(h))
+    model = keras.Model(x, L.Activation("softmax", name="sm")(h))
+    masked = G.prunable(model)
+    assert [l.name for l in masked.layers if isinstance(l, GraphMasked)] == ["hidden"]
+    assert [str(g) for g in G.channel_groups(masked) if g.pinned is None] == ["hidden:out + out:in (5 channels)"]

@@ -89,14 +89,15 @@ def unsupported(op, why: str | None = None) -> UnsupportedLayerError:
 
 
 def output_ops(graph: Graph) -> set[int]:
-    """The ops producing the model's outputs: from each output back through weightless one-input
-    layers (an Activation, a Dropout) to the first layer with weights (or a merge)."""
+    """The ops producing the model's outputs: from each output back through one-input layers without a
+    kernel (an Activation, a Dropout, a BatchNormalization) to the first layer with a kernel (a Dense, a
+    convolution) or a merge, all of them included; none of them is masked."""
     found = set()
     for t in graph.outputs:
         while graph.tensors[t].producer is not None:
             op = graph.ops[graph.tensors[t].producer]
-            if op.layer.weights or len(op.inputs) != 1:
-                found.add(op.index)
+            found.add(op.index)
+            if len(op.inputs) != 1 or any("kernel" in v.name for v in op.layer.weights):
                 break
             t = op.inputs[0]
     return found
