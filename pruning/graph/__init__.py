@@ -17,6 +17,13 @@ Modules, one concept each:
 * ``rebuild``: ``strip`` and ``shrink`` (from_config with new widths, weights cut by the rules);
 * ``report``: parameters, FLOPs and sparsity of any model this package accepts;
 * ``errors``: ``UnsupportedLayerError``.
+
+Limits: channels last only; a layer called more than once (shared) is refused; a Reshape that moves
+the channels off the last axis, Permute, Conv*Transpose, Embedding, recurrent and attention layers,
+Lambda and custom layers have no rule (refused by name unless excluded, then pinned);
+LayerNormalization, GroupNormalization, UnitNormalization, Softmax, Normalization, grouped convolutions
+and activations with f(0) != 0 before a Dense or convolution pin their groups rather than remove
+channels inexactly. ``strip`` and ``shrink`` return flat Functional models (nested models flattened).
 """
 from .errors import UnsupportedLayerError
 from .groups import ChannelGroup, channel_groups

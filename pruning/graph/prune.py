@@ -48,11 +48,20 @@ def prune_weights(model, strategy: str, sparsity: float, seed: int = 0) -> dict[
     """Prune every masked kernel of a ``prunable`` model with a weight strategy, in place, exactly as
     ``pruning.prune`` prunes the toolkit's own layers: round-half-up counts per kernel (``weight``,
     ``random``) or over all kernels below one threshold (``global_weight``); existing masks are kept;
-    biases and normalisation parameters are never pruned. Returns each kernel's threshold."""
+    biases and normalisation parameters are never pruned. Returns each kernel's threshold.
+
+    As everywhere in the toolkit, k % counts a kernel's entries and the entries already masked are taken
+    first: a weight k below what unit pruning already removed from a kernel gives some entries back
+    (their stored weights stay 0, their bias entries stay masked).
+
+        >>> pruning.graph.prune_weights(masked, "weight", 90)     # 90 % of every masked kernel
+    """
     strat = masks.get(strategy)
     if strat.granularity != "weight":
         raise ValueError(f"{strategy!r} is not a weight strategy")
     slots = kernel_slots(model)
+    if not slots:
+        raise ValueError(f"model {model.name!r} has no masked kernels: make it with pruning.prunable(model) first")
     kernels = [np.asarray(getattr(l, n)) for l, n in slots]
     currents = [np.asarray(getattr(l, l.mask_names[n])) for l, n in slots]
     infos = [masks.LayerInfo(index=i, seed=int(seed)) for i in range(len(slots))]
