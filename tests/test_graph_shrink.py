@@ -159,3 +159,25 @@ def test_conv3d_prelu_and_a_unit_normalization():
     _close(small(x, training=False), masked(x, training=False))
     assert small.get_layer("c3d").kernel.shape == (3, 3, 3, 2, 2) and small.get_layer("pr2").alpha.shape == (3,)
     assert small.count_params() == 155
+
+
+def test_separable_and_depthwise_1d_with_a_depth_multiplier():
+    """Groups: c:out+dw+sep:in (3), sep:out+out:in (4).  At 50 %: 3 -> 1 (round(1.5) = 2 removed), 4 -> 2.
+    Shrunk: c 1*2*1+1=3, dw 3*1*2+2=8 (1 channel in, 2 out), sep depthwise 3*2*2=12 (2 channels in, x2)
+    + pointwise 1*4*2=8 + bias 2 = 22, out (3 positions x 2 channels flattened) 6*2+2=14: 47."""
+    L = keras.layers
+    x = keras.Input((8, 2), name="seq")
+    h = L.Conv1D(3, 1, name="c")(x)
+    h = L.DepthwiseConv1D(3, depth_multiplier=2, padding="same", name="dw")(h)
+    h = L.SeparableConv1D(4, 3, depth_multiplier=2, strides=2, name="sep")(h)
+    model = M._init(keras.Model(x, L.Dense(2, name="out")(L.Flatten(name="f")(h))), 0)
+    groups = {frozenset(g.parts): g.size for g in G.channel_groups(model) if g.pinned is None}
+    assert groups == {frozenset({"c:out", "dw", "sep:in"}): 3, frozenset({"sep:out", "f", "out:in"}): 4}
+    masked = G.prunable(model)
+    G.prune(masked, "neuron", 50)
+    x = M.sample(masked)
+    small = G.shrink(masked)
+    _close(small(x, training=False), masked(x, training=False))
+    sep = small.get_layer("sep")
+    assert sep.depthwise_kernel.shape == (3, 2, 2) and sep.pointwise_kernel.shape == (1, 4, 2)
+    assert small.count_params() == 47
