@@ -16,12 +16,16 @@ The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
 * ``build_lenet5(784, ModelConfig(name="lenet5"))``, ``MaskedConv2D``: the CNN and its masked convolution;
 * ``distillation_loss(T, alpha)``: Hinton et al.'s loss over labels packed with a teacher's logits;
 * ``STRATEGIES``, ``Strategy``, ``register_strategy``; ``MODELS``, ``register_model``: the registries.
+* ``prunable(model, exclude=())``: any Keras Functional/Sequential model with masks (``pruning.graph``);
+  ``channel_groups``, ``prune_units``, ``strip``, ``shrink``, ``size_report``, ``UnsupportedLayerError``;
+  ``prune``, ``MaskingCallback``, ``measure_sparsity`` and ``shrink_model`` accept its models too.
 
 The package's folders show its architecture; data flows one way through them::
 
     config.py, paths.py, files.py, registry.py   frozen configurations, every output name, atomic writes
     data/      MNIST or Fashion-MNIST from IDX files or tensorflow-datasets, or the offline MNIST sample, validated
     core/      strategies and pure mask functions, MaskedDense and MaskedConv2D, the masking callback
+    graph/     any Keras graph: masked twins, channel rules, coupled groups, strip and shrink
     models/    registered network builders (mlp, lenet5)
     protocols/ lottery tickets (levels, rewinding, controls); distillation students (small dense baselines)
     study/     plan -> runs on worker processes (engine) -> result.json + TensorBoard events; resume, lock
@@ -65,6 +69,14 @@ _API = {
     "shrink_model": ("deploy.shrink", "shrink_model"),
     "expand_model": ("deploy.shrink", "expand_model"),
     "SparseMLP": ("deploy.sparse_engine", "SparseMLP"),
+    # any Keras Functional/Sequential model, through its graph of channels (pruning/graph)
+    "prunable": ("graph.prune", "prunable"),
+    "channel_groups": ("graph.groups", "channel_groups"),
+    "prune_units": ("graph.prune", "prune_units"),
+    "strip": ("graph.rebuild", "strip"),
+    "shrink": ("graph.rebuild", "shrink"),
+    "size_report": ("graph.report", "size_report"),
+    "UnsupportedLayerError": ("graph.errors", "UnsupportedLayerError"),
 }
 __all__ = sorted(_API)
 

@@ -75,11 +75,24 @@ def apply_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 
     layers and the masked kernel entries are set to exactly zero. ``seed`` (the run's) decides a
     random strategy's draw. Returns each layer's pruning threshold (the largest pruned score).
 
+    A model made by ``pruning.prunable`` (any Keras graph) is pruned by ``pruning.graph.prune``.
+
     Use (public name ``pruning.prune``)::
 
         thresholds = pruning.prune(model, "neuron", 80)   # {"hidden1": ..., ...}; 80 % of each layer's units masked
     """
+    if _graph_model(model):
+        from ..graph import prune
+
+        return prune(model, strategy, sparsity, seed)
     return assign_masks(model, compute_model_masks(model, strategy, sparsity, seed))
+
+
+def _graph_model(model) -> bool:
+    """Whether ``model`` was made by ``pruning.prunable`` (``pruning.graph``'s masked twins)."""
+    from ..graph.report import is_graph_model
+
+    return is_graph_model(model)
 
 
 def _removed(strategy: masks.Strategy, layer) -> int:
@@ -98,12 +111,18 @@ def measure_sparsity(model: keras.Model) -> dict:
     A shrunk layer is measured over its current inputs and its *original* units: a removed
     unit's column counts as pruned; the rows that went because the unit feeding them died
     count toward the effective sparsity (``pruning.deploy.shrink``), not here.
+    A model made by ``pruning.prunable`` is measured by ``pruning.graph.report.measure_sparsity``.
+
 
     Use::
 
         pruning.prune(model, "weight", 90)
         pruning.measure_sparsity(model)["per_layer"]["hidden1"]    # 0.9
     """
+    if _graph_model(model):
+        from ..graph.report import measure_sparsity as graph_sparsity
+
+        return graph_sparsity(model)
     per_layer, zeros, total, all_zeros, all_total = {}, 0, 0, 0, 0
     for layer in model.layers:
         if not hasattr(layer, "effective_kernel"):
@@ -225,6 +244,12 @@ class MaskingCallback(keras.callbacks.Callback):
         # kernels exactly zero too, whatever state an optimizer carried in.
         for layer in masked_layers(self.model):
             layer.kernel.assign(layer.kernel * layer.mask)
+        if _graph_model(self.model):
+            from ..graph.layers import graph_masked_layers
+
+            for layer in graph_masked_layers(self.model):
+                for name in layer.mask_names:
+                    getattr(layer, name).assign(layer.masked(name))
         if self._writer is not None:
             self._writer.close()
             self._writer = None

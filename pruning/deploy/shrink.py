@@ -137,11 +137,21 @@ def shrink_model(model):
     Each layer keeps its ``full_shape`` and the original indices of its units (``kept``), so
     the result can be expanded back and its sparsity measured against the unpruned network.
 
+    A model made by ``pruning.prunable`` (any Keras graph) is shrunk by ``pruning.graph.shrink``: the
+    result is standard Keras layers, and ``keep`` maps each layer that lost channels to the indices of
+    the output channels it kept.
+
     Use (after unit pruning: the same logits from a smaller network)::
 
         pruning.prune(model, "neuron", 80)
         smaller, keep = pruning.shrink_model(model)
     """
+    from ..graph.report import is_graph_model
+
+    if is_graph_model(model):
+        from ..graph import shrink
+
+        return shrink(model, return_keep=True)
     from ..core.layers import rebuild
 
     layers, kernels, masks = _layer_arrays(model)
