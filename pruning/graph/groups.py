@@ -228,9 +228,12 @@ def _group(analysis: Analysis, index: int, tensors: set[int], labels: np.ndarray
 
 
 def channel_groups(model, exclude=()) -> list[ChannelGroup]:
-    """The model's groups of coupled channels, in graph order (see the module's docstring)::
+    """The model's groups of coupled channels, in graph order.
 
-        >>> print("\\n".join(str(g) for g in pruning.channel_groups(model)))
+    Each group is the channels that must be removed together (see the module's docstring). Use::
+
+        for group in pruning.channel_groups(model):
+            print(group)        # conv1:out + bn1 + add + conv2:in (64 channels)
     """
     return analyze(model, exclude).groups
 

@@ -87,6 +87,12 @@ def prune_units(model, strategy: str, sparsity: float, seed: int = 0) -> dict[st
     channel (seed and group index). Channels already removed are removed first, so masks only grow.
     A removed channel outputs exactly 0 everywhere: its producers' columns and bias entries, its
     BatchNormalization's channel-mask entries and its depthwise filters are masked.
+
+    Use::
+
+        masked = pruning.prunable(model)
+        removed = pruning.prune_units(masked, "neuron", 50)   # {"conv1:out + bn1 + ... (64 channels)": 32, ...}
+        smaller = pruning.shrink(masked)
     """
     strat = masks.get(strategy)
     if strat.granularity != "unit":

@@ -65,6 +65,12 @@ def size_report(model, reference=None) -> dict:
     For a masked model (``prunable``), ``flops_per_example``, ``kernel_nonzero`` and ``effective_sparsity``
     are those of its shrunk model (``pruning.graph.shrink``): a consumer's rows that read a removed channel
     cannot change the output, so they count as pruned, as the toolkit's effective sparsity counts them.
+
+    Use::
+
+        masked = pruning.prunable(model)
+        pruning.prune_units(masked, "neuron", 50)
+        pruning.size_report(masked, reference=model)["flops_per_example"]
     """
     graph = trace(model)
     params = nonzero = 0
