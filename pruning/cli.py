@@ -147,10 +147,10 @@ def _engine_options(args) -> dict:
     if args.ray_address is not None and not args.ray_address.strip():
         raise ConfigError("--ray-address is empty; pass the head node's address (host:port, as ray start --head "
                           "printed it), or leave it out for $RAY_ADDRESS or a local Ray instance.")
-    from .study.ray_engine import RayOptions, require_ray
+    from .study.ray_engine import RayOptions, require_ray, run_seeds_ray
 
     require_ray()  # before anything is loaded or written
-    return {"engine": "ray", "ray_options": RayOptions(args.ray_address, cpus, gpus)}
+    return {"engine": run_seeds_ray, "ray_options": RayOptions(args.ray_address, cpus, gpus)}
 
 
 def _percent_notice(values) -> None:

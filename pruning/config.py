@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import models
+from . import models, protocols
 from .core import masks
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
-PROTOCOLS = ("oneshot", "retrain", "scratch", "lottery")
+PROTOCOLS = protocols.names()  # the built-in ones, for --help; a registered plug-in is accepted too
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("float32", "bfloat16")  # --precision: Keras' float32 or mixed_bfloat16 dtype policy
 CONTROLS = ("reinit", "random_mask")  # --protocol lottery's controls (pruning.protocols.lottery)
@@ -144,12 +144,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PruneConfig:
     protocol: str = hp(
-        "retrain",
-        "oneshot: prune the trained dense network, no retraining; retrain: prune it, then retrain "
-        "under the mask; scratch: train each pruned model from a fresh initialisation under the mask; "
-        "lottery: iterative magnitude pruning with rewinding, level by level, with controls (see the "
-        "lottery group; --sparsities is not used)",
-        choices=PROTOCOLS,
+        "retrain", "how each run trains (a registered protocol, pruning.protocols): "
+        + "; ".join(f"{s.name}: {s.help}" for s in protocols.PROTOCOLS.values() if s.selectable),
+        metavar="NAME",
     )
     retrain_epochs: int = hp(5, "epochs of retraining after each pruning step (--protocol retrain)")
     retrain_lr: float = hp(1e-3, "peak learning rate of each retraining (cosine-decayed to zero)")
@@ -165,7 +162,7 @@ class PruneConfig:
     )
 
     def __post_init__(self):
-        _check_choice("--protocol", self.protocol, PROTOCOLS)
+        _check_choice("--protocol", self.protocol, protocols.names())
         _check_positive("--retrain-epochs", self.retrain_epochs, allow_zero=True)
         _check_positive("--retrain-lr", self.retrain_lr)
         _check_positive("--ramp-epochs", self.ramp_epochs, allow_zero=True)
@@ -404,20 +401,7 @@ class RunConfig:
             "sparsity": self.sparsity,
             "parent": self.parent,
         }
-        if self.sparsity > 0 and not masks.get(self.strategy).masks:  # a student: trained anew, for --epochs
-            if self.strategy == "distill":
-                ident["distill"] = dataclasses.asdict(h.distill)
-        elif self.sparsity > 0:
-            ident["protocol"] = h.prune.protocol
-            if h.prune.protocol == "retrain":
-                ident["retrain"] = {"epochs": h.prune.retrain_epochs, "lr": h.prune.retrain_lr,
-                                    "ramp_epochs": h.prune.ramp_epochs}
-        if h.prune.protocol == "lottery":  # the dense run too: it trains on the split and saves the rewind point
-            lot = h.lottery
-            ident["protocol"] = "lottery"
-            ident["lottery"] = {"validation_size": lot.validation_size, "rewind_epoch": lot.rewind_epoch,
-                                "level": self.level, "control": self.control,
-                                **({"prune_fraction": lot.prune_fraction} if self.sparsity > 0 else {})}
+        ident.update(protocols.for_run(self).identity(self))  # what the run's protocol adds (pruning.protocols)
         return ident
 
 

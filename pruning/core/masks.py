@@ -71,6 +71,7 @@ class Strategy:
     label: str  # for figures and tables
     color: str  # a matplotlib colour
     help: str
+    protocol: str | None = None  # the protocol its runs train under instead of --protocol (students: "student")
 
     def __post_init__(self):
         if self.granularity not in GRANULARITIES or self.scope not in SCOPES:
@@ -180,10 +181,10 @@ def no_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
 
 register(Strategy("student", no_scores, "student", "layer", "small dense student (labels only)", "tab:purple",
                   "baseline: a dense network of the same family, its widths scaled to as many weights as weight "
-                  "pruning leaves at k, trained on the labels for --epochs"))
+                  "pruning leaves at k, trained on the labels for --epochs", protocol="student"))
 register(Strategy("distill", no_scores, "student", "layer", "small dense student (distilled)", "tab:pink",
                   "baseline: the same small dense network, trained on the dense network's logits softened at "
-                  "--temperature (Hinton et al. 2015) and the labels"))
+                  "--temperature (Hinton et al. 2015) and the labels", protocol="student"))
 
 
 # other names a strategy answers to: a convolution's units are its filters. A run is always stored

@@ -30,6 +30,7 @@ import numpy as np
 from .. import paths
 from ..config import RunConfig
 from ..core import masks
+from .base import Protocol, Start
 
 CONTROL_SALT = {"reinit": 1, "random_mask": 2}  # a control's random draws differ from the seed's own
 
@@ -154,7 +155,7 @@ def start_model(cfg: RunConfig, logdir, input_dim: int):
 
     from ..core.callbacks import MaskSet, assign_masks
     from ..models import build_model
-    from ..study.run import finished_result, load_parent_model as load_model
+    from ..report.results import finished_result, load_parent_model as load_model
 
     if not cfg.level:
         return build_model(input_dim, cfg.hyper.model), None
@@ -282,3 +283,105 @@ def early_stop(heldout, history: dict, sched: Schedule) -> dict:
         "early_stop_heldout_accuracy": heldout.accuracy[i],
         "early_stop_test_accuracy": (history.get("test_accuracy") or [math.nan] * (i + 1))[i],
     }
+
+
+# ---------------------------------------------------------------------------- the protocol
+class Lottery(Protocol):
+    """``--protocol lottery``: the dense run (level 0), each strategy's chain of tickets, and each level's
+    controls (see the module docstring)."""
+
+    name = "lottery"
+    as_graph = True  # seeds, tickets and controls overlap: a run starts as soon as its parent is done
+
+    def chains(self, hyper, study) -> list[list[RunConfig]]:
+        """The dense run (level 0); per strategy, the chain of its tickets (level L starts from level L-1);
+        and each control of each level, a run of its own whose parent is its level's ticket."""
+        lot = hyper.lottery
+        chains = [[RunConfig(hyper, "none", 0.0, None, level=0)]]
+        controls = []
+        for strategy in study.strategies:
+            chain, parent = [], paths.DENSE
+            for level in range(1, lot.n_levels() + 1):
+                ticket = RunConfig(hyper, strategy, lot.nominal_sparsity(level), parent, level=level)
+                chain.append(ticket)
+                controls += [[RunConfig(hyper, strategy, ticket.sparsity, ticket.name, level, c)]
+                             for c in lot.controls]
+                parent = ticket.name
+            chains.append(chain)
+        return chains + controls
+
+    def epochs(self, cfg: RunConfig) -> int:
+        """A level trains from its rewind point (a part epoch counts)."""
+        return cfg.hyper.train.epochs - (int(cfg.hyper.lottery.rewind_epoch) if cfg.level else 0)
+
+    def identity(self, cfg: RunConfig) -> dict:
+        """The dense run too: it trains on the split and saves the rewind point."""
+        lot = cfg.hyper.lottery
+        return {"protocol": "lottery",
+                "lottery": {"validation_size": lot.validation_size, "rewind_epoch": lot.rewind_epoch,
+                            "level": cfg.level, "control": cfg.control,
+                            **({"prune_fraction": lot.prune_fraction} if cfg.sparsity > 0 else {})}}
+
+    def _split(self, run):
+        cfg = run.cfg
+        data, heldout = split(run.data, cfg.hyper.lottery.validation_size, cfg.hyper.train.seed)
+        return data, heldout, schedule(cfg, len(data.y_train))
+
+    def files(self, run) -> list[str]:
+        cfg = run.cfg
+        n = len(run.data.y_train) - cfg.hyper.lottery.validation_size
+        return run_files(cfg, schedule(cfg, n))
+
+    def start(self, run) -> Start:
+        cfg = run.cfg
+        data, heldout, sched = self._split(run)
+        model, start_masks = start_model(cfg, run.logdir, data.input_dim)
+        run.save(model, run.rdir / paths.START_MODEL)
+        return Start(model=model, data=data, epochs=sched.fit_epochs, lr=cfg.hyper.train.lr, steps=sched.total_steps,
+                     start_step=sched.start_step, masks=start_masks, state={"heldout": heldout, "sched": sched})
+
+    def callbacks(self, run, start: Start) -> list:
+        from ..core.training import evaluate, save_model
+
+        sched = start.state["sched"]
+        heldout = heldout_callback(*start.state["heldout"], run.rdir / paths.HELDOUT_EVENTS, evaluate)
+        start.state["heldout_callback"] = heldout
+        out = [heldout]
+        if run.cfg.level == 0 and sched.rewind_steps > 0:
+            out.append(save_at_step_callback(sched.rewind_steps, run.rdir / paths.REWIND_MODEL, save_model))
+        return out
+
+    def masking(self, run, start: Start):
+        """A level's masks are fixed while it trains."""
+        from ..core.callbacks import MaskingCallback
+
+        if start.masks is None:
+            return None
+        cfg = run.cfg
+        return MaskingCallback(cfg.strategy, cfg.sparsity, log_dir=run.rdir / paths.TRAIN_EVENTS,
+                               seed=cfg.hyper.train.seed, initial=start.masks)
+
+    def fit(self, run, start: Start, fit_args: dict):
+        from ..core.training import extend_history
+
+        history: dict = {}
+        for h in fit_from(start.model, start.data, start.state["sched"], fit_args, run.cfg.hyper.train.seed):
+            extend_history(history, h)
+        heldout = start.state["heldout_callback"]
+        run.clock.move(heldout.seconds, "train", "validation")
+        history.update(epoch=[float(e) for e in heldout.epochs], heldout_loss=heldout.loss,
+                       heldout_accuracy=heldout.accuracy)
+        return start.model, history
+
+    def finish(self, run, start: Start, model, history: dict):
+        cfg, sched = run.cfg, start.state["sched"]
+        heldout = start.state["heldout_callback"]
+        run.result["lottery"] = {"level": cfg.level, "control": cfg.control, "remaining": remaining(model),
+                                 "rewind_steps": sched.rewind_steps, "start_step": sched.start_step,
+                                 "steps_per_epoch": sched.steps_per_epoch, "total_steps": sched.total_steps,
+                                 "heldout_examples": len(start.state["heldout"][1]),
+                                 **early_stop(heldout, history, sched)}
+        return model
+
+
+LOTTERY = Lottery()

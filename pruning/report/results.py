@@ -311,3 +311,38 @@ def format_table(rows: list[dict]) -> str:
             f"{(r['wall_time_s'] or 0):>5.0f}s  {r['status']}"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a finished run to start from
+class ParentUnusable(Exception):
+    """The run's parent cannot be started from; the message says why (written as the run's failure)."""
+
+
+def finished_result(logdir, name: str, role: str = "parent run") -> dict:
+    """The result of the finished run ``name``, which this run starts from; ParentUnusable if it is not
+    (unfinished, failed, or a file it names gone or not the one it wrote: sizes and SHA-256 checked)."""
+    result = read_result(logdir, name)
+    if result is None or result.get("status") != "ok":
+        why = "has not finished" if result is None else f"failed ({result.get('reason')})"
+        raise ParentUnusable(f"{role} {name} {why}")
+    damage = damaged_files(logdir, result, deep=True)
+    if damage and set(damage.values()) == {"gone"}:
+        raise ParentUnusable(f"{role} {name} lost its {', '.join(damage)}; rerun the study to redo it")
+    if damage:
+        raise ParentUnusable(f"{role} {name} cannot be read: in {paths.run_dir(logdir, name)}, {describe_damage(damage)}. "
+                             f"Rerun the same command: the study redoes a run whose files are damaged, and the runs "
+                             f"that start from it")
+    return result
+
+
+def load_parent_model(path: Path, role: str = "parent run"):
+    """The Keras model saved at ``path`` by a finished run; ParentUnusable naming the file, not a Keras
+    traceback, when it cannot be read (a result written before files were checksummed, say)."""
+    from ..core.layers import load_model
+
+    try:
+        return load_model(path)
+    except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a damaged .keras file
+        raise ParentUnusable(f"{role}'s {path} cannot be read as a Keras model ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}). Delete its run directory and rerun the "
+                             f"same command: the study redoes it and the runs that start from it") from None

@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import models, paths
+from .. import models, paths, protocols
 from ..config import Hyper, RunConfig, StudyConfig
 from ..files import is_fs_error, read_json, write_json
 from .plan import (StudyError, check_same_study, longest_first, plan_study, planned_epochs, runs_to_do,
@@ -20,6 +20,12 @@ from .plan import (StudyError, check_same_study, longest_first, plan_study, plan
 from .run import set_threads, train_run
 
 _WORKER: dict = {}
+
+
+def worker_state() -> dict:
+    """This worker process's state (its threads, event queue, data loaded, the study's fingerprint), which
+    every engine's worker side shares."""
+    return _WORKER
 
 
 def _watch_parent(parent: int) -> None:
@@ -38,9 +44,19 @@ def start_tensorflow(threads: int, verbose: bool = False) -> None:
     set_threads(threads)
 
 
+def plugins() -> dict:
+    """The registries a worker process must share with the study's process (a plug-in's entries too)."""
+    return {"models": models.snapshot(), "protocols": protocols.snapshot()}
+
+
+def restore_plugins(specs: dict | None) -> None:
+    models.restore((specs or {}).get("models") or {})
+    protocols.restore((specs or {}).get("protocols") or {})
+
+
 def _init_worker(threads: int, queue, verbose: bool = False, model_specs=None, fingerprint: str | None = None,
                  xla: bool = False) -> None:
-    models.restore(model_specs or {})  # the builders the study's process knows (a plug-in's too)
+    restore_plugins(model_specs)  # the builders and protocols the study's process knows (a plug-in's too)
 
     # Ctrl-C reaches the whole process group; the study's process alone decides, and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -192,12 +208,15 @@ def study_seeds(hyper: Hyper, study: StudyConfig) -> list[int]:
 
 
 def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False, out=None,
-              data_info: dict | None = None, verbose: bool = False, xla: bool = False, engine: str = "local",
+              data_info: dict | None = None, verbose: bool = False, xla: bool = False, engine="local",
               ray_options=None) -> dict[int, list[RunConfig]]:
     """Run (or resume) the study once per seed, each into LOGDIR/seed<N>/ with its own dense network;
-    returns each seed's planned runs. The root's study.json names the seeds. ``engine="ray"`` runs
-    every seed's runs as one graph of Ray tasks (``ray_engine``, with ``ray_options``: a
-    ``ray_engine.RayOptions``); the default runs the seeds one after the other on this machine."""
+    returns each seed's planned runs. The root's study.json names the seeds. ``engine`` "local" (the
+    default) runs the seeds on this machine's worker processes: one after the other, or, for a protocol
+    whose runs form a graph (the lottery), all at once; another engine is the function that runs the seeds'
+    runs, ``engine(seeded, study, logdir, overwrite, out, data_info, verbose, xla, ray_options)``: the
+    command line passes ``ray_engine.run_seeds_ray`` for ``--engine ray`` (every seed's runs as one graph
+    of Ray tasks, with ``ray_options``: a ``ray_engine.RayOptions``)."""
     from dataclasses import replace
 
     out = out or sys.stdout
@@ -217,11 +236,9 @@ def run_seeds(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         "study": {"sparsities": list(study.sparsities), "strategies": list(study.strategies), "jobs": study.jobs},
         **({"data": data_info} if data_info else {}),
     })
-    if engine == "ray":
-        from .ray_engine import run_seeds_ray
-
-        return run_seeds_ray(seeded, study, logdir, overwrite, out, data_info, verbose, xla, ray_options)
-    if hyper.prune.protocol == "lottery":
+    if engine != "local":
+        return engine(seeded, study, logdir, overwrite, out, data_info, verbose, xla, ray_options)
+    if protocols.get(hyper.prune.protocol).as_graph:  # its runs start as soon as their parent is done
         return run_graph(seeded, study, logdir, overwrite, out, data_info, verbose, xla)
     planned = {}
     for i, h in enumerate(seeded):
@@ -320,7 +337,7 @@ def run_graph(seeded: list[Hyper], study: StudyConfig, logdir, overwrite: bool =
     drainer = threading.Thread(target=_drain, args=(queue, printer, stop), daemon=True)
     drainer.start()
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(threads, queue, verbose, models.snapshot(),
+                               initargs=(threads, queue, verbose, plugins(),
                                          (data_info or {}).get("fingerprint"), xla))
     waiting, running, finished = dict(tasks), {}, set()
     try:
@@ -383,7 +400,7 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
         for phase in phases:
             live = [(chain_list, n, threads) for chain_list, n, threads in phase if chain_list]
             pools = [ProcessPoolExecutor(min(n, len(chain_list)), mp_context=ctx, initializer=_init_worker,
-                                         initargs=(threads, queue, verbose, models.snapshot(),
+                                         initargs=(threads, queue, verbose, plugins(),
                                                    (data_info or {}).get("fingerprint"), xla))
                      for chain_list, n, threads in live]
             futures = [pool.submit(_run_chain, chain, str(logdir))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import paths
+from .. import paths, protocols
 from ..config import Hyper, RunConfig, StudyConfig, diff, seedless, study_identity
 from ..files import read_json
 from ..core import masks
@@ -26,53 +26,15 @@ def dense_config(hyper: Hyper) -> RunConfig:
     return RunConfig(hyper, "none", 0.0, None)
 
 
-def lottery_chains(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
-    """A lottery study: the dense run (level 0); per strategy, the chain of its tickets (level L starts
-    from level L-1); and each control of each level, a run of its own whose parent is its level's ticket."""
-    lot = hyper.lottery
-    chains = [[RunConfig(hyper, "none", 0.0, None, level=0)]]
-    controls = []
-    for strategy in study.strategies:
-        chain, parent = [], paths.DENSE
-        for level in range(1, lot.n_levels() + 1):
-            ticket = RunConfig(hyper, strategy, lot.nominal_sparsity(level), parent, level=level)
-            chain.append(ticket)
-            controls += [[RunConfig(hyper, strategy, ticket.sparsity, ticket.name, level, c)] for c in lot.controls]
-            parent = ticket.name
-        chains.append(chain)
-    return chains + controls
-
-
 def plan_study(hyper: Hyper, study: StudyConfig) -> list[list[RunConfig]]:
-    """The dense run (a chain of its own, first), then the pruned runs grouped in chains."""
-    ks = sorted({float(k) for k in study.sparsities if float(k) > 0})
-    protocol = hyper.prune.protocol
-    if protocol == "lottery":
-        return lottery_chains(hyper, study)
-    chains = [[dense_config(hyper)]]
-    for strategy in study.strategies:
-        if not masks.get(strategy).masks:  # a student: trained anew at each size; the dense run is its teacher
-            chains += [[RunConfig(hyper, strategy, k, paths.DENSE)] for k in ks]
-        elif protocol == "retrain" and hyper.prune.iterative:
-            chain, parent = [], paths.DENSE
-            for k in ks:
-                chain.append(RunConfig(hyper, strategy, k, parent))
-                parent = paths.run_name(strategy, k)
-            chains.append(chain)
-        else:
-            parent = None if protocol == "scratch" else paths.DENSE
-            chains += [[RunConfig(hyper, strategy, k, parent)] for k in ks]
-    return [c for c in chains if c]
+    """The dense run (a chain of its own, first), then the pruned runs grouped in chains, as the study's
+    protocol plans them (``pruning.protocols``)."""
+    return protocols.get(hyper.prune.protocol).chains(hyper, study)
 
 
 def planned_epochs(cfg: RunConfig) -> int:
-    if cfg.hyper.prune.protocol == "lottery":  # a level trains from its rewind point (a part epoch counts)
-        return cfg.hyper.train.epochs - (int(cfg.hyper.lottery.rewind_epoch) if cfg.level else 0)
-    if cfg.sparsity == 0 or cfg.hyper.prune.protocol == "scratch" or not masks.get(cfg.strategy).masks:
-        return cfg.hyper.train.epochs
-    if cfg.hyper.prune.protocol == "retrain":
-        return cfg.hyper.prune.retrain_epochs
-    return 0
+    """The epochs ``cfg`` trains, as its protocol says."""
+    return protocols.for_run(cfg).epochs(cfg)
 
 
 def check_existing(cfg: RunConfig, logdir, data_info: dict | None = None, notices: list | None = None,

@@ -28,10 +28,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import models, paths
+from .. import paths
 from ..config import ConfigError, Hyper, RunConfig, StudyConfig
 from ..files import is_fs_error
-from .engine import _WORKER, ProgressPrinter, prepare_study, run_one, start_tensorflow, worker_data
+from .engine import (ProgressPrinter, plugins, prepare_study, restore_plugins, run_one, start_tensorflow,
+                     worker_data, worker_state)
 from .plan import StudyError
 
 REQUIREMENTS = "requirements-ray.txt"
@@ -97,9 +98,10 @@ def _init_ray_worker(ctx: dict) -> str:
     share, at least one: TensorFlow takes thread counts once per process. Returns this node's address."""
     import ray
 
-    if _WORKER.get("study") == ctx["study"]:
-        return _WORKER["node"]
-    models.restore(ctx["models"])
+    state = worker_state()
+    if state.get("study") == ctx["study"]:
+        return state["node"]
+    restore_plugins(ctx["plugins"])
     for name, value in ctx["env"].items():
         if value is None:
             os.environ.pop(name, None)
@@ -107,15 +109,15 @@ def _init_ray_worker(ctx: dict) -> str:
             os.environ[name] = value
     if os.path.isdir(ctx["cwd"]):
         os.chdir(ctx["cwd"])
-    if _WORKER.get("engine") != "ray":
+    if state.get("engine") != "ray":
         threads = threads_for(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
         start_tensorflow(threads, ctx["verbose"])
-        _WORKER.update(engine="ray", threads=threads, queue=None, data={}, node=ray.util.get_node_ip_address(),
-                       node_id=ray.get_runtime_context().get_node_id())
-    if _WORKER.get("fingerprint") != ctx["fingerprint"]:
-        _WORKER["data"] = {}
-    _WORKER.update(study=ctx["study"], fingerprint=ctx["fingerprint"], xla=ctx["xla"])
-    return _WORKER["node"]
+        state.update(engine="ray", threads=threads, queue=None, data={}, node=ray.util.get_node_ip_address(),
+                     node_id=ray.get_runtime_context().get_node_id())
+    if state.get("fingerprint") != ctx["fingerprint"]:
+        state["data"] = {}
+    state.update(study=ctx["study"], fingerprint=ctx["fingerprint"], xla=ctx["xla"])
+    return state["node"]
 
 
 def threads_for(cpus: float) -> int:
@@ -147,14 +149,14 @@ def _run_task(cfg_dict: dict, logdir: str, label: str, ctx: dict, *after) -> dic
         progress({"event": "done", "status": status, "reason": earlier.get("reason"),
                   "test_accuracy": earlier.get("test_accuracy"), "seconds": earlier.get("wall_time_s") or 0.0})
     else:
-        progress({"event": "start", "threads": _WORKER["threads"], "node": node, "node_id": _WORKER["node_id"]})
+        progress({"event": "start", "threads": worker_state()["threads"], "node": node, "node_id": worker_state()["node_id"]})
         try:
             worker_data(cfg)  # loaded once per worker process, and refused if it is not the study's data
         except DataError as e:
             raise StudyError(f"node {node} cannot load the study's data: {e} Every node needs the same data at "
                              f"the same path: put --data-dir on the shared file system (or install the same "
                              f"tensorflow-datasets cache on every node).") from None
-        status = run_one(cfg, logdir, progress, {**ctx["execution"], "node": node, "node_id": _WORKER["node_id"],
+        status = run_one(cfg, logdir, progress, {**ctx["execution"], "node": node, "node_id": worker_state()["node_id"],
                                                  "ray_task_id": task_id})
     try:
         ray.get(events.ping.remote(), timeout=30)
@@ -402,7 +404,7 @@ def _run(plans: list[_Plan], study: StudyConfig, check_dir: Path, overwrite: boo
               f"each), up to {_slots(nodes, options)} at a time; every one of them reads and writes {check_dir}",
               file=out, flush=True)
         events = _mailbox(ray)
-        ctx = {"study": uuid.uuid4().hex, "models": models.snapshot(), "verbose": verbose, "xla": xla,
+        ctx = {"study": uuid.uuid4().hex, "plugins": plugins(), "verbose": verbose, "xla": xla,
                "fingerprint": (data_info or {}).get("fingerprint"), "cwd": os.getcwd(), "env": _data_env(),
                "events": events, "execution": options.execution()}
         printer = ProgressPrinter([c for _, c in todo], _slots(nodes, options), out,
