@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .. import paths  # noqa: E402
 from ..deploy import shrink  # noqa: E402
-from .plots import data_notice  # noqa: E402
+from .figure import data_notice  # noqa: E402
 from .results import read_result, read_all_results  # noqa: E402
 
 # the figures' file names ({s}: the strategy whose runs they show); written where the caller says

@@ -221,7 +221,7 @@ def figures(logdir, out) -> tuple[list[Path], list[str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .plots import _finish, data_notice
+    from .figure import data_notice, finish as _finish
 
     logdir, out = Path(logdir), Path(out)
     rows = study_rows(logdir)
