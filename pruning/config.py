@@ -16,7 +16,21 @@ from . import models, protocols
 from .core import masks
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
-PROTOCOLS = protocols.names()  # the built-in ones, for --help; a registered plug-in is accepted too
+class LiveChoices:
+    """The choices of a flag whose values come from a registry, read when the command line is parsed (so a
+    plug-in registered after this module was imported is a choice too): what argparse's ``choices`` asks."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def __contains__(self, value) -> bool:
+        return value in self.names()
+
+    def __iter__(self):
+        return iter(self.names())
+
+
+PROTOCOLS = LiveChoices(protocols.names)  # --protocol: every registered protocol that it offers
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("float32", "bfloat16")  # --precision: Keras' float32 or mixed_bfloat16 dtype policy
 CONTROLS = ("reinit", "random_mask")  # --protocol lottery's controls (pruning.protocols.lottery)
@@ -146,7 +160,7 @@ class PruneConfig:
     protocol: str = hp(
         "retrain", "how each run trains (a registered protocol, pruning.protocols): "
         + "; ".join(f"{s.name}: {s.help}" for s in protocols.PROTOCOLS.values() if s.selectable),
-        metavar="NAME",
+        choices=PROTOCOLS,
     )
     retrain_epochs: int = hp(5, "epochs of retraining after each pruning step (--protocol retrain)")
     retrain_lr: float = hp(1e-3, "peak learning rate of each retraining (cosine-decayed to zero)")

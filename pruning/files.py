@@ -136,6 +136,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         try:
             os.replace(tmp, path)
         except OSError as e:  # name the file the user knows, not the temporary one beside it
+            if e.errno is None:
+                raise
             raise type(e)(e.errno, e.strerror, str(path)) from None
     except BaseException:
         if os.path.exists(tmp):
