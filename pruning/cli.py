@@ -186,7 +186,8 @@ def _emptied_notice(model, strategies, sparsities) -> None:
               flush=True)
 
 
-def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool = False) -> list[tuple[float, str, int]]:
+def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool = False,
+                    input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> list[tuple[float, str, int]]:
     """(k, layer, weights) for each prunable kernel a layer-wise weight strategy (weight, random) would
     empty at k: round(k% x its weights) = all of them, which happens only when it holds fewer than
     50 / (100 - k) weights (at 99.99 %: fewer than 5,000). The network is built to count its kernels only
@@ -203,12 +204,20 @@ def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool
     import_tensorflow(verbose)
     from .core.layers import masked_layers
 
-    sizes = [(layer.name, int(np.prod(layer.kernel.shape))) for layer in masked_layers(build_model(input_dim, model))]
+    if models.get_model(model.name).user:  # a network of your own: its masked kernels, wherever they are
+        from .graph import kernel_slots
+
+        built = build_model(input_dim, model, input_shape, num_classes)
+        sizes = [(layer.name if len(layer.KERNELS) == 1 else f"{layer.name}/{name}",
+                  int(np.prod(getattr(layer, name).shape))) for layer, name in kernel_slots(built)]
+    else:
+        sizes = [(layer.name, int(np.prod(layer.kernel.shape))) for layer in masked_layers(build_model(input_dim, model))]
     return [(k, name, n) for k in ks for name, n in sizes if masks.n_pruned(n, k) == n]
 
 
-def _emptied_kernels_notice(hyper, strategies, sparsities, input_dim: int, verbose: bool = False) -> None:
-    emptied = emptied_kernels(hyper.model, input_dim, strategies, sparsities, verbose)
+def _emptied_kernels_notice(hyper, strategies, sparsities, input_dim: int, verbose: bool = False,
+                            input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> None:
+    emptied = emptied_kernels(hyper.model, input_dim, strategies, sparsities, verbose, input_shape, num_classes)
     if emptied:
         names = ",".join(s for s in strategies if masks.get(s).granularity == "weight" and masks.get(s).scope == "layer")
         ks = sorted({k for k, _, _ in emptied})
@@ -254,14 +263,17 @@ def _load_data(hyper, verbose: bool = False):
     from . import data as datasets
     from .tfsetup import import_tensorflow
 
-    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.env_var(hyper.data.dataset))
-                                                or hyper.data.data_source != "auto"):
+    user = datasets.user_dataset(hyper.data.dataset)  # npz:PATH or tfds:NAME
+    if (user and user[0] == "tfds") or (not user and (
+            hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.env_var(
+                hyper.data.dataset)) or hyper.data.data_source != "auto"))):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
     if models.get_model(hyper.model.name).check_input is not None:
         import_tensorflow(verbose)  # the check may import its model's module, and with it TensorFlow: quietly
-    models.check_input(data.input_dim, hyper.model)  # e.g. a CNN needs square images large enough
+    # e.g. a CNN needs square images large enough; a model of your own, the data's example shape and classes
+    models.check_input(data.input_dim, hyper.model, input_shape=data.input_shape, num_classes=data.num_classes)
     d = data.describe()
     name = f"{d['dataset']}, " if "dataset" in d else ""  # described when it is not MNIST
     print(f"data: {name}{d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
@@ -318,7 +330,8 @@ def train_main(argv=None) -> int:
     from .study.lock import hold
 
     data = _load_data(hyper, args.verbose)  # bad data changes nothing
-    _emptied_kernels_notice(hyper, [args.strategy], [args.sparsity], data.input_dim, args.verbose)
+    _emptied_kernels_notice(hyper, [args.strategy], [args.sparsity], data.input_dim, args.verbose,
+                                data.input_shape, data.num_classes)
     with hold(out.logdir):
         return _train(args, hyper, out, data)
 
@@ -424,7 +437,8 @@ def study_main(argv=None, alternate: bool = False) -> int:
     data = _load_data(hyper, args.verbose)  # fail fast on bad data, and show which source the study uses
     check_lottery_data(hyper, len(data.y_train))
     if hyper.prune.protocol != "lottery":
-        _emptied_kernels_notice(hyper, study.strategies, study.sparsities, data.input_dim, args.verbose)
+        _emptied_kernels_notice(hyper, study.strategies, study.sparsities, data.input_dim, args.verbose,
+                                data.input_shape, data.num_classes)
     with hold(out.logdir):  # one study per log directory; checks that it can be written
         # before any training: a study must not find out after hours that its figures cannot be written
         plots = check_writable_dir(args.plots or paths.plots_dir(out.logdir), "--plots", create=False)
