@@ -479,7 +479,8 @@ def _check_images(x: np.ndarray, key: str, where: str) -> np.ndarray:
     flat = x.reshape(len(x), -1)
     if x.dtype == np.uint8:
         return flat.astype(np.float32) / 255.0, tuple(x.shape[1:])
-    out = flat.astype(np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        out = flat.astype(np.float32)
     bad = ~np.isfinite(out)
     if bad.any():
         i = int(np.argmax(bad.any(axis=1)))
