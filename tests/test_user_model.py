@@ -168,3 +168,18 @@ def test_the_built_in_models_are_built_as_before(tiny_data):
     assert mlp.output_shape == (None, 10)
     assert models.build_model(100, ModelConfig(hidden=(8,)), (100,), 3).output_shape == (None, 3)
     assert models.model_inputs(ModelConfig(hidden=(8,)), tiny_data, tiny_data.x_test) is tiny_data.x_test
+
+
+def test_benchmark_refuses_a_study_of_a_network_of_your_own(tmp_path, capsys):
+    """benchmark.py's sparse engine runs the study's MLPs only: a run of --model FILE.py:FUNCTION says so."""
+    import json
+
+    run = tmp_path / "logs" / "dense"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"run": "dense", "status": "ok", "config": {
+        "strategy": "none", "sparsity": 0.0,
+        "hyper": {"model": {"name": f"{FILE}:small_cnn", "hidden": [], "filters": []}, "prune": {"protocol": "retrain"}}}}))
+    with pytest.raises(SystemExit) as e:
+        cli.benchmark_main(["--logdir", str(tmp_path / "logs")])
+    assert e.value.code == 2
+    assert f"(--model {FILE}:small_cnn); benchmark.py times the sparse inference engine" in capsys.readouterr().err
