@@ -255,6 +255,30 @@ def _hyper(parser, args):
         parser.error(str(e))
 
 
+# Whether the study's runner (pruning/study/run.py) builds a network of the user's own with the data's example
+# shape and classes and feeds it ``models.model_inputs``: until it does, such a study stops here (exit 2) instead
+# of failing run by run. Set it to True with that integration (and update tests/test_user_model.py).
+RUNNER_TRAINS_USER_MODELS = False
+
+
+def _check_runner_support(hyper, data) -> None:
+    """ConfigError, before anything is written, for what the runner cannot train yet: a network of the user's
+    own (``--model FILE.py:FUNCTION`` / ``FILE.keras``), or more classes than a built-in network's 10 outputs."""
+    if RUNNER_TRAINS_USER_MODELS:
+        return
+    if models.get_model(hyper.model.name).user:
+        raise ConfigError(
+            f"--model {hyper.model.name} is valid and fits the data, but the study's runner does not train a network "
+            f"of your own yet (issue 23, in progress). Meanwhile prune it from Python (pruning.prunable, "
+            f"MaskingCallback, strip, shrink: docs/your-model.md, examples/prune_your_model.py), or run the study "
+            f"with --model mlp on this data.")
+    if data.num_classes > 10:
+        raise ConfigError(
+            f"the data has {data.num_classes} classes, but --model {hyper.model.name} has 10 outputs and the study's "
+            f"runner does not size them to the data yet (issue 23, in progress). Use data of at most 10 classes "
+            f"(labels 0-9) for now.")
+
+
 def _load_data(hyper, verbose: bool = False):
     """The data set, validated, before anything is written: bad data changes nothing."""
     _precision_notice(hyper.train.precision)  # every entry point that trains or times loads data first
@@ -274,6 +298,7 @@ def _load_data(hyper, verbose: bool = False):
         import_tensorflow(verbose)  # the check may import its model's module, and with it TensorFlow: quietly
     # e.g. a CNN needs square images large enough; a model of your own, the data's example shape and classes
     models.check_input(data.input_dim, hyper.model, input_shape=data.input_shape, num_classes=data.num_classes)
+    _check_runner_support(hyper, data)
     d = data.describe()
     name = f"{d['dataset']}, " if "dataset" in d else ""  # described when it is not MNIST
     print(f"data: {name}{d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)

@@ -225,3 +225,11 @@ def test_tfds_name_offline_fails_with_the_project_s_tfds_message_and_exit_2(monk
     assert ("error: --dataset tfds:cifar10 failed: tensorflow-datasets has no cached copy of cifar10 and the network "
             "does not answer. Run once where the network answers") in err
     assert probed == [("www.cs.toronto.edu", 443)] and asked == ["cifar10"] and not logs.exists()
+
+
+def test_more_classes_than_the_built_in_networks_outputs_stops_before_anything_is_written(tmp_path, capsys):
+    path = _npz(tmp_path, **_arrays(classes=12))
+    logs = tmp_path / "logs"
+    assert cli.study_main_guarded(["--dataset", f"npz:{path}", "--logdir", str(logs)]) == 2
+    assert "the data has 12 classes, but --model mlp has 10 outputs" in capsys.readouterr().err
+    assert not logs.exists()

@@ -183,3 +183,13 @@ def test_benchmark_refuses_a_study_of_a_network_of_your_own(tmp_path, capsys):
         cli.benchmark_main(["--logdir", str(tmp_path / "logs")])
     assert e.value.code == 2
     assert f"(--model {FILE}:small_cnn); benchmark.py times the sparse inference engine" in capsys.readouterr().err
+
+
+def test_a_valid_network_of_your_own_stops_before_the_runner_until_it_is_integrated(tmp_path, npz, capsys):
+    """Everything is checked (file, function, shape, classes); then, while cli.RUNNER_TRAINS_USER_MODELS is
+    False, the study stops with exit 2 instead of failing run by run, and writes nothing."""
+    logs = tmp_path / "logs"
+    rc = cli.study_main_guarded(["--model", f"{FILE}:small_cnn", "--dataset", f"npz:{npz}", "--logdir", str(logs)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "is valid and fits the data, but the study's runner does not train a network of your own yet" in err
+    assert not logs.exists()
