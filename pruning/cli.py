@@ -294,7 +294,8 @@ def _load_data(hyper, verbose: bool = False):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
-    if models.get_model(hyper.model.name).check_input is not None:
+    spec = models.get_model(hyper.model.name)
+    if spec.check_input is not None or spec.user:
         import_tensorflow(verbose)  # the check may import its model's module, and with it TensorFlow: quietly
     # e.g. a CNN needs square images large enough; a model of your own, the data's example shape and classes
     models.check_input(data.input_dim, hyper.model, input_shape=data.input_shape, num_classes=data.num_classes)

@@ -193,3 +193,25 @@ def test_a_valid_network_of_your_own_stops_before_the_runner_until_it_is_integra
     err = capsys.readouterr().err
     assert rc == 2 and "is valid and fits the data, but the study's runner does not train a network of your own yet" in err
     assert not logs.exists()
+
+
+def test_a_fresh_process_builds_the_network_from_the_pickled_registry(tmp_path):
+    """What a spawned worker does: restore the registry it was handed, then build by name."""
+    import subprocess
+    import sys
+
+    name = f"{FILE}:small_cnn"
+    ModelConfig(name=name)  # registers it here
+    (tmp_path / "specs.pkl").write_bytes(pickle.dumps(models.snapshot()))
+    code = (f"import pickle, keras; from pruning import models; from pruning.config import ModelConfig; "
+            f"models.restore(pickle.load(open({str(tmp_path / 'specs.pkl')!r}, 'rb'))); "
+            f"keras.utils.set_random_seed(1); "
+            f"m = models.build_model(192, ModelConfig(name={name!r}), (8, 8, 3), 4); "
+            f"print(type(m.get_layer('conv')).__name__, m.get_layer('conv').kernel.numpy().sum())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(tmp_path),
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"},
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    kind, total = out.stdout.split()
+    here = _build(name, 1).get_layer("conv").kernel.numpy().sum()
+    assert kind == "PrunableConv2D" and float(total) == pytest.approx(float(here), abs=1e-6)
