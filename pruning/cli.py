@@ -186,7 +186,8 @@ def _emptied_notice(model, strategies, sparsities) -> None:
               flush=True)
 
 
-def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool = False) -> list[tuple[float, str, int]]:
+def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool = False,
+                    input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> list[tuple[float, str, int]]:
     """(k, layer, weights) for each prunable kernel a layer-wise weight strategy (weight, random) would
     empty at k: round(k% x its weights) = all of them, which happens only when it holds fewer than
     50 / (100 - k) weights (at 99.99 %: fewer than 5,000). The network is built to count its kernels only
@@ -203,12 +204,20 @@ def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool
     import_tensorflow(verbose)
     from .core.layers import masked_layers
 
-    sizes = [(layer.name, int(np.prod(layer.kernel.shape))) for layer in masked_layers(build_model(input_dim, model))]
+    if models.get_model(model.name).user:  # a network of your own: its masked kernels, wherever they are
+        from .graph import kernel_slots
+
+        built = build_model(input_dim, model, input_shape, num_classes)
+        sizes = [(layer.name if len(layer.KERNELS) == 1 else f"{layer.name}/{name}",
+                  int(np.prod(getattr(layer, name).shape))) for layer, name in kernel_slots(built)]
+    else:
+        sizes = [(layer.name, int(np.prod(layer.kernel.shape))) for layer in masked_layers(build_model(input_dim, model))]
     return [(k, name, n) for k in ks for name, n in sizes if masks.n_pruned(n, k) == n]
 
 
-def _emptied_kernels_notice(hyper, strategies, sparsities, input_dim: int, verbose: bool = False) -> None:
-    emptied = emptied_kernels(hyper.model, input_dim, strategies, sparsities, verbose)
+def _emptied_kernels_notice(hyper, strategies, sparsities, input_dim: int, verbose: bool = False,
+                            input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> None:
+    emptied = emptied_kernels(hyper.model, input_dim, strategies, sparsities, verbose, input_shape, num_classes)
     if emptied:
         names = ",".join(s for s in strategies if masks.get(s).granularity == "weight" and masks.get(s).scope == "layer")
         ks = sorted({k for k, _, _ in emptied})
@@ -246,6 +255,30 @@ def _hyper(parser, args):
         parser.error(str(e))
 
 
+# Whether the study's runner (pruning/study/run.py) builds a network of the user's own with the data's example
+# shape and classes and feeds it ``models.model_inputs``: until it does, such a study stops here (exit 2) instead
+# of failing run by run. Set it to True with that integration (and update tests/test_user_model.py).
+RUNNER_TRAINS_USER_MODELS = False
+
+
+def _check_runner_support(hyper, data) -> None:
+    """ConfigError, before anything is written, for what the runner cannot train yet: a network of the user's
+    own (``--model FILE.py:FUNCTION`` / ``FILE.keras``), or more classes than a built-in network's 10 outputs."""
+    if RUNNER_TRAINS_USER_MODELS:
+        return
+    if models.get_model(hyper.model.name).user:
+        raise ConfigError(
+            f"--model {hyper.model.name} is valid and fits the data, but the study's runner does not train a network "
+            f"of your own yet (issue 23, in progress). Meanwhile prune it from Python (pruning.prunable, "
+            f"MaskingCallback, strip, shrink: docs/your-model.md, examples/prune_your_model.py), or run the study "
+            f"with --model mlp on this data.")
+    if data.num_classes > 10:
+        raise ConfigError(
+            f"the data has {data.num_classes} classes, but --model {hyper.model.name} has 10 outputs and the study's "
+            f"runner does not size them to the data yet (issue 23, in progress). Use data of at most 10 classes "
+            f"(labels 0-9) for now.")
+
+
 def _load_data(hyper, verbose: bool = False):
     """The data set, validated, before anything is written: bad data changes nothing."""
     _precision_notice(hyper.train.precision)  # every entry point that trains or times loads data first
@@ -254,14 +287,19 @@ def _load_data(hyper, verbose: bool = False):
     from . import data as datasets
     from .tfsetup import import_tensorflow
 
-    if hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.env_var(hyper.data.dataset))
-                                                or hyper.data.data_source != "auto"):
+    user = datasets.user_dataset(hyper.data.dataset)  # npz:PATH or tfds:NAME
+    if (user and user[0] == "tfds") or (not user and (
+            hyper.data.data_source == "tfds" or not (hyper.data.data_dir or os.environ.get(datasets.env_var(
+                hyper.data.dataset)) or hyper.data.data_source != "auto"))):
         import_tensorflow(verbose)  # tensorflow-datasets imports TensorFlow: keep its start-up quiet
 
     data = datasets.load(hyper.data)  # the one data path: the study's workers load it the same way
-    if models.get_model(hyper.model.name).check_input is not None:
+    spec = models.get_model(hyper.model.name)
+    if spec.check_input is not None or spec.user:
         import_tensorflow(verbose)  # the check may import its model's module, and with it TensorFlow: quietly
-    models.check_input(data.input_dim, hyper.model)  # e.g. a CNN needs square images large enough
+    # e.g. a CNN needs square images large enough; a model of your own, the data's example shape and classes
+    models.check_input(data.input_dim, hyper.model, input_shape=data.input_shape, num_classes=data.num_classes)
+    _check_runner_support(hyper, data)
     d = data.describe()
     name = f"{d['dataset']}, " if "dataset" in d else ""  # described when it is not MNIST
     print(f"data: {name}{d['source']} ({d['train_examples']} train / {d['test_examples']} test)", flush=True)
@@ -318,7 +356,8 @@ def train_main(argv=None) -> int:
     from .study.lock import hold
 
     data = _load_data(hyper, args.verbose)  # bad data changes nothing
-    _emptied_kernels_notice(hyper, [args.strategy], [args.sparsity], data.input_dim, args.verbose)
+    _emptied_kernels_notice(hyper, [args.strategy], [args.sparsity], data.input_dim, args.verbose,
+                                data.input_shape, data.num_classes)
     with hold(out.logdir):
         return _train(args, hyper, out, data)
 
@@ -424,7 +463,8 @@ def study_main(argv=None, alternate: bool = False) -> int:
     data = _load_data(hyper, args.verbose)  # fail fast on bad data, and show which source the study uses
     check_lottery_data(hyper, len(data.y_train))
     if hyper.prune.protocol != "lottery":
-        _emptied_kernels_notice(hyper, study.strategies, study.sparsities, data.input_dim, args.verbose)
+        _emptied_kernels_notice(hyper, study.strategies, study.sparsities, data.input_dim, args.verbose,
+                                data.input_shape, data.num_classes)
     with hold(out.logdir):  # one study per log directory; checks that it can be written
         # before any training: a study must not find out after hours that its figures cannot be written
         plots = check_writable_dir(args.plots or paths.plots_dir(out.logdir), "--plots", create=False)

@@ -58,8 +58,10 @@ def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | 
 class DataConfig:
     dataset: str = hp(
         "mnist", "the data set: mnist or fashion_mnist (Zalando's 28x28 clothing images, the same format), from "
-        "--data-dir's four IDX files or tensorflow-datasets by name; the offline fallback sample is MNIST only",
-        choices=DATASETS)
+        "--data-dir's four IDX files or tensorflow-datasets by name (the offline fallback sample is MNIST only); "
+        "or your own: npz:PATH (an .npz file of arrays x_train, y_train, x_test, y_test: images (n, height, width"
+        "[, channels]) or vectors (n, features), uint8 or float; integer labels) or tfds:NAME (any "
+        "tensorflow-datasets image classification set, e.g. tfds:cifar10)", metavar="NAME")
     data_dir: str | None = hp(
         None,
         "directory holding the data set's four IDX files (gzipped or not); "
@@ -75,15 +77,41 @@ class DataConfig:
     )
 
     def __post_init__(self):
-        _check_choice("--dataset", self.dataset, DATASETS)
         _check_choice("--data-source", self.data_source, DATA_SOURCES)
+        kind, sep, rest = str(self.dataset).partition(":")
+        if not sep:
+            if self.dataset not in DATASETS:
+                raise ConfigError(f"--dataset: unknown value {self.dataset!r}; choose one of {', '.join(DATASETS)}, "
+                                  f"or npz:PATH (an .npz file of your arrays) or tfds:NAME (a tensorflow-datasets "
+                                  f"image classification set, e.g. tfds:cifar10).")
+            return
+        if kind not in ("npz", "tfds"):
+            raise ConfigError(f"--dataset {self.dataset}: unknown kind {kind!r}; your own data is npz:PATH (an .npz "
+                              f"file of x_train, y_train, x_test, y_test) or tfds:NAME (e.g. tfds:cifar10).")
+        if not rest.strip():
+            raise ConfigError(f"--dataset {self.dataset} names no {'file' if kind == 'npz' else 'data set'}; pass "
+                              + ("npz:PATH, e.g. --dataset npz:mydata.npz." if kind == "npz"
+                                 else "tfds:NAME, e.g. --dataset tfds:cifar10."))
+        if kind == "tfds" and not all(c.isalnum() or c in "_/.:-" for c in rest):
+            raise ConfigError(f"--dataset {self.dataset}: {rest!r} is not a tensorflow-datasets name (letters, digits "
+                              f"and _ . / :, e.g. cifar10 or cifar10:3.0.2).")
+        given = [f for f, v in (("--data-dir", self.data_dir is not None),
+                                ("--data-source", self.data_source not in ("auto", kind))) if v]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --dataset "
+                              f"{self.dataset}, which names its data itself; leave {'it' if len(given) == 1 else 'them'} "
+                              f"out.")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = hp(
         models.DEFAULT, "the network: a registered model builder; one of: "
-        + "; ".join(f"{m.name} ({m.help})" for m in models.MODELS.values()), metavar="NAME", flag="--model",
+        + "; ".join(f"{m.name} ({m.help})" for m in models.MODELS.values())
+        + "; or your own: FILE.py:FUNCTION (a function (input_shape, num_classes) -> keras.Model, called once per "
+        "seed) or FILE.keras (a saved model's architecture, freshly initialised per seed), made prunable with "
+        "pruning.prunable (every layer but the output layer); weight and unit strategies", metavar="NAME",
+        flag="--model",
     )
     hidden: tuple[int, ...] | None = hp(
         None, "hidden (dense) layer widths, comma-separated (default: the model's: 1000,1000,500,200 for mlp, "
@@ -104,6 +132,9 @@ class ModelConfig:
     )
 
     def __post_init__(self):
+        if models.is_user_model(self.name):
+            self._check_user_model()
+            return
         _check_choice("--model", self.name, models.model_names())
         spec = models.get_model(self.name)
         if self.hidden is None:
@@ -121,6 +152,21 @@ class ModelConfig:
             raise ConfigError(f"--filters must list one positive width per convolution of --model {self.name} (its "
                               f"default: {','.join(map(str, spec.filters))}); got "
                               f"{','.join(map(str, self.filters)) or 'none'}.")
+
+    def _check_user_model(self) -> None:
+        """--model FILE.py:FUNCTION or FILE.keras: the file exists (registered on first use); the flags that
+        shape the registered builders' networks do not apply to it."""
+        models.get_model(self.name)  # ConfigError when the file is missing
+        given = [flag for flag, value in (("--hidden", self.hidden), ("--filters", self.filters),
+                                          ("--output-relu", self.output_relu), ("--prune-output", self.prune_output))
+                 if value]
+        if given:
+            raise ConfigError(
+                f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --model {self.name}: a "
+                f"network of your own keeps the widths, activations and output layer you built (its output layer "
+                f"is never pruned). Leave {'it' if len(given) == 1 else 'them'} out, or change the network itself.")
+        object.__setattr__(self, "hidden", ())
+        object.__setattr__(self, "filters", ())
 
 
 @dataclass(frozen=True)
@@ -566,10 +612,13 @@ def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> No
     misfits = [s for s in strategies if masks.get(s).granularity not in spec.granularities]
     if misfits:
         fits = [s for s in masks.names() if masks.get(s).granularity in spec.granularities]
+        why = ("; a student is a smaller copy built with narrower --hidden widths, and a network of your own has no "
+               "builder whose widths follow --hidden" if spec.user and masks.get(misfits[0]).granularity == "student"
+               else "")
         raise ConfigError(
             f"{flag} {','.join(misfits)} {'prunes' if len(misfits) == 1 else 'prune'} by "
             f"{masks.get(misfits[0]).granularity}, which --model {model.name} does not support (it is pruned "
-            f"by {' and '.join(spec.granularities)}: {', '.join(fits)}). Drop "
+            f"by {' and '.join(spec.granularities)}: {', '.join(fits)}{why}). Drop "
             f"{'it' if len(misfits) == 1 else 'them'} from {flag}, or choose another --model.")
 
 

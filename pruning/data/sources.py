@@ -75,10 +75,29 @@ class Dataset:
     # when each file is the published one of data set ``name`` (``KNOWN_CONTENT``), else "unknown"
     content: str | None = None
     recognised: str | None = None
+    # the shape of one example as the network reads it (the arrays above stay flat: (n, prod(input_shape)));
+    # None: (input_dim,), flat vectors, as MNIST and Fashion-MNIST are read. ``num_classes``: the labels are
+    # 0 .. num_classes - 1
+    input_shape: tuple[int, ...] | None = None
+    num_classes: int = 10
+
+    def __post_init__(self):
+        shape = (self.input_dim,) if self.input_shape is None else tuple(int(d) for d in self.input_shape)
+        object.__setattr__(self, "input_shape", shape)
 
     @property
     def input_dim(self) -> int:
         return int(self.x_train.shape[1])
+
+    def shaped(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (flat examples of this data set: ``x_train``, ``x_test`` or rows of them) as the network reads
+        them, ``(n, *input_shape)``: a view, no copy.
+
+        Use::
+
+            model.fit(data.shaped(data.x_train), data.y_train)    # images (n, 32, 32, 3) for tfds:cifar10
+        """
+        return x.reshape((len(x), *self.input_shape))
 
     def fingerprint(self) -> str:
         """A short hash of all labels and a strided sample of the images, of the data set's name when it is
@@ -91,6 +110,10 @@ class Dataset:
         h = hashlib.sha256()
         if self.name != "mnist":  # MNIST's fingerprints stay those of the runs made before --dataset
             h.update(f"dataset:{self.name}".encode())
+        if self.input_shape != (self.input_dim,):  # the same values read as images are other data
+            h.update(f"shape:{self.input_shape}".encode())
+        if self.num_classes != 10:
+            h.update(f"classes:{self.num_classes}".encode())
         if self.recognised != "published" and not self.source.startswith(("tfds:", "sample:")):
             # data that is not a published set's (a copy of one's own, a user's files): every image counts, so
             # two copies that differ anywhere never mix (the same arrays give the same fingerprint, whatever
@@ -114,6 +137,8 @@ class Dataset:
             "train_examples": int(len(self.y_train)),
             "test_examples": int(len(self.y_test)),
             "input_dim": self.input_dim,
+            **({"input_shape": list(self.input_shape)} if self.input_shape != (self.input_dim,) else {}),
+            **({"num_classes": self.num_classes} if self.num_classes != 10 else {}),
             "note": self.note,
             **({"content_md5": self.content, "content": self.recognised} if self.content is not None else {}),
         }
@@ -346,11 +371,9 @@ def _download_probe(builder, name: str) -> tuple[str, int]:
     return NETWORK_PROBES.get(name, NETWORK_PROBE)
 
 
-def load_tfds(name: str = "mnist", allow_download: bool = True) -> Dataset:
-    """Data set ``name`` from tensorflow-datasets: ``tfds.builder(name)``, ``download_and_prepare()`` when
-    it is not cached (and the network answers), then both splits as NumPy arrays (``tfds.load`` step by
-    step, so that a missing cache with no network is told apart quickly instead of hanging)."""
-    _shown(name)
+def _tfds_builder(name: str, allow_download: bool = True):
+    """(tensorflow_datasets, its prepared builder of ``name``): from the cache, or downloaded when the network
+    answers; ``SourceUnavailable`` saying why not."""
     try:
         import tensorflow_datasets as tfds
     except Exception as e:  # ImportError, or a missing undeclared dependency
@@ -375,12 +398,198 @@ def load_tfds(name: str = "mnist", allow_download: bool = True) -> Dataset:
             builder.download_and_prepare()
         except Exception as e:
             raise SourceUnavailable(f"tensorflow-datasets could not download {name} ({e})") from None
+    return tfds, builder
+
+
+def load_tfds(name: str = "mnist", allow_download: bool = True) -> Dataset:
+    """Data set ``name`` from tensorflow-datasets: ``tfds.builder(name)``, ``download_and_prepare()`` when
+    it is not cached (and the network answers), then both splits as NumPy arrays (``tfds.load`` step by
+    step, so that a missing cache with no network is told apart quickly instead of hanging)."""
+    _shown(name)
+    tfds, builder = _tfds_builder(name, allow_download)
     out = []
     for split in ("train", "test"):
         data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
         x = data["image"].reshape(len(data["label"]), -1).astype(np.float32) / 255.0
         out += [x, data["label"].astype(np.int32)]
     return Dataset(*out, source=f"tfds:{name}", name=name)
+
+
+def load_tfds_images(name: str, allow_download: bool = True) -> Dataset:
+    """``--dataset tfds:NAME``: any tensorflow-datasets image classification set (an ``image`` and a
+    ``label`` feature, a ``train`` and a ``test`` split, images of one size), e.g. cifar10, as
+    ``load_npz`` reads arrays: images kept in their shape (``input_shape``, e.g. (32, 32, 3)), uint8
+    scaled to [0, 1], labels checked against the set's number of classes. ``SourceUnavailable`` when it
+    is neither cached nor downloadable, ``DataError`` when it is not an image classification set.
+
+    Use::
+
+        data = pruning.data.sources.load_tfds_images("cifar10")
+        data.input_shape, data.num_classes        # (32, 32, 3), 10
+    """
+    where = f"tensorflow-datasets' {name}"
+    tfds, builder = _tfds_builder(name, allow_download)
+    num_classes = None
+    try:
+        label = builder.info.features["label"]
+        num_classes = int(label.num_classes)
+    except Exception:
+        pass
+    arrays = {}
+    for split in ("train", "test"):
+        try:
+            data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        except Exception as e:
+            raise DataError(
+                f"--dataset tfds:{name}: its {split!r} split cannot be read as one array of images ({e}). "
+                f"tfds:NAME takes image classification sets with 'train' and 'test' splits of images of one size "
+                f"(e.g. tfds:cifar10); export other data to an .npz file (x_train, y_train, x_test, y_test) and pass "
+                f"--dataset npz:PATH.") from None
+        if not isinstance(data, dict) or "image" not in data or "label" not in data:
+            keys = ", ".join(map(str, data)) if isinstance(data, dict) else type(data).__name__
+            raise DataError(
+                f"--dataset tfds:{name} is not an image classification set: its examples have {keys}, not an "
+                f"'image' and a 'label'. Choose one that has (e.g. tfds:cifar10), or export your arrays to an .npz "
+                f"file and pass --dataset npz:PATH.")
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = data["image"], data["label"]
+    x_train, y_train, x_test, y_test, shape, classes = check_arrays(arrays, where, num_classes)
+    return Dataset(x_train, y_train, x_test, y_test, source=f"tfds:{name}", name=name, input_shape=shape,
+                   num_classes=classes)
+
+
+# --------------------------------------------------------------------------- npz
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPZ_FIX = ("Save it with numpy.savez(PATH, x_train=..., y_train=..., x_test=..., y_test=...): images as "
+           "(n, height, width[, channels]) or vectors as (n, features), uint8 (scaled to [0, 1]) or float; "
+           "labels as 1-d integers 0 .. classes - 1.")
+
+
+def _check_images(x: np.ndarray, key: str, where: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{where}: {key} holds {x.dtype} values; inputs must be numbers (uint8 images, or floats). "
+                        + NPZ_FIX)
+    if x.ndim < 2 or x.ndim > 4:
+        raise DataError(f"{where}: {key} has shape {x.shape}; it must be (n, features), (n, height, width) or "
+                        f"(n, height, width, channels). " + NPZ_FIX)
+    if x.shape[0] == 0 or any(d == 0 for d in x.shape):
+        raise DataError(f"{where}: {key} is empty (shape {x.shape}); a study needs examples to train and test on. "
+                        + NPZ_FIX)
+    if x.ndim == 3:  # (n, height, width): one channel
+        x = x[..., None]
+    flat = x.reshape(len(x), -1)
+    if x.dtype == np.uint8:
+        return flat.astype(np.float32) / 255.0, tuple(x.shape[1:])
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, reported below
+        out = flat.astype(np.float32)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        i = int(np.argmax(bad.any(axis=1)))
+        raise DataError(f"{where}: {key} holds {int(bad.sum())} NaN or infinite values (first in example {i}"
+                        + (", or values beyond float32's range" if x.dtype.itemsize > 4 else "")
+                        + "). Clean or drop those examples and save the file again.")
+    return out, tuple(x.shape[1:])
+
+
+def _check_labels(y: np.ndarray, key: str, where: str, n: int) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] == 1:  # (n, 1), as keras.datasets gives them
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where}: {key} has shape {y.shape}; labels must be 1-d class numbers"
+                        + (" (one-hot rows? pass y.argmax(axis=1))" if y.ndim == 2 else "") + ". " + NPZ_FIX)
+    if y.dtype.kind not in "iu":
+        whole = y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+        raise DataError(f"{where}: {key} holds {y.dtype} labels; labels must be integers (class numbers)"
+                        + (f" (these are whole numbers: save {key}.astype('int64'))" if whole else "") + ". " + NPZ_FIX)
+    if len(y) == 0:
+        raise DataError(f"{where}: {key} is empty; a study needs examples to train and test on. " + NPZ_FIX)
+    if len(y) != n:
+        raise DataError(f"{where}: {key} holds {len(y)} labels but x_{key[2:]} holds {n} examples; the counts "
+                        f"must agree (one array is from another set or cut short).")
+    if (y < 0).any():
+        i = int(np.argmax(y < 0))
+        raise DataError(f"{where}: {key} holds the negative label {int(y[i])} at index {i} "
+                        f"({int((y < 0).sum())} such labels); labels must be class numbers 0 .. classes - 1.")
+    return y.astype(np.int32)
+
+
+def check_arrays(arrays: dict, where: str, num_classes: int | None = None):
+    """The four arrays ``x_train, y_train, x_test, y_test`` of ``arrays`` validated as the IDX files are:
+    ``(x_train, y_train, x_test, y_test, input_shape, num_classes)`` with flat float32 inputs (uint8 scaled
+    to [0, 1], floats kept) and int32 labels; a one-paragraph ``DataError`` naming ``where`` and the fix
+    for each problem (a missing array, a shape, a count, a label, a NaN). ``num_classes``: the labels'
+    bound (default: the largest label + 1, at least 2)."""
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{where} has no {', '.join(missing)} (it holds {', '.join(sorted(arrays)) or 'nothing'}). "
+                        + NPZ_FIX)
+    x_train, shape = _check_images(np.asarray(arrays["x_train"]), "x_train", where)
+    x_test, test_shape = _check_images(np.asarray(arrays["x_test"]), "x_test", where)
+    if shape != test_shape:
+        raise DataError(f"{where}: x_train's examples have shape {shape} but x_test's {test_shape}; train and test "
+                        f"examples must have one shape (resize or pad one of them).")
+    y_train = _check_labels(np.asarray(arrays["y_train"]), "y_train", where, len(x_train))
+    y_test = _check_labels(np.asarray(arrays["y_test"]), "y_test", where, len(x_test))
+    top = int(max(y_train.max(), y_test.max()))
+    if num_classes is None:
+        num_classes = max(2, top + 1)
+    elif top >= num_classes:
+        key = "y_train" if y_train.max() == top else "y_test"
+        i = int(np.argmax((y_train if key == "y_train" else y_test) == top))
+        raise DataError(f"{where}: {key} holds the label {top} at index {i}, outside 0-{num_classes - 1} "
+                        f"({num_classes} classes); labels must be class numbers 0 .. {num_classes - 1}.")
+    return x_train, y_train, x_test, y_test, shape, int(num_classes)
+
+
+def load_npz(path: str | Path) -> Dataset:
+    """``--dataset npz:PATH``: the arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` of a NumPy
+    ``.npz`` file, validated (``check_arrays``); an optional scalar ``num_classes`` bounds the labels
+    (default: the largest label + 1). Images of any height, width and channels ((n, h, w) is read as one
+    channel) or flat vectors; uint8 scaled to [0, 1] like the IDX files, floats kept. Every value counts
+    in its fingerprint, so two copies that differ anywhere never mix.
+
+    Use::
+
+        numpy.savez("mine.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)
+        data = pruning.data.sources.load_npz("mine.npz")        # python main.py --dataset npz:mine.npz
+    """
+    path = Path(path).expanduser()
+    where = str(path)
+    if not path.is_file():
+        raise DataError(f"--dataset npz:{path}: {'it is a directory, not a file' if path.is_dir() else 'no such file'}. "
+                        f"Pass the path of an .npz file holding x_train, y_train, x_test and y_test. " + NPZ_FIX)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise DataError(f"{where} cannot be read ({e.strerror or e}). Check its permissions, or copy it somewhere "
+                        f"readable and pass that path.") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise DataError(f"{where} is a single NumPy array (.npy), not an .npz archive of x_train, y_train, x_test and "
+                        f"y_test. " + NPZ_FIX)
+    if not magic.startswith(b"PK"):
+        shown = f"0x{magic.hex()}" if magic else "nothing: the file is empty"
+        raise DataError(f"{where} is not an .npz file (it starts with {shown}; an .npz file is a zip archive, "
+                        f"starting with PK). " + NPZ_FIX)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as e:
+        what = ("holds Python objects (pickled arrays), which are not loaded" if "pickle" in str(e).lower()
+                else f"cannot be read ({e})")
+        raise DataError(f"{where} {what}. " + NPZ_FIX) from None
+    except Exception as e:  # a truncated or corrupt zip archive
+        raise DataError(f"{where} is a corrupt or truncated .npz file ({type(e).__name__}: {e}). Save it again. "
+                        + NPZ_FIX) from None
+    bound = None
+    if "num_classes" in arrays:
+        nc = arrays.pop("num_classes")
+        if nc.shape != () or nc.dtype.kind not in "iu" or int(nc) < 2:
+            raise DataError(f"{where}: num_classes must be one integer >= 2, got {nc!r}; or leave it out (the "
+                            f"largest label + 1).")
+        bound = int(nc)
+    x_train, y_train, x_test, y_test, shape, classes = check_arrays(arrays, where, bound)
+    return Dataset(x_train, y_train, x_test, y_test, source=f"npz:{path.resolve()}", name="npz",
+                   input_shape=shape, num_classes=classes)
 
 
 # --------------------------------------------------------------------------- sample
@@ -448,6 +657,27 @@ def load_dataset(name: str = "mnist", data_dir: str | None = None, source: str =
     ds = load_sample()
     log("note: " + ds.note)
     return ds
+
+
+def user_dataset(dataset: str) -> tuple[str, str] | None:
+    """("npz", PATH) or ("tfds", NAME) for the forms ``npz:PATH`` and ``tfds:NAME`` of --dataset, else None."""
+    kind, sep, rest = str(dataset).partition(":")
+    return (kind, rest) if sep and kind in ("npz", "tfds") else None
+
+
+def load_user_dataset(dataset: str) -> Dataset:
+    """``--dataset npz:PATH`` (``load_npz``) or ``--dataset tfds:NAME`` (``load_tfds_images``; offline and
+    not cached: a DataError saying how to get it)."""
+    kind, rest = user_dataset(dataset)
+    if kind == "npz":
+        return load_npz(rest)
+    try:
+        return load_tfds_images(rest)
+    except SourceUnavailable as e:
+        raise DataError(
+            f"--dataset tfds:{rest} failed: {e}. Run once where the network answers so that tensorflow-datasets "
+            f"downloads and caches {rest} (or copy its folder of ~/tensorflow_datasets here), or save the arrays "
+            f"to an .npz file and pass --dataset npz:PATH.") from None
 
 
 def load_mnist(data_dir: str | None = None, source: str = "auto", log=None) -> Dataset:

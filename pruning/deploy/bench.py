@@ -233,7 +233,16 @@ def finished_runs(logdir, notices: list | None = None) -> list[dict]:
     from ..core import masks
 
     ok = []
+    from ..models.user import looks_like_path
+
     for r in read_all_results(logdir):
+        name = r["config"]["hyper"]["model"].get("name") or ""
+        if looks_like_path(name):
+            raise BenchmarkError(
+                f"{paths.run_dir(logdir, r['run'])} is a run of a network of your own (--model {name}); "
+                f"benchmark.py times the sparse inference engine, which runs the study's MLPs only. Benchmark an MLP "
+                f"study's log directory instead (your network's sizes and FLOPs are in its results.csv; its "
+                f"shrunk copy runs in plain Keras).")
         if (r["config"]["hyper"]["model"].get("filters") or []):
             raise BenchmarkError(
                 f"{paths.run_dir(logdir, r['run'])} is a run of a network with convolutions (--model "

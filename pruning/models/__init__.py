@@ -7,11 +7,13 @@ shrinker, the size report, the sparse export and the plots ask those layers what
 cheaply; a builder's own module is imported when the model is built. The study's worker processes
 get the registry of the process that started them (``snapshot`` / ``restore``), so a builder
 registered by a user's script or a test works there too, as long as it is an importable
-top-level function.
+top-level function. ``--model FILE.py:FUNCTION`` and ``--model FILE.keras`` (a network of the user's
+own, ``pruning.models.user``) are registered on the fly by ``get_model``.
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,13 +36,33 @@ class ModelSpec:
     # "module:function" or a function (input_dim, cfg) raising pruning.config.ConfigError when the
     # data's examples do not fit the network; None: any input size
     check_input: str | Callable | None = None
+    # a network of the user's own (``--model FILE.py:FUNCTION`` or ``FILE.keras``, pruning.models.user):
+    # ``name`` is the path, the builder is called as builder(name, input_shape, num_classes) and returns the
+    # network made prunable; it reads examples in their shape (``Dataset.shaped``), not flat
+    user: bool = False
 
-    def build(self, input_dim: int, cfg):
+    def build(self, input_dim: int, cfg, input_shape: tuple[int, ...] | None = None, num_classes: int = 10):
+        if self.user:
+            return _resolve(self.builder)(self.name, tuple(input_shape or (input_dim,)), int(num_classes))
+        if num_classes != 10:  # the built-in builders take n_classes; check() refused those that do not
+            return _resolve(self.builder)(input_dim, cfg, n_classes=int(num_classes))
         return _resolve(self.builder)(input_dim, cfg)
 
-    def check(self, input_dim: int, cfg) -> None:
+    def check(self, input_dim: int, cfg, input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> None:
+        if self.user:
+            from .user import check_fits_data
+
+            shape = tuple(input_shape or (input_dim,))
+            check_fits_data(self.name, self.build(input_dim, cfg, shape, num_classes), shape, num_classes)
+            return
         if self.check_input is not None:
             _resolve(self.check_input)(input_dim, cfg)
+        if num_classes != 10 and "n_classes" not in inspect.signature(_resolve(self.builder)).parameters:
+            from ..config import ConfigError
+
+            raise ConfigError(f"--model {self.name} has 10 outputs, but the data has {num_classes} classes, and its "
+                              f"builder takes no n_classes. Give the builder an n_classes parameter, or pass a "
+                              f"model of your own (--model FILE.py:FUNCTION, which gets num_classes).")
 
 
 def _resolve(fn: str | Callable) -> Callable:
@@ -59,8 +81,46 @@ Use::
     list(pruning.MODELS)                                          # ['mlp', 'lenet5']
     pruning.MODELS["lenet5"].build(784, ModelConfig(name="lenet5"))  # ModelConfig from pruning.config
 """)
-get_model = MODELS.lookup
-model_names = MODELS.names
+
+
+def model_names() -> tuple[str, ...]:
+    """The registered builders' names (the networks of users' own files, registered on the fly, left out)."""
+    return tuple(name for name, spec in MODELS.items() if not spec.user)
+
+
+def is_user_model(name: str) -> bool:
+    """True when ``--model name`` is a network of one's own: ``FILE.py:FUNCTION`` or ``FILE.keras``."""
+    from .user import looks_like_path
+
+    return name not in MODELS and looks_like_path(name) or (name in MODELS and MODELS[name].user)
+
+
+def get_model(name: str) -> ModelSpec:
+    """The registered model ``name``; ``FILE.py:FUNCTION`` and ``FILE.keras`` are registered on first use
+    (``user_spec``); a ValueError naming the choices otherwise."""
+    if name not in MODELS and is_user_model(name):
+        return MODELS.register(user_spec(name))
+    return MODELS.lookup(name)
+
+
+def user_spec(name: str) -> ModelSpec:
+    """The ModelSpec of ``--model FILE.py:FUNCTION`` or ``--model FILE.keras`` (``pruning.models.user``):
+    weight and unit strategies (no students: their widths follow --hidden), no --hidden or --filters.
+    It holds only strings, so it pickles to the study's worker processes. ConfigError when the file is
+    missing.
+
+    Use::
+
+        spec = pruning.models.user_spec("nets/mine.py:build")
+        keras.utils.set_random_seed(seed)
+        model = spec.build(data.input_dim, cfg, data.input_shape, data.num_classes)   # prunable
+    """
+    from .user import parse
+
+    path, fn = parse(name)
+    what = f"function {fn} of {path}" if fn else f"the architecture saved in {path}, freshly initialised"
+    return ModelSpec(name, "pruning.models.user:build_prunable", f"your network: {what}",
+                     granularities=("weight", "unit"), hidden=(), filters=(), user=True)
 
 
 def register_model(name: str, builder: str | Callable, help: str,
@@ -77,15 +137,26 @@ def register_model(name: str, builder: str | Callable, help: str,
     return MODELS.register(ModelSpec(name, builder, help, tuple(granularities), **defaults))
 
 
-def build_model(input_dim: int, cfg):
-    """The network ``cfg`` (a ModelConfig) names, for inputs of ``input_dim`` features."""
-    return get_model(cfg.name).build(input_dim, cfg)
+def build_model(input_dim: int, cfg, input_shape: tuple[int, ...] | None = None, num_classes: int = 10):
+    """The network ``cfg`` (a ModelConfig) names, for inputs of ``input_dim`` features; a network of the
+    user's own (``--model FILE.py:FUNCTION`` or ``FILE.keras``) is built for examples of ``input_shape``
+    (default ``(input_dim,)``) and ``num_classes`` classes, made prunable, its weights drawn from Keras'
+    global seed. The runner passes ``data.input_dim, cfg, data.input_shape, data.num_classes`` and feeds
+    ``model_inputs(cfg, data, x)``."""
+    return get_model(cfg.name).build(input_dim, cfg, input_shape, num_classes)
 
 
-def check_input(input_dim: int, cfg) -> None:
-    """A ``pruning.config.ConfigError`` naming the problem when examples of ``input_dim`` values do not
-    fit the network ``cfg`` names."""
-    get_model(cfg.name).check(input_dim, cfg)
+def check_input(input_dim: int, cfg, input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> None:
+    """A ``pruning.config.ConfigError`` naming the problem when examples of ``input_dim`` values (of
+    ``input_shape``, in ``num_classes`` classes) do not fit the network ``cfg`` names."""
+    get_model(cfg.name).check(input_dim, cfg, input_shape, num_classes)
+
+
+def model_inputs(cfg, data, x):
+    """The examples ``x`` (rows of ``data.x_train`` or ``data.x_test``, flat) as the network ``cfg`` names
+    reads them: in the data's shape (``data.shaped(x)``) for a network of the user's own, flat for the
+    registered builders."""
+    return data.shaped(x) if get_model(cfg.name).user else x
 
 
 def snapshot() -> dict[str, ModelSpec]:
