@@ -1,0 +1,160 @@
+"""What the runner calls: prepare a model for a method's training, score and mask it at k, finalize it,
+and choose a penalty's strength on a held-out split."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..config import ConfigError
+from ..core import masks as pmasks
+from . import methods
+
+
+def apply(model, method: str, params=None, *, strategy: str | None = None, seed: int = 0):
+    """``model`` prepared for training with ``method`` (its ``params``, the defaults when None): a new
+    model whose prunable layers carry the method's penalty, gates or targeted dropout, with the same
+    weights and masks; ``model`` itself for "none". ``strategy`` (the run's) is checked against the
+    method's granularities and decides what targeted dropout targets (weights or units); ``seed`` (the
+    run's) seeds the gates' and the dropout's draws. Call it before ``compile`` (the penalty enters the
+    loss when the training step is traced), and again after anything that rebuilds the model from its
+    configuration without the method's layers (``pruning.load_model`` of a finalized model).
+
+    Use::
+
+        model = pruning.sparsify.apply(pruning.build_mlp(784), "group_lasso", strategy="neuron")
+        model.compile(...); model.fit(...)                 # cross-entropy + lambda x sum of column norms
+    """
+    if method == "none":
+        return model
+    m = methods.get(method)
+    params = params if params is not None else m.params()
+    methods.check_params(method, params)
+    if strategy is not None:
+        methods.check_fits(method, strategy)
+        granularity = methods.granularity_of(strategy)
+    else:
+        granularity = m.granularities[0]
+    return m.prepare(model, params, granularity, int(seed))
+
+
+def unit_scores(model, method: str) -> dict:
+    """Layer name -> one score per unit of each prunable layer, the lowest pruned first: the gates'
+    probabilities of being nonzero for ``l0``, the L2 norm of each unit's masked incoming weights (the
+    ``neuron`` strategy's score) otherwise."""
+    from ..core.layers import masked_layers
+
+    m = methods.get(method) if method != "none" else None
+    if m is not None and m.scores is not None:
+        return m.scores(model)
+    return {l.name: pmasks.neuron_scores(np.asarray(l.effective_kernel())) for l in masked_layers(model)}
+
+
+def uses_method_scores(method: str, strategy: str) -> bool:
+    """Whether ``method`` replaces ``strategy``'s scores: a method with unit scores (``l0``'s gates) and the
+    unit strategy that prunes by score (``neuron``); random baselines stay random."""
+    if method == "none":
+        return False
+    strat = pmasks.get(pmasks.canonical(strategy))
+    return methods.get(method).scores is not None and strat.granularity == "unit" and strat.score is pmasks.neuron_scores
+
+
+def compute_masks(model, method: str, strategy: str, sparsity: float, seed: int = 0):
+    """The ``MaskSet`` (``pruning.core.callbacks``) that prunes ``model`` to ``sparsity`` percent with
+    ``strategy`` after training with ``method``: for ``l0`` and the ``neuron`` strategy, exactly
+    ``n_pruned(units, k)`` units of each prunable layer with the smallest gate probabilities (units
+    already masked or removed by shrinking count as pruned, and go first); otherwise the strategy's own
+    masks (``compute_model_masks``). Assign it with ``assign_masks`` or ``masks_applied``, or pass it to
+    ``MaskingCallback(strategy, k, initial=...)``."""
+    from ..core import callbacks
+    from ..core.layers import masked_layers
+
+    if not uses_method_scores(method, strategy):
+        return callbacks.compute_model_masks(model, strategy, sparsity, seed)
+    scores = unit_scores(model, method)
+    new, thresholds = {}, {}
+    for layer in masked_layers(model):
+        s = np.asarray(scores[layer.name], dtype=np.float64)
+        removed = int(layer.full_shape[-1]) - int(layer.units)
+        alive = (pmasks.units_view(layer.mask.numpy()) != 0).any(axis=0)
+        keep = pmasks.lowest_mask(s, max(0, pmasks.n_pruned(s.size + removed, sparsity) - removed), alive)
+        new[layer.name] = np.broadcast_to(keep, tuple(layer.kernel.shape)).astype(np.float32)
+        pruned = keep == 0
+        thresholds[layer.name] = float(s[pruned].max()) if pruned.any() else 0.0
+    return callbacks.MaskSet(pmasks.canonical(strategy), float(sparsity), new, thresholds)
+
+
+def finalize(model):
+    """``model`` as a plain network of ``MaskedDense`` / ``MaskedConv2D`` layers, ready to save, shrink or
+    export: penalties and targeted dropout removed, gates folded into the kernels (``fold_gates``);
+    weights and masks kept. A plain model is returned as it is."""
+    from .layers import to_plain
+
+    return to_plain(model)
+
+
+def penalty(model) -> float:
+    """The sparsify penalty ``model.fit`` adds to the loss right now (0.0 for a plain model)."""
+    from .layers import penalty as layer_penalty
+
+    return layer_penalty(model)
+
+
+# --------------------------------------------------------------------------- choosing a strength
+@dataclass(frozen=True)
+class StrengthChoice:
+    """The strength ``choose_strength`` picked and the held-out accuracy of every candidate."""
+
+    strength: float
+    accuracies: dict  # candidate strength -> held-out accuracy at k
+
+
+def heldout_accuracy(model, x, y, batch: int = 1000) -> float:
+    """Accuracy of ``model``'s inference logits on (x, y)."""
+    correct = 0
+    for start in range(0, len(y), batch):
+        logits = np.asarray(model(x[start:start + batch], training=False))
+        correct += int(np.sum(np.argmax(logits, axis=-1) == np.asarray(y[start:start + batch])))
+    return correct / len(y)
+
+
+def choose_strength(method: str, candidates: Sequence[float], train: Callable, heldout, sparsity: float,
+                    strategy: str, params=None, seed: int = 0, prune: bool = True) -> StrengthChoice:
+    """The candidate strength (lambda) of ``method`` whose network is most accurate on the held-out split
+    at ``sparsity`` percent, pruned with ``strategy``.
+
+    A penalty's strength decides how much accuracy the dense network gives up for how much is later
+    prunable, so it must be chosen on data the reported numbers never see: a held-out split of the
+    **training** set (``pruning.protocols.lottery.split(data, size, seed)``, as the lottery protocol holds
+    out ``--validation-size`` examples), never the test set. ``train(params) -> model`` trains a network
+    with ``method`` at ``params`` (``params`` with each candidate strength) on the training set *without*
+    the held-out examples; each is pruned to ``sparsity`` with ``compute_masks`` (one shot; pass
+    ``prune=False`` when ``train`` already prunes and retrains at that k) and scored by its accuracy on
+    ``heldout = (x, y)``. Ties go to the earlier candidate. The chosen strength is then used, unchanged,
+    for the study's runs of every seed, trained on the whole training set, and reported with the
+    held-out accuracies.
+
+    Use::
+
+        rest, heldout = pruning.protocols.lottery.split(data, 5000, seed=0)
+        train = lambda params: fit(pruning.sparsify.apply(build(), "l1", params), rest.x_train, rest.y_train)
+        choice = pruning.sparsify.choose_strength("l1", [1e-6, 1e-5, 1e-4], train, heldout, 90, "weight")
+        choice.strength, choice.accuracies
+    """
+    from ..core.callbacks import masks_applied
+
+    if not candidates:
+        raise ConfigError("choose_strength needs at least one candidate strength.")
+    methods.check_fits(method, strategy)
+    x, y = heldout
+    accuracies = {}
+    for strength in candidates:
+        model = train(methods.with_strength(method, params, strength))
+        if prune and sparsity > 0:
+            with masks_applied(model, compute_masks(model, method, strategy, sparsity, seed)):
+                accuracies[float(strength)] = heldout_accuracy(model, x, y)
+        else:
+            accuracies[float(strength)] = heldout_accuracy(model, x, y)
+    best = max(accuracies.values())
+    return StrengthChoice(next(s for s, a in accuracies.items() if a == best), accuracies)
