@@ -403,3 +403,17 @@ def test_choose_strength_picks_the_best_held_out_accuracy_at_k(tiny_data):
     assert choice.accuracies[1e-5] > choice.accuracies[1e-3]
     with pytest.raises(ConfigError):
         sparsify.choose_strength("group_lasso", [1e-4], train, heldout, 50, "weight")
+
+
+def test_the_masking_callback_of_l0_prunes_by_gates_and_the_others_are_the_plain_one():
+    gated = sparsify.apply(_mlp(hidden=(10, 8)), "l0", strategy="neuron")
+    _set_gates(gated, seed=5)
+    callback = sparsify.masking_callback("l0", "neuron", 30)
+    assert isinstance(callback, MaskingCallback) and type(callback) is not MaskingCallback
+    callback.prune_once(gated)
+    for layer in masked_layers(gated):
+        dead = np.flatnonzero((layer.mask.numpy() == 0).all(axis=0))
+        assert set(dead) == set(np.argsort(layer.log_alpha.numpy())[:expected_pruned(layer.units, 30)])
+    assert callback.current == 30.0
+    assert type(sparsify.masking_callback("l0", "random_neuron", 30)) is MaskingCallback
+    assert type(sparsify.masking_callback("group_lasso", "neuron", 30)) is MaskingCallback

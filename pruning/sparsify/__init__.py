@@ -22,27 +22,32 @@ Each method's hyper-parameters are a frozen dataclass (``GroupLassoParams``, ``L
 The runner's hooks, in order (the method's layers are subclasses of ``MaskedDense`` / ``MaskedConv2D``,
 so masks, ``MaskingCallback``, ``measure_sparsity`` and ``shrink_model`` work on prepared models)::
 
-    check_fits(method, strategy)                                  # at planning: ConfigError on a misfit
-    # dense training (one dense run per method, params and, for targeted dropout, granularity)
-    model = apply(build_model(), method, params, strategy=strategy, seed=seed)    # before compile
-    compile_model(model, ...); model.fit(...)                     # the penalty is in model.losses
-    # pruning at k (one shot, and the start of retraining)
-    mask_set = compute_masks(model, method, strategy, k, seed)    # l0 + neuron: by gate probability
-    with masks_applied(model, mask_set): evaluate(model, ...)     # one-shot accuracy
-    # retraining (retrain protocol): the method's penalty or dropout stays on
-    assign_masks(model, mask_set)
-    callback = MaskingCallback(strategy, k, initial=mask_set)     # ramp_epochs 0 for l0 (see below)
-    model.fit(..., callbacks=[callback])
-    # before saving, shrinking, exporting
-    model = finalize(model)                                       # plain layers; gates folded
+    check_fits(method, strategy)                 # planning: ConfigError (exit 2) on a misfit
+    identity(method, params, strategy)           # added to the identity of every run, the dense one included:
+                                                 # one dense run per method and params (and, for targeted
+                                                 # dropout, per granularity)
+    # 1. dense training
+    model = apply(build_model(), method, params, strategy=strategy, seed=seed)   # BEFORE compile
+    compile_model(model, ...); model.fit(...)    # the penalty is in model.losses, so in fit's loss
+    # 2. pruning at k (one shot, and where retraining starts)
+    mask_set = compute_masks(model, method, strategy, k, seed)   # instead of callbacks.compute_model_masks;
+                                                                 # l0 + neuron: the smallest gate probabilities
+    with masks_applied(model, mask_set): evaluate(model, ...)    # one-shot accuracy (gates deterministic)
+    # 3. retraining (retrain protocol), the method still on
+    callback = masking_callback(method, strategy, schedule, log_dir, seed, initial=mask_set)
+    model.fit(..., callbacks=[callback])         # instead of MaskingCallback(...): for l0 + neuron a ramp's
+                                                 # masks come from the gates too
+    # 4. before saving (model.keras), shrinking for deployment, exporting sparse, reporting sizes
+    model = finalize(model)                      # plain MaskedDense / MaskedConv2D; gates folded
 
-Shrinking a unit-pruned model mid-protocol (``shrink_model``) keeps the penalty and targeted-dropout
-layers (they are rebuilt from their configuration; the mask and kernel are copied as for plain layers).
-A gated model must be finalized (``fold_gates``) *before* ``shrink_model``, which copies only kernels and
-masks: for ``l0`` the protocol is dense training with gates, ``compute_masks`` at k (the gates choose the
-units), ``finalize`` (the deterministic gates scale the surviving columns, pruned ones are zero), then
-retraining the plain network under the mask as today. A ramped ``MaskingCallback`` would recompute
-masks by column norm, not by gate: start it at k (``initial=mask_set``, ramp 0) for ``l0``.
+Shrinking a unit-pruned model *during* the protocol (``shrink_model``, unit strategies retrain shrunk)
+keeps the penalty and targeted-dropout layers: they are rebuilt from their configuration and their
+kernels and masks copied, as for plain layers. It does **not** carry ``l0``'s gates (it copies kernels
+and masks only, and ``carry_optimizer_state`` expects one trainable kernel per layer): for ``l0`` call
+``finalize`` after step 2 (the gates chose the units; the deterministic gates scale the surviving
+columns) and retrain the plain network under the mask as today; or retrain with the gates on and
+unshrunk, and finalize before shrinking. A finalized model has no penalty: a method that must stay on
+while retraining a model loaded from disk is applied again (``apply``) before compiling.
 
 Choosing a penalty's strength: on a held-out split of the *training* set, never on the test set. Hold
 out examples with ``pruning.protocols.lottery.split(data, size, seed)`` (the lottery protocol's
@@ -51,8 +56,8 @@ target k, and keep the lambda whose pruned network is most accurate on the held-
 (``choose_strength``); the study then trains every seed on the full training set with that lambda and
 reports the held-out accuracies of all candidates beside the test results.
 """
-from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, finalize, heldout_accuracy, penalty,
-                    unit_scores, uses_method_scores)
+from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, finalize, heldout_accuracy,
+                    masking_callback, penalty, unit_scores, uses_method_scores)
 from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, TargetedDropoutParams,
                       add_sparsify_flags, check_fits, check_params, get, granularity_of, identity, names,
                       params_from_args, register, with_strength)
@@ -76,4 +81,4 @@ __all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "Tar
            "unit_scores", "compute_masks", "finalize", "penalty", "choose_strength", "StrengthChoice",
            "heldout_accuracy", "add_gates", "fold_gates", "add_sparsify_flags", "params_from_args", "check_fits",
            "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of",
-           "uses_method_scores"]
+           "uses_method_scores", "masking_callback"]

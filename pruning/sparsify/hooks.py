@@ -2,6 +2,7 @@
 and choose a penalty's strength on a held-out split."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -83,6 +84,50 @@ def compute_masks(model, method: str, strategy: str, sparsity: float, seed: int 
         pruned = keep == 0
         thresholds[layer.name] = float(s[pruned].max()) if pruned.any() else 0.0
     return callbacks.MaskSet(pmasks.canonical(strategy), float(sparsity), new, thresholds)
+
+
+def masking_callback(method: str, strategy: str, schedule, log_dir=None, seed: int = 0, initial=None):
+    """The ``MaskingCallback`` for retraining after ``method``: the plain one, unless the method gives the
+    strategy its scores (``l0`` with ``neuron``), in which case every mask it computes along ``schedule``
+    (a ramp included) comes from ``compute_masks``, that is from the gates, not from column norms."""
+    from ..core.callbacks import MaskingCallback
+
+    if not uses_method_scores(method, strategy):
+        return MaskingCallback(strategy, schedule, log_dir=log_dir, seed=seed, initial=initial)
+    return _MethodMaskingCallback(method, strategy, schedule, log_dir=log_dir, seed=seed, initial=initial)
+
+
+@functools.lru_cache(maxsize=None)
+def _method_masking_callback_class():
+    from ..core.callbacks import MaskingCallback, assign_masks
+
+    class MethodMaskingCallback(MaskingCallback):
+        """``MaskingCallback`` whose masks come from ``compute_masks(model, method, ...)``."""
+
+        def __init__(self, method, strategy, schedule, **kwargs):
+            super().__init__(strategy, schedule, **kwargs)
+            self.method = method
+
+        def _update(self, epoch: int) -> None:
+            target = float(self.schedule(epoch))
+            if self.current is not None and target < self.current:
+                raise ValueError(f"the sparsity schedule falls from {self.current}% to {target}% at epoch {epoch}; "
+                                 f"masks only grow, so use a non-decreasing schedule")
+            if target == self.current:
+                return
+            if self.current is None and self._initial is not None and self._initial.sparsity == target:
+                mask_set = self._initial
+            else:
+                mask_set = compute_masks(self.model, self.method, self.strategy, target, self.seed)
+            self.thresholds = assign_masks(self.model, mask_set)
+            self._initial = None
+            self.current = target
+
+    return MethodMaskingCallback
+
+
+def _MethodMaskingCallback(*args, **kwargs):
+    return _method_masking_callback_class()(*args, **kwargs)
 
 
 def finalize(model):
