@@ -291,6 +291,9 @@ def test_targeted_dropout_drops_nothing_at_inference_and_only_candidates_while_t
     (sparsify.TargetedDropoutParams, "td_gamma", 1.0, "--td-gamma"),
     (sparsify.TargetedDropoutParams, "td_gamma", 0.0, "--td-gamma"),
     (sparsify.TargetedDropoutParams, "td_alpha", 1.5, "--td-alpha"),
+    (sparsify.SparseVDParams, "svd_lambda", -1.0, "--svd-lambda"),
+    (sparsify.SparseVDParams, "svd_threshold", 10.0, "--svd-threshold"),
+    (sparsify.SparseVDParams, "svd_log_sigma2_init", 0.0, "--svd-log-sigma2-init"),
 ])
 def test_bad_hyper_parameters_raise_a_config_error_naming_the_flag(cls, field, bad, flag):
     with pytest.raises(ConfigError, match=flag) as err:
@@ -299,7 +302,7 @@ def test_bad_hyper_parameters_raise_a_config_error_naming_the_flag(cls, field, b
 
 
 def test_defaults_flags_and_identity():
-    assert list(sparsify.METHODS) == ["group_lasso", "l1", "l0", "targeted_dropout"]
+    assert list(sparsify.METHODS) == ["group_lasso", "l1", "l0", "targeted_dropout", "sparse_vd"]
     p = sparsify.L0Params()
     assert (p.l0_beta, p.l0_gamma, p.l0_zeta, p.l0_droprate_init) == (2.0 / 3.0, -0.1, 1.1, 0.5)
     assert (sparsify.TargetedDropoutParams().td_gamma, sparsify.TargetedDropoutParams().td_alpha) == (0.5, 0.5)
@@ -320,7 +323,8 @@ def test_defaults_flags_and_identity():
 
 
 @pytest.mark.parametrize("method, strategy", (("group_lasso", "weight"), ("l1", "neuron"), ("l0", "global_weight"),
-                                              ("targeted_dropout", "student")))
+                                              ("targeted_dropout", "student"),
+                                              ("sparse_vd", "neuron")))
 def test_a_method_that_does_not_fit_the_strategy_is_refused(method, strategy):
     with pytest.raises(ConfigError, match=f"--sparsify {method}"):
         sparsify.check_fits(method, strategy)
@@ -341,7 +345,7 @@ def test_unknown_method_and_wrong_params_are_refused():
 
 # --------------------------------------------------------------------------- training, saving, loading
 CASES = (("group_lasso", "neuron"), ("l1", "weight"), ("l0", "neuron"), ("targeted_dropout", "weight"),
-         ("targeted_dropout", "neuron"))
+         ("targeted_dropout", "neuron"), ("sparse_vd", "weight"), ("sparse_vd", "global_weight"))
 
 
 @pytest.mark.parametrize("method, strategy", CASES)
@@ -417,3 +421,77 @@ def test_the_masking_callback_of_l0_prunes_by_gates_and_the_others_are_the_plain
     assert callback.current == 30.0
     assert type(sparsify.masking_callback("l0", "random_neuron", 30)) is MaskingCallback
     assert type(sparsify.masking_callback("group_lasso", "neuron", 30)) is MaskingCallback
+
+
+# --------------------------------------------------------------------------- sparse variational dropout (optional)
+K1, K2, K3 = 0.63576, 1.87320, 1.48695
+
+
+def _np_log_alpha(kernel, log_sigma2):
+    raw = log_sigma2 - np.log(kernel.astype(np.float64) ** 2 + 1e-8)
+    return np.clip(raw, -10, 10), np.abs(raw) < 10
+
+
+def _np_kl(la):
+    return -(K1 / (1 + np.exp(-(K2 + K3 * la))) - 0.5 * np.log1p(np.exp(-la)) - K1)
+
+
+def test_sparse_vd_kl_value_and_gradient_match_numpy():
+    assert _np_kl(np.array(0.0)) == pytest.approx(0.63576 * (1 - 1 / (1 + math.exp(-1.8732))) + 0.5 * math.log(2),
+                                                  rel=1e-9)
+    assert _np_kl(np.array(0.0)) == pytest.approx(0.431239, abs=1e-6) and _np_kl(np.array(10.0)) < 1e-4
+    layer = _dense(sl.SparseVDDense, W, M, strength=0.5)
+    log_sigma2 = np.array([[-2.0, 0.0, -1.0, -3.0], [1.0, -6.0, 0.0, -1.0], [0.0, 2.0, -4.0, -20.0]], np.float32)
+    layer.log_sigma2.assign(log_sigma2)
+    value, grad = _value_and_grad(layer, layer.log_sigma2)
+    la, inside = _np_log_alpha(W, log_sigma2.astype(np.float64))
+    assert not inside[2, 0] and not inside[2, 3]  # W = 0 and a tiny variance: clipped at +10 and -10
+    assert value == pytest.approx(0.5 * np.sum(_np_kl(la) * M), rel=1e-5)
+    s = 1 / (1 + np.exp(-(K2 + K3 * la)))
+    dkl = -(K1 * K3 * s * (1 - s) + 0.5 / (1 + np.exp(la)))
+    np.testing.assert_allclose(grad, 0.5 * M * dkl * inside, rtol=1e-4, atol=1e-7)
+
+
+def test_sparse_vd_inference_drops_log_alpha_at_least_3_and_training_is_the_local_reparameterisation():
+    layer = _dense(sl.SparseVDDense, W, M, strength=0.5, relu=False)
+    log_sigma2 = np.log(W.astype(np.float64) ** 2 + 1e-8).astype(np.float32) + np.float32(2.0)  # log alpha 2
+    log_sigma2[1, 1] += 2.0  # log alpha 4: zero at inference
+    layer.log_sigma2.assign(log_sigma2)
+    x = _x(3, 3)
+    keep = np.ones_like(W)
+    keep[1, 1] = 0
+    keep[2, 0] = 0  # W = 0: log alpha clipped to 10
+    np.testing.assert_allclose(layer(x, training=False).numpy(), x @ (W * M * keep), rtol=1e-5, atol=1e-6)
+    draws = np.stack([layer(x, training=True).numpy() for _ in range(3000)])
+    mean, var = x @ (W * M), (x ** 2) @ (np.exp(log_sigma2.astype(np.float64)) * M)
+    sd = np.sqrt(var + 1e-8)
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 4 * sd / math.sqrt(3000) + 1e-6)
+    np.testing.assert_allclose(draws.std(axis=0), sd, rtol=0.1)
+
+
+@pytest.mark.parametrize("strategy", ("weight", "global_weight"))
+def test_sparse_vd_prunes_the_largest_log_alpha_and_folds_to_its_inference(strategy):
+    model = sparsify.apply(_mlp(hidden=(10, 8)), "sparse_vd", strategy=strategy)
+    rng = np.random.default_rng(4)
+    for layer in masked_layers(model):
+        layer.log_sigma2.assign(rng.uniform(-14, 2, layer.kernel.shape).astype(np.float32))
+    scores = sparsify.METHODS["sparse_vd"].scores(model)
+    mask_set = sparsify.compute_masks(model, "sparse_vd", strategy, 60)
+    las = {l.name: np.asarray(l.log_alpha()).ravel() for l in masked_layers(model)}
+    if strategy == "weight":
+        for layer in masked_layers(model):
+            mask = mask_set.masks[layer.name].ravel()
+            assert_mask_count(mask, "weight", 60)
+            assert np.all(las[layer.name][mask == 0].min() >= las[layer.name][mask == 1].max() - 1e-6)
+    else:
+        allm = np.concatenate([mask_set.masks[n].ravel() for n in las])
+        alla = np.concatenate(list(las.values()))
+        assert int((allm == 0).sum()) == expected_pruned(allm.size, 60)
+        assert alla[allm == 0].min() >= alla[allm == 1].max() - 1e-6
+    assert mask_set.thresholds == pytest.approx({n: float(scores[n].ravel()[mask_set.masks[n].ravel() == 0].max())
+                                                 for n in las})
+    assign_masks(model, mask_set)
+    x = _x()
+    plain = sparsify.finalize(model)
+    assert not any(isinstance(l, sl.SPARSIFY_CLASSES) for l in plain.layers)
+    np.testing.assert_allclose(plain(x).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)

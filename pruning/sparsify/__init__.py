@@ -12,10 +12,12 @@ method                 strategies   what training gets
 ``targeted_dropout``   weight,      each step, the gamma fraction of each layer's smallest weights (or
                        unit         units) are candidates, each dropped with probability alpha (Gomez et
                                     al. 2019); nothing dropped at inference
+``sparse_vd``          weight       sparse variational dropout (Molchanov et al. 2017), optional item 5:
+                                    a variance per weight, lambda x the KL term; weights go by log alpha
 =====================  ===========  =======================================================================
 
 Each method's hyper-parameters are a frozen dataclass (``GroupLassoParams``, ``L1Params``, ``L0Params``,
-``TargetedDropoutParams``) whose fields generate flags (``add_sparsify_flags``: ``--sparsify METHOD``,
+``TargetedDropoutParams``, ``SparseVDParams``) whose fields generate flags (``add_sparsify_flags``: ``--sparsify METHOD``,
 ``--group-lasso-lambda``, ``--l1-lambda``, ``--l0-lambda``, ``--l0-beta``, ...); bad values raise
 ``ConfigError`` naming the flag. ``identity(method, params, strategy)`` is what a run's identity must add.
 
@@ -31,7 +33,8 @@ so masks, ``MaskingCallback``, ``measure_sparsity`` and ``shrink_model`` work on
     compile_model(model, ...); model.fit(...)    # the penalty is in model.losses, so in fit's loss
     # 2. pruning at k (one shot, and where retraining starts)
     mask_set = compute_masks(model, method, strategy, k, seed)   # instead of callbacks.compute_model_masks;
-                                                                 # l0 + neuron: the smallest gate probabilities
+                                                                 # l0 + neuron: the smallest gate probabilities;
+                                                                 # sparse_vd + weight: the largest log alpha
     with masks_applied(model, mask_set): evaluate(model, ...)    # one-shot accuracy (gates deterministic)
     # 3. retraining (retrain protocol), the method still on
     callback = masking_callback(method, strategy, schedule, log_dir, seed, initial=mask_set)
@@ -58,7 +61,7 @@ reports the held-out accuracies of all candidates beside the test results.
 """
 from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, finalize, heldout_accuracy,
                     masking_callback, penalty, unit_scores, uses_method_scores)
-from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, TargetedDropoutParams,
+from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, SparseVDParams, TargetedDropoutParams,
                       add_sparsify_flags, check_fits, check_params, get, granularity_of, identity, names,
                       params_from_args, register, with_strength)
 
@@ -77,7 +80,7 @@ def fold_gates(model):
     return _fold_gates(model)
 
 
-__all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "TargetedDropoutParams", "apply",
+__all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "TargetedDropoutParams", "SparseVDParams", "apply",
            "unit_scores", "compute_masks", "finalize", "penalty", "choose_strength", "StrengthChoice",
            "heldout_accuracy", "add_gates", "fold_gates", "add_sparsify_flags", "params_from_args", "check_fits",
            "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of",

@@ -43,43 +43,64 @@ def apply(model, method: str, params=None, *, strategy: str | None = None, seed:
 def unit_scores(model, method: str) -> dict:
     """Layer name -> one score per unit of each prunable layer, the lowest pruned first: the gates'
     probabilities of being nonzero for ``l0``, the L2 norm of each unit's masked incoming weights (the
-    ``neuron`` strategy's score) otherwise."""
+    ``neuron`` strategy's score) otherwise. (``sparse_vd``'s scores are per weight: its ``Method.scores``.)"""
     from ..core.layers import masked_layers
 
     m = methods.get(method) if method != "none" else None
-    if m is not None and m.scores is not None:
+    if m is not None and m.scores is not None and "unit" in m.granularities:
         return m.scores(model)
     return {l.name: pmasks.neuron_scores(np.asarray(l.effective_kernel())) for l in masked_layers(model)}
 
 
 def uses_method_scores(method: str, strategy: str) -> bool:
-    """Whether ``method`` replaces ``strategy``'s scores: a method with unit scores (``l0``'s gates) and the
-    unit strategy that prunes by score (``neuron``); random baselines stay random."""
+    """Whether ``method`` replaces ``strategy``'s scores: a method with scores (``l0``'s gates, per unit;
+    ``sparse_vd``'s log alpha, per weight) and a magnitude strategy of its granularity (``neuron``;
+    ``weight``, ``global_weight``); random baselines stay random."""
     if method == "none":
         return False
+    m = methods.get(method)
     strat = pmasks.get(pmasks.canonical(strategy))
-    return methods.get(method).scores is not None and strat.granularity == "unit" and strat.score is pmasks.neuron_scores
+    magnitude = {"unit": pmasks.neuron_scores, "weight": pmasks.weight_scores}.get(strat.granularity)
+    return m.scores is not None and strat.granularity in m.granularities and strat.score is magnitude
 
 
 def compute_masks(model, method: str, strategy: str, sparsity: float, seed: int = 0):
     """The ``MaskSet`` (``pruning.core.callbacks``) that prunes ``model`` to ``sparsity`` percent with
-    ``strategy`` after training with ``method``: for ``l0`` and the ``neuron`` strategy, exactly
-    ``n_pruned(units, k)`` units of each prunable layer with the smallest gate probabilities (units
-    already masked or removed by shrinking count as pruned, and go first); otherwise the strategy's own
-    masks (``compute_model_masks``). Assign it with ``assign_masks`` or ``masks_applied``, or pass it to
-    ``MaskingCallback(strategy, k, initial=...)``."""
+    ``strategy`` after training with ``method``. When the method has its own scores
+    (``uses_method_scores``: ``l0`` with ``neuron``, ``sparse_vd`` with ``weight`` or ``global_weight``),
+    exactly ``n_pruned(count, k)`` of the lowest-scored units or weights go, per layer or, for a global
+    strategy, over all prunable layers together (items already masked, or removed by shrinking, count as
+    pruned and go first, as ``pruning.core.masks.compute_masks`` does); otherwise the strategy's own masks
+    (``compute_model_masks``). Assign it with ``assign_masks`` or ``masks_applied``, or pass it to
+    ``masking_callback(..., initial=...)``."""
     from ..core import callbacks
     from ..core.layers import masked_layers
 
     if not uses_method_scores(method, strategy):
         return callbacks.compute_model_masks(model, strategy, sparsity, seed)
-    scores = unit_scores(model, method)
+    strat = pmasks.get(pmasks.canonical(strategy))
+    unit = strat.granularity == "unit"
+    layers = masked_layers(model)
+    method_scores = methods.get(method).scores(model)
+    scores = [np.asarray(method_scores[l.name], dtype=np.float64) for l in layers]
+    alive, removed = [], []
+    for layer in layers:
+        mask = layer.mask.numpy()
+        alive.append((pmasks.units_view(mask) != 0).any(axis=0) if unit else mask != 0)
+        full = int(layer.full_shape[-1])
+        removed.append(full - int(layer.units) if unit
+                       else int(np.prod(layer.kernel.shape[:-1])) * full - int(np.prod(layer.kernel.shape)))
+    if strat.scope == "layer":
+        keeps = [pmasks.lowest_mask(s, max(0, pmasks.n_pruned(s.size + r, sparsity) - r), a)
+                 for s, r, a in zip(scores, removed, alive)]
+    else:
+        flat = np.concatenate([s.ravel() for s in scores])
+        n = max(0, pmasks.n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
+        joint = pmasks.lowest_mask(flat, n, np.concatenate([a.ravel() for a in alive]))
+        bounds = np.cumsum([0] + [s.size for s in scores])
+        keeps = [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]
     new, thresholds = {}, {}
-    for layer in masked_layers(model):
-        s = np.asarray(scores[layer.name], dtype=np.float64)
-        removed = int(layer.full_shape[-1]) - int(layer.units)
-        alive = (pmasks.units_view(layer.mask.numpy()) != 0).any(axis=0)
-        keep = pmasks.lowest_mask(s, max(0, pmasks.n_pruned(s.size + removed, sparsity) - removed), alive)
+    for layer, s, keep in zip(layers, scores, keeps):
         new[layer.name] = np.broadcast_to(keep, tuple(layer.kernel.shape)).astype(np.float32)
         pruned = keep == 0
         thresholds[layer.name] = float(s[pruned].max()) if pruned.any() else 0.0

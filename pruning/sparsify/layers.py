@@ -17,6 +17,9 @@ working, and the method survives ``model.save`` / ``load_model`` and the rebuild
   the layer's smallest-magnitude weights (or units, by column L2 norm of kernel x mask) are candidates,
   each dropped with probability ``alpha``; at inference nothing is dropped.
 
+* ``SparseVDDense`` / ``SparseVDConv2D`` (optional method 5): sparse variational dropout of the weights
+  (Molchanov et al. 2017); at inference the weights with log alpha >= 3 are zero.
+
 ``to_plain`` turns any of them back into the project's layers (folding gates).
 """
 from __future__ import annotations
@@ -334,14 +337,121 @@ class TargetedDropoutConv2D(_Targeted, MaskedConv2D):
                                            padding=self.padding))
 
 
+# --------------------------------------------------------------------------- sparse variational dropout
+K1, K2, K3 = 0.63576, 1.87320, 1.48695  # Molchanov et al. 2017, eq. 14
+LOG_ALPHA_CLIP = 10.0  # log alpha is clipped to [-10, 10], as in the authors' code
+
+
+def svd_log_alpha(kernel, log_sigma2):
+    """log alpha = log sigma^2 - log theta^2, clipped to [-10, 10] (NumPy arrays or tensors)."""
+    if isinstance(kernel, np.ndarray):
+        return np.clip(log_sigma2 - np.log(kernel.astype(np.float64) ** 2 + 1e-8), -LOG_ALPHA_CLIP, LOG_ALPHA_CLIP)
+    return tf.clip_by_value(log_sigma2 - tf.math.log(tf.square(kernel) + 1e-8), -LOG_ALPHA_CLIP, LOG_ALPHA_CLIP)
+
+
+def svd_kl(log_alpha):
+    """Molchanov et al.'s approximation of each weight's KL divergence to the log-uniform prior:
+    -(k1 sigmoid(k2 + k3 log alpha) - 0.5 log(1 + exp(-log alpha)) - k1), >= 0, falling as alpha grows."""
+    return -(K1 * tf.sigmoid(K2 + K3 * log_alpha) - 0.5 * tf.math.softplus(-log_alpha) - K1)
+
+
+@keras.saving.register_keras_serializable(package="pruning")
+class SparseVDKL(keras.regularizers.Regularizer):
+    """``strength * sum (KL x mask)`` on a ``log_sigma2`` variable, given the kernel it belongs to."""
+
+    def __init__(self, strength: float, kernel=None, mask=None):
+        self.strength, self.kernel, self.mask = float(strength), kernel, mask
+
+    def __call__(self, log_sigma2):
+        kl = svd_kl(svd_log_alpha(tf.cast(self.kernel, "float32"), tf.cast(log_sigma2, "float32")))
+        if self.mask is not None:
+            kl = kl * tf.cast(self.mask, kl.dtype)
+        return self.strength * tf.reduce_sum(kl)
+
+    def get_config(self):
+        return {"strength": self.strength}
+
+
+class _SparseVD:
+    """Sparse variational dropout of every weight (Molchanov et al. 2017): a variance ``exp(log_sigma2)``
+    per weight, the local reparameterisation trick while training (a Gaussian pre-activation of mean
+    x (W M) and variance x^2 (sigma^2 M)), and at inference the weights with log alpha >= ``threshold``
+    set to zero."""
+
+    def _init_svd(self, strength, threshold, log_sigma2_init, seed):
+        self.strength, self.threshold = float(strength), float(threshold)
+        self.log_sigma2_init, self.seed = float(log_sigma2_init), int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.log_sigma2 = self.add_weight(
+            name="log_sigma2", shape=tuple(self.kernel.shape), dtype="float32",
+            initializer=keras.initializers.Constant(self.log_sigma2_init),
+            regularizer=SparseVDKL(self.strength, self.kernel, self.mask))
+
+    def log_alpha(self):
+        return svd_log_alpha(tf.cast(self.kernel, "float32"), tf.cast(self.log_sigma2, "float32"))
+
+    def inference_kernel(self):
+        """kernel x mask x (log alpha < threshold): what the layer computes with at inference."""
+        kernel = self.effective_kernel()
+        return kernel * tf.cast(self.log_alpha() < self.threshold, kernel.dtype)
+
+    def _forward(self, x, training, op):
+        if not training:
+            return self._activate(op(x, self.inference_kernel()))
+        kernel = self.effective_kernel()
+        variance = tf.exp(tf.cast(self.log_sigma2, kernel.dtype))
+        if self.mask is not None:
+            variance = variance * tf.cast(self.mask, kernel.dtype)
+        mean = op(x, kernel)
+        std = tf.sqrt(op(tf.square(x), variance) + tf.cast(1e-8, mean.dtype))
+        noise = keras.random.normal(tf.shape(mean), seed=self.seed_generator, dtype=mean.dtype)
+        return self._activate(mean + std * noise)
+
+    def penalty_value(self):
+        return self.log_sigma2.regularizer(self.log_sigma2)
+
+    def get_config(self):
+        return {**super().get_config(), "strength": self.strength, "threshold": self.threshold,
+                "log_sigma2_init": self.log_sigma2_init, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="pruning")
+class SparseVDDense(_SparseVD, MaskedDense):
+    """``MaskedDense`` with sparse variational dropout of its weights."""
+
+    def __init__(self, units: int, strength=0.0, threshold=3.0, log_sigma2_init=-10.0, seed=0, **kwargs):
+        super().__init__(units, **kwargs)
+        self._init_svd(strength, threshold, log_sigma2_init, seed)
+
+    def call(self, x, training=None):
+        return self._forward(x, bool(training), tf.matmul)
+
+
+@keras.saving.register_keras_serializable(package="pruning")
+class SparseVDConv2D(_SparseVD, MaskedConv2D):
+    """``MaskedConv2D`` with sparse variational dropout of its weights."""
+
+    def __init__(self, units: int, strength=0.0, threshold=3.0, log_sigma2_init=-10.0, seed=0, **kwargs):
+        super().__init__(units, **kwargs)
+        self._init_svd(strength, threshold, log_sigma2_init, seed)
+
+    def call(self, x, training=None):
+        return self._forward(x, bool(training), lambda a, k: tf.nn.conv2d(a, k, strides=1, padding=self.padding))
+
+
 # --------------------------------------------------------------------------- converters
 VARIANTS = {  # plain class -> {method family: its variant}
-    MaskedDense: {"penalty": PenalizedDense, "gates": GatedDense, "targeted": TargetedDropoutDense},
-    MaskedConv2D: {"penalty": PenalizedConv2D, "gates": GatedConv2D, "targeted": TargetedDropoutConv2D},
+    MaskedDense: {"penalty": PenalizedDense, "gates": GatedDense, "targeted": TargetedDropoutDense,
+                  "svd": SparseVDDense},
+    MaskedConv2D: {"penalty": PenalizedConv2D, "gates": GatedConv2D, "targeted": TargetedDropoutConv2D,
+                   "svd": SparseVDConv2D},
 }
 SPARSIFY_CLASSES = tuple(cls for family in VARIANTS.values() for cls in family.values())
 _EXTRA_KEYS = {"penalty", "strength", "beta", "gamma", "zeta", "droprate_init", "per_weight", "seed", "td_gamma",
-               "td_alpha", "td_granularity"}
+               "td_alpha", "td_granularity", "threshold", "log_sigma2_init"}
 
 
 def _plain_class(layer) -> type:
@@ -437,10 +547,35 @@ def add_targeted_dropout(model: keras.Model, gamma: float = 0.5, alpha: float = 
     return convert(model, changes)
 
 
+def add_sparse_vd(model: keras.Model, params=None, seed: int = 0) -> keras.Model:
+    """``model`` with sparse variational dropout on every prunable layer (``params``: ``SparseVDParams``)."""
+    from .methods import SparseVDParams
+
+    p = params if params is not None else SparseVDParams()
+    changes = {l.name: (VARIANTS[_plain_class(l)]["svd"], dict(strength=p.svd_lambda, threshold=p.svd_threshold,
+                                                              log_sigma2_init=p.svd_log_sigma2_init,
+                                                              seed=_seed(seed, i)))
+               for i, l in enumerate(_targets(model))}
+    return convert(model, changes)
+
+
+def svd_scores(model: keras.Model) -> dict[str, np.ndarray]:
+    """Layer name -> minus log alpha of each weight: the noisiest weights (largest alpha) go first."""
+    out = {}
+    for layer in masked_layers(model):
+        if not isinstance(layer, _SparseVD):
+            raise ValueError(f"layer {layer.name} has no variational dropout (pruning.sparsify.apply makes it)")
+        out[layer.name] = -svd_log_alpha(layer.kernel.numpy(), layer.log_sigma2.numpy().astype(np.float64))
+    return out
+
+
 def _fold(old, new) -> None:
     if isinstance(old, _Gated):
         z = np.asarray(old.gate(False), dtype=np.float32)
         new.kernel.assign(old.kernel.numpy() * z)
+    elif isinstance(old, _SparseVD):
+        keep = np.asarray(old.log_alpha()) < old.threshold
+        new.kernel.assign(old.kernel.numpy() * keep)
 
 
 def to_plain(model: keras.Model) -> keras.Model:

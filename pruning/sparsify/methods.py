@@ -129,14 +129,40 @@ class TargetedDropoutParams:
                               f"{self.td_alpha!r}; e.g. --td-alpha 0.5.")
 
 
+@dataclass(frozen=True)
+class SparseVDParams:
+    """Sparse variational dropout (Molchanov, Ashukha & Vetrov 2017): the threshold log alpha = 3 and the
+    initial log sigma^2 = -10 are the paper's and its code's."""
+
+    svd_lambda: float = hp(
+        1.0 / 60000, "weight of the KL divergence per weight (Molchanov et al.'s approximation) added to the mean "
+        "cross-entropy of a batch: the variational lower bound's is 1/N, N the training examples (MNIST: 1/60000); "
+        ">= 0", metavar="L")
+    svd_threshold: float = hp(
+        3.0, "weights whose log alpha (log sigma^2 - log w^2) is at least this are zero at inference and in the "
+        "finalized network (the paper's 3)", metavar="T")
+    svd_log_sigma2_init: float = hp(-10.0, "initial log sigma^2 of every weight (the authors' code: -10)",
+                                    metavar="S")
+
+    def __post_init__(self):
+        _check_strength("--svd-lambda", self.svd_lambda, "1.6667e-5")
+        if not (_finite(self.svd_threshold) and -10 < self.svd_threshold < 10):
+            raise ConfigError(f"--svd-threshold must be a log alpha strictly between -10 and 10 (log alpha is clipped "
+                              f"there), got {self.svd_threshold!r}; e.g. --svd-threshold 3.")
+        if not (_finite(self.svd_log_sigma2_init) and self.svd_log_sigma2_init < 0):
+            raise ConfigError(f"--svd-log-sigma2-init must be a negative number (training starts nearly "
+                              f"noise-free), got {self.svd_log_sigma2_init!r}; e.g. --svd-log-sigma2-init -10.")
+
+
 # --------------------------------------------------------------------------- methods
 @dataclass(frozen=True)
 class Method:
     """A sparsity-inducing training method, as ``METHODS`` holds it.
 
     ``prepare(model, params, granularity, seed) -> model`` returns the model ready for training (its
-    prunable layers swapped for the method's layer classes); ``scores(model) -> {layer: per-unit scores}``,
-    when set, replaces the ``neuron`` strategy's column norms (the lowest go). ``strength`` names the field
+    prunable layers swapped for the method's layer classes); ``scores(model) -> {layer: scores}``, when
+    set, replaces the magnitude strategy's scores at the method's granularity (one per unit: ``neuron``'s
+    column norms; one per weight: ``weight`` and ``global_weight``'s |w|); the lowest go. ``strength`` names the field
     of ``params`` that a held-out split must choose (None: the method has none)."""
 
     name: str
@@ -161,12 +187,12 @@ class Method:
 
 
 METHODS = Registry("sparsify method", reserved=("none",), doc="""The sparsity-inducing training methods, name ->
-``Method``, in registration order: ``group_lasso``, ``l1``, ``l0``, ``targeted_dropout``. "none" (plain
+``Method``, in registration order: ``group_lasso``, ``l1``, ``l0``, ``targeted_dropout``, ``sparse_vd``. "none" (plain
 training) is reserved. The command line's choices and the figures' labels and colours come from here.
 
 Use::
 
-    list(pruning.sparsify.METHODS)                        # ['group_lasso', 'l1', 'l0', 'targeted_dropout']
+    list(pruning.sparsify.METHODS)          # ['group_lasso', 'l1', 'l0', 'targeted_dropout', 'sparse_vd']
     pruning.sparsify.METHODS["l0"].granularities          # ('unit',)
 """)
 
@@ -240,7 +266,7 @@ def identity(method: str, params=None, strategy: str | None = None) -> dict | No
 
 
 # --------------------------------------------------------------------------- flags
-PARAMS = (GroupLassoParams, L1Params, L0Params, TargetedDropoutParams)
+PARAMS = (GroupLassoParams, L1Params, L0Params, TargetedDropoutParams, SparseVDParams)
 
 
 def add_sparsify_flags(parser: argparse.ArgumentParser) -> None:
@@ -285,6 +311,18 @@ def _l0_scores(model):
     return layers.gate_scores(model)
 
 
+def _prepare_svd(model, params, granularity, seed):
+    from . import layers
+
+    return layers.add_sparse_vd(model, params, seed=seed)
+
+
+def _svd_scores(model):
+    from . import layers
+
+    return layers.svd_scores(model)
+
+
 def _prepare_td(model, params, granularity, seed):
     from . import layers
 
@@ -299,5 +337,8 @@ register(Method("l1", "lambda x the sum of |w|, for weight strategies", "L1", "t
 register(Method("l0", "hard-concrete L0 gates on units (Louizos et al. 2018); units go by gate probability",
                 "L0 gates", "tab:olive", ("unit",), L0Params, "l0_lambda", _prepare_l0, _l0_scores))
 register(Method("targeted_dropout", "drop the smallest weights or units at random while training (Gomez et al. "
-                "2019)", "targeted dropout", "tab:pink", ("weight", "unit"), TargetedDropoutParams, None,
+                "2019)", "targeted dropout", "gold", ("weight", "unit"), TargetedDropoutParams, None,
                 _prepare_td))
+register(Method("sparse_vd", "sparse variational dropout of the weights (Molchanov et al. 2017); weights go by "
+                "log alpha", "sparse variational dropout", "black", ("weight",), SparseVDParams, "svd_lambda",
+                _prepare_svd, _svd_scores))
