@@ -495,3 +495,25 @@ def test_sparse_vd_prunes_the_largest_log_alpha_and_folds_to_its_inference(strat
     plain = sparsify.finalize(model)
     assert not any(isinstance(l, sl.SPARSIFY_CLASSES) for l in plain.layers)
     np.testing.assert_allclose(plain(x).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method, name", (("l0", "log_alpha"), ("sparse_vd", "log_sigma2")))
+def test_weight_decay_is_kept_off_the_methods_own_variables(method, name):
+    from pruning.core.optim import FusedAdamW
+
+    strategy = "neuron" if method == "l0" else "weight"
+    params = sparsify.with_strength(method, None, 0.0)
+    x, y = np.zeros((8, 8), np.float32), np.arange(8) % 10  # zero inputs: zero gradients, only the decay moves
+    moved = {}
+    for exclude in (False, True):
+        model = sparsify.apply(_mlp(), method, params, strategy=strategy)
+        model.compile(FusedAdamW(0.1, weight_decay=0.5), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if exclude:
+            sparsify.exclude_from_weight_decay(model)
+        layer = masked_layers(model)[0]
+        before, kernel = getattr(layer, name).numpy().copy(), layer.kernel.numpy().copy()
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+        np.testing.assert_allclose(layer.kernel.numpy(), kernel * (1 - 0.1 * 0.5), rtol=1e-6)  # the kernel decays
+        moved[exclude] = not np.array_equal(getattr(layer, name).numpy(), before)
+    assert moved == {False: True, True: False}
+    assert [v.name for v in sparsify.no_decay_variables(model)] == [name, name]

@@ -30,13 +30,16 @@ so masks, ``MaskingCallback``, ``measure_sparsity`` and ``shrink_model`` work on
                                                  # dropout, per granularity)
     # 1. dense training
     model = apply(build_model(), method, params, strategy=strategy, seed=seed)   # BEFORE compile
-    compile_model(model, ...); model.fit(...)    # the penalty is in model.losses, so in fit's loss
+    compile_model(model, ...)
+    exclude_from_weight_decay(model)             # after compile, before fit: AdamW's decay off log_alpha, log_sigma2
+    model.fit(...)                               # the penalty is in model.losses, so in fit's loss
     # 2. pruning at k (one shot, and where retraining starts)
     mask_set = compute_masks(model, method, strategy, k, seed)   # instead of callbacks.compute_model_masks;
                                                                  # l0 + neuron: the smallest gate probabilities;
                                                                  # sparse_vd + weight: the largest log alpha
     with masks_applied(model, mask_set): evaluate(model, ...)    # one-shot accuracy (gates deterministic)
     # 3. retraining (retrain protocol), the method still on
+    # (a model compiled anew for retraining: exclude_from_weight_decay(model) again, after compile)
     callback = masking_callback(method, strategy, schedule, log_dir, seed, initial=mask_set)
     model.fit(..., callbacks=[callback])         # instead of MaskingCallback(...): for l0 + neuron a ramp's
                                                  # masks come from the gates too
@@ -59,8 +62,9 @@ target k, and keep the lambda whose pruned network is most accurate on the held-
 (``choose_strength``); the study then trains every seed on the full training set with that lambda and
 reports the held-out accuracies of all candidates beside the test results.
 """
-from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, finalize, heldout_accuracy,
-                    masking_callback, penalty, unit_scores, uses_method_scores)
+from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, exclude_from_weight_decay, finalize,
+                    heldout_accuracy, masking_callback, no_decay_variables, penalty, unit_scores,
+                    uses_method_scores)
 from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, SparseVDParams, TargetedDropoutParams,
                       add_sparsify_flags, check_fits, check_params, get, granularity_of, identity, names,
                       params_from_args, register, with_strength)
@@ -84,4 +88,5 @@ __all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "Tar
            "unit_scores", "compute_masks", "finalize", "penalty", "choose_strength", "StrengthChoice",
            "heldout_accuracy", "add_gates", "fold_gates", "add_sparsify_flags", "params_from_args", "check_fits",
            "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of",
-           "uses_method_scores", "masking_callback"]
+           "uses_method_scores", "masking_callback", "exclude_from_weight_decay",
+           "no_decay_variables"]

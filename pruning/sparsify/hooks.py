@@ -151,6 +151,28 @@ def _MethodMaskingCallback(*args, **kwargs):
     return _method_masking_callback_class()(*args, **kwargs)
 
 
+def no_decay_variables(model) -> list:
+    """The method's own trainable variables that weight decay must not touch: ``l0``'s ``log_alpha``
+    (decay would pull every gate toward log alpha 0, a gate of 0.5) and ``sparse_vd``'s ``log_sigma2``
+    (decay would pull the noise variance up toward exp(0) = 1)."""
+    out = []
+    for layer in model.layers:
+        for name in ("log_alpha", "log_sigma2"):
+            variable = getattr(layer, name, None)
+            if variable is not None and hasattr(variable, "assign"):
+                out.append(variable)
+    return out
+
+
+def exclude_from_weight_decay(model, optimizer=None) -> None:
+    """Keep AdamW's decoupled weight decay (``--weight-decay``) off the method's own variables
+    (``no_decay_variables``). Call it after ``compile`` and before the first ``fit`` (Keras allows it only
+    before the optimizer is built); nothing to do for a model without such variables."""
+    variables = no_decay_variables(model)
+    if variables:
+        (optimizer or model.optimizer).exclude_from_weight_decay(var_list=variables)
+
+
 def finalize(model):
     """``model`` as a plain network of ``MaskedDense`` / ``MaskedConv2D`` layers, ready to save, shrink or
     export: penalties and targeted dropout removed, gates folded into the kernels (``fold_gates``);
