@@ -69,7 +69,14 @@ class L1Params:
 class L0Params:
     """Hard-concrete gates on units (Louizos, Welling & Kingma 2018): beta, gamma and zeta are the paper's
     (and its code's) values; the initial drop rate is its code's (AMLab-Amsterdam/L0_regularization,
-    ``droprate_init=0.5``)."""
+    ``droprate_init=0.5``), and so is the clip of log_alpha to [log 1e-2, log 1e2] after every step.
+
+    Differences from the paper, on purpose: a gate sits on each *output* unit of a prunable layer (a dense
+    column, a filter), which for hidden units is the paper's gate on the next layer's inputs, but the
+    input pixels are not gated; by default each gate counts once in the expected L0 (``--l0-per-weight``
+    counts its fan-in, the paper's group form); the strength is per batch-mean loss (the paper's code
+    divides its lambda by the training set's size N); the paper's gate-weighted L2 term is left to
+    ``--weight-decay``; one gate sample per training step is shared by the batch (the code's default)."""
 
     l0_lambda: float = hp(
         1e-3, "L0 strength: lambda x the expected number of nonzero gates, sum_j sigmoid(log_alpha_j - "
@@ -109,7 +116,15 @@ class L0Params:
 @dataclass(frozen=True)
 class TargetedDropoutParams:
     """Targeted dropout (Gomez et al. 2019): gamma and alpha are the values of the authors' code
-    (for-ai/TD, hparams ``*_trgtd_weight`` / ``*_trgtd_unit``: ``targeted = 0.5``, ``dropout = 0.5``)."""
+    (for-ai/TD, hparams ``cifar10_resnet32_trgtd_weight`` / ``_trgtd_unit`` and the LeNet ones: ``targeted =
+    0.5``, ``dropout = 0.5``).
+
+    As in that code, kept weights are not rescaled and one drop pattern per training step is shared by
+    the batch. Differences: weight candidates are the smallest gamma fraction of the whole layer (as the
+    ``weight`` strategy prunes), where the code takes gamma of each unit's fan-in; a dropped unit loses its
+    whole column (the paper's description), where the code draws each entry of a candidate column. The
+    candidates are ranked on kernel x mask, so masked weights (exact zeros) are the first candidates:
+    once a layer is pruned to k >= 100 gamma, retraining drops nothing more."""
 
     td_gamma: float = hp(
         0.5, "targeted dropout's targeting proportion gamma: the fraction of each prunable layer's weights "
