@@ -16,7 +16,7 @@ tf = pytest.importorskip("tensorflow")
 from pruning import sparsify  # noqa: E402
 from pruning.config import ConfigError, ModelConfig  # noqa: E402
 from pruning.core import masks  # noqa: E402
-from pruning.core.callbacks import MaskingCallback, assign_masks  # noqa: E402
+from pruning.core.callbacks import MaskingCallback, assign_masks, masks_applied  # noqa: E402
 from pruning.core.layers import MaskedConv2D, MaskedDense, load_model, masked_layers  # noqa: E402
 from pruning.deploy.shrink import shrink_model  # noqa: E402
 from pruning.models.lenet5 import build_lenet5  # noqa: E402
@@ -517,3 +517,60 @@ def test_weight_decay_is_kept_off_the_methods_own_variables(method, name):
         moved[exclude] = not np.array_equal(getattr(layer, name).numpy(), before)
     assert moved == {False: True, True: False}
     assert [v.name for v in sparsify.no_decay_variables(model)] == [name, name]
+
+
+@pytest.mark.parametrize("method, strategy", CASES)
+def test_the_runner_hooks_in_order_dense_prune_retrain_shrunk_finalize_save(method, strategy, tiny_data, tmp_path):
+    """The order the package docstring gives the runner, with the study's optimizer (AdamW, weight decay)
+    and, for unit strategies, retraining shrunk with Adam's moments carried (as run.py does)."""
+    from pruning.core.callbacks import cubic_schedule, measure_sparsity
+    from pruning.deploy.shrink import carry_optimizer_state
+    from pruning.study.run import compile_model
+
+    data, k = tiny_data, 50
+    fit = dict(batch_size=50, verbose=0)
+    keras.utils.set_random_seed(0)
+    model = sparsify.apply(build_mlp(100, ModelConfig(hidden=(24, 16))), method, strategy=strategy, seed=0)
+    compile_model(model, 1e-2, 0.5, steps=12)
+    sparsify.exclude_from_weight_decay(model)
+    model.fit(data.x_train, data.y_train, epochs=2, **fit)
+    mask_set = sparsify.compute_masks(model, method, strategy, k, seed=0)
+    with masks_applied(model, mask_set):
+        one_shot = sparsify.heldout_accuracy(model, data.x_test, data.y_test)
+    assert measure_sparsity(model)["weight_sparsity"] == 0 and 0 <= one_shot <= 1  # restored after the block
+    if method == "l0":  # the gates chose the units: fold them, retrain the plain network under the mask
+        assign_masks(model, mask_set)
+        model = sparsify.finalize(model)
+        retrain_method, schedule = "none", k
+    else:
+        retrain_method, schedule = method, cubic_schedule(0, k, 2)
+    masking = sparsify.masking_callback(retrain_method, strategy, schedule, seed=0, initial=mask_set)
+    if masks.get(strategy).shrinks:
+        masking.set_model(model)
+        masking.update(0)
+        smaller, keep = shrink_model(model)
+        compile_model(smaller, 1e-2, 0.5, steps=12)
+        sparsify.exclude_from_weight_decay(smaller)
+        if getattr(model, "optimizer", None) is not None and model.optimizer.built:  # a finalized l0 model: fresh
+            carry_optimizer_state(model, smaller, keep)
+        assert [type(l) for l in smaller.layers] == [type(l) for l in model.layers]
+        model = smaller
+    else:
+        compile_model(model, 1e-2, 0.5, steps=12)
+        sparsify.exclude_from_weight_decay(model)
+    model.fit(data.x_train, data.y_train, epochs=2, callbacks=[masking], **fit)
+    assert masking.current == k
+    final = sparsify.finalize(model)
+    assert not any(isinstance(l, sl.SPARSIFY_CLASSES) for l in final.layers)
+    x = data.x_test
+    np.testing.assert_allclose(final(x).numpy(), model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    final.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded(x).numpy(), final(x).numpy(), rtol=1e-6, atol=1e-6)
+    if masks.get(strategy).shrinks:
+        assert [l.units for l in masked_layers(shrink_model(final)[0])] == [12, 8]
+    else:
+        measured = measure_sparsity(final)
+        if strategy == "weight":
+            assert all(v >= 0.5 for v in measured["per_layer"].values())
+        assert measured["weight_sparsity"] >= 0.5

@@ -52,7 +52,9 @@ kernels and masks copied, as for plain layers. It does **not** carry ``l0``'s ga
 and masks only, and ``carry_optimizer_state`` expects one trainable kernel per layer): for ``l0`` call
 ``finalize`` after step 2 (the gates chose the units; the deterministic gates scale the surviving
 columns) and retrain the plain network under the mask as today; or retrain with the gates on and
-unshrunk, and finalize before shrinking. A finalized model has no penalty: a method that must stay on
+unshrunk, and finalize before shrinking. ``apply`` and ``finalize`` return *new, uncompiled* models
+(Adam's moments start afresh; an uncompiled Keras 3 model has no ``optimizer`` attribute at all, so
+code that carries optimizer state must check ``getattr(model, "optimizer", None)``). A finalized model has no penalty: a method that must stay on
 while retraining a model loaded from disk is applied again (``apply``) before compiling.
 
 Choosing a penalty's strength: on a held-out split of the *training* set, never on the test set. Hold
