@@ -173,10 +173,14 @@ def exclude_from_weight_decay(model, optimizer=None) -> None:
         (optimizer or model.optimizer).exclude_from_weight_decay(var_list=variables)
 
 
-def finalize(model):
+def finalize(model, method: str | None = None):
     """``model`` as a plain network of ``MaskedDense`` / ``MaskedConv2D`` layers, ready to save, shrink or
-    export: penalties and targeted dropout removed, gates folded into the kernels (``fold_gates``);
-    weights and masks kept. A plain model is returned as it is."""
+    export: penalties and targeted dropout removed, gates folded into the kernels (``fold_gates``),
+    sparse variational dropout's weights with log alpha >= its threshold set to zero; weights and masks
+    kept. A plain model is returned as it is. ``method`` is accepted for symmetry with ``apply`` and not
+    needed: every method's layers are recognised by their class."""
+    if method not in (None, "none"):
+        methods.get(method)  # a ConfigError naming the choices for an unknown name
     from .layers import to_plain
 
     return to_plain(model)
