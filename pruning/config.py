@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import models, protocols
+from .errors import ConfigError  # noqa: F401  (pruning.config.ConfigError, as it always was)
 from .core import masks
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
@@ -39,8 +40,6 @@ DATASETS = ("mnist", "fashion_mnist")
 DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names it and the fix."""
 
 
 def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,

@@ -58,7 +58,7 @@ class ModelSpec:
         if self.check_input is not None:
             _resolve(self.check_input)(input_dim, cfg)
         if num_classes != 10 and "n_classes" not in inspect.signature(_resolve(self.builder)).parameters:
-            from ..config import ConfigError
+            from ..errors import ConfigError
 
             raise ConfigError(f"--model {self.name} has 10 outputs, but the data has {num_classes} classes, and its "
                               f"builder takes no n_classes. Give the builder an n_classes parameter, or pass a "

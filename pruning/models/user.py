@@ -42,7 +42,7 @@ def looks_like_path(name: str) -> bool:
 def parse(name: str) -> tuple[Path, str | None]:
     """(the file, the function or None for a .keras file) of ``--model name``; ConfigError for a missing
     file or function name."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     name = str(name)
     if name.endswith(".keras"):
@@ -64,7 +64,7 @@ def parse(name: str) -> tuple[Path, str | None]:
 
 def _import_file(path: Path, name: str):
     """The module of Python file ``path`` (imported once per process, under a name derived from its path)."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     resolved = path.resolve()
     module_name = "pruning_user_model_" + hashlib.md5(str(resolved).encode()).hexdigest()[:12]
@@ -104,7 +104,7 @@ def _load_keras(path: Path, name: str):
     the global seed)."""
     import keras
 
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     try:
         saved = keras.models.load_model(path, compile=False)
@@ -133,7 +133,7 @@ def load_user_model(name: str, input_shape, num_classes: int):
     ``num_classes`` classes (not made prunable, not checked against the data)."""
     import keras
 
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     path, fn = parse(name)
     if fn is None:
@@ -165,7 +165,7 @@ def build_prunable(name: str, input_shape, num_classes: int):
     """``--model name`` built and made prunable (``pruning.prunable``: a mask on every kernel but the output
     layer's). The weights are drawn from Keras' global seed: call ``keras.utils.set_random_seed(seed)``
     first. ConfigError naming the file when it cannot be built or pruned."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
     from ..graph import UnsupportedLayerError, prunable
 
     model = load_user_model(name, input_shape, num_classes)
@@ -181,7 +181,7 @@ def build_prunable(name: str, input_shape, num_classes: int):
 
 def check_fits_data(name: str, model, input_shape, num_classes: int) -> None:
     """ConfigError unless ``model`` reads examples of ``input_shape`` and outputs ``num_classes`` scores."""
-    from ..config import ConfigError
+    from ..errors import ConfigError
 
     inputs = model.inputs
     if len(inputs) != 1 or len(model.outputs) != 1:

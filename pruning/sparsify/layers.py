@@ -526,7 +526,7 @@ def add_gates(model: keras.Model, params=None, seed: int = 0) -> keras.Model:
         gated.compile(...); gated.fit(...)                 # cross-entropy + lambda x expected L0
         plain = pruning.sparsify.fold_gates(gated)         # MaskedDense again, gates baked into the kernels
     """
-    from .methods import L0Params
+    from .params import L0Params
 
     p = params if params is not None else L0Params()
     changes = {}
@@ -549,7 +549,7 @@ def add_targeted_dropout(model: keras.Model, gamma: float = 0.5, alpha: float = 
 
 def add_sparse_vd(model: keras.Model, params=None, seed: int = 0) -> keras.Model:
     """``model`` with sparse variational dropout on every prunable layer (``params``: ``SparseVDParams``)."""
-    from .methods import SparseVDParams
+    from .params import SparseVDParams
 
     p = params if params is not None else SparseVDParams()
     changes = {l.name: (VARIANTS[_plain_class(l)]["svd"], dict(strength=p.svd_lambda, threshold=p.svd_threshold,
