@@ -173,17 +173,20 @@ def emptied_layers(model, strategies, sparsities) -> list[tuple[float, str, int]
             if masks.n_pruned(w, k) == w]
 
 
+def _print_emptied(names: str, what: str, where: list[str], ks) -> None:
+    """The note that ``names`` would empty a layer at ``ks`` (``where``: each case, in words)."""
+    print(f"note: {names} would remove every {what} of a layer ({'; '.join(where)}). That network can only "
+          f"output a constant: its test accuracy will be one class's share, a consequence of the rounding, not of "
+          f"what was pruned. Leave k = {', '.join(f'{k:g}' for k in sorted(set(ks)))} out for {names}, or widen "
+          f"the layer.", flush=True)
+
+
 def _emptied_notice(model, strategies, sparsities) -> None:
     emptied = emptied_layers(model, strategies, sparsities)
     if emptied:
-        units = ",".join(s for s in strategies if masks.get(s).granularity == "unit")
-        ks = sorted({k for k, _, _ in emptied})
-        where = "; ".join(f"at k = {k:g} %, {flag} width {w} (round({k / 100:g} x {w}) = {w})"
-                          for k, flag, w in emptied)
-        print(f"note: {units} would remove every unit of a layer ({where}). That network can only output a "
-              f"constant: its test accuracy will be one class's share, a consequence of the rounding, not of what "
-              f"was pruned. Leave k = {', '.join(f'{k:g}' for k in ks)} out for {units}, or widen the layer.",
-              flush=True)
+        _print_emptied(",".join(s for s in strategies if masks.get(s).granularity == "unit"), "unit",
+                       [f"at k = {k:g} %, {flag} width {w} (round({k / 100:g} x {w}) = {w})" for k, flag, w in emptied],
+                       [k for k, _, _ in emptied])
 
 
 def emptied_kernels(model, input_dim: int, strategies, sparsities, verbose: bool = False,
@@ -219,14 +222,10 @@ def _emptied_kernels_notice(hyper, strategies, sparsities, input_dim: int, verbo
                             input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> None:
     emptied = emptied_kernels(hyper.model, input_dim, strategies, sparsities, verbose, input_shape, num_classes)
     if emptied:
-        names = ",".join(s for s in strategies if masks.get(s).granularity == "weight" and masks.get(s).scope == "layer")
-        ks = sorted({k for k, _, _ in emptied})
-        where = "; ".join(f"at k = {k:g} %, layer {name} of {n:,} weights (round({k / 100:g} x {n}) = {n})"
-                          for k, name, n in emptied)
-        print(f"note: {names} would remove every weight of a layer ({where}). That network can only output a "
-              f"constant: its test accuracy will be one class's share, a consequence of the rounding, not of what "
-              f"was pruned. Leave k = {', '.join(f'{k:g}' for k in ks)} out for {names}, or widen the layer.",
-              flush=True)
+        _print_emptied(",".join(s for s in strategies if masks.get(s).granularity == "weight"
+                                and masks.get(s).scope == "layer"), "weight",
+                       [f"at k = {k:g} %, layer {name} of {n:,} weights (round({k / 100:g} x {n}) = {n})"
+                        for k, name, n in emptied], [k for k, _, _ in emptied])
 
 
 def _precision_notice(precision: str, cpuinfo: str = "/proc/cpuinfo") -> None:
