@@ -83,3 +83,19 @@ def test_figures_are_written_and_name_the_runs_that_are_missing_or_failed(study_
     assert sorted(p.name for p in written) == ["lottery_accuracy_weight.png", "lottery_early_stop_weight.png"]
     assert all(p.stat().st_size > 10_000 for p in written)
     assert missing == ["seed0/weight_L02", "seed1/weight_L02", "seed2/weight_L01_reinit", "seed2/weight_L02"]
+
+
+def test_a_lottery_table_is_printed_again_from_its_committed_results_or_summary_csv(study_dir, tmp_path):
+    """What plotting.py --logdir DIR --markdown prints, plotting.py --from-csv prints from the study's CSVs."""
+    from pruning.report import results, tables
+    from pruning.report.lottery import LOTTERY_COLUMNS, SUMMARY_COLUMNS
+
+    rows = lottery.study_rows(study_dir)
+    results.write_rows(tmp_path / "results.csv", rows, LOTTERY_COLUMNS)
+    results.write_rows(tmp_path / "summary.csv", lottery.summarize(rows), SUMMARY_COLUMNS)
+    from_logdir = lottery.markdown(study_dir).split("\n\n")
+    for key, block in zip(("test_accuracy", "early_stop_test_accuracy"), (from_logdir[1], from_logdir[3])):
+        for name in ("results.csv", "summary.csv"):
+            command = f"python plotting.py --from-csv {tmp_path / name} --markdown --key {key}"
+            assert tables.command_output(command) == block, (key, name)
+    assert "| weight | 1 | 80.00 | 98.00 ± 2.48 |" in from_logdir[1]

@@ -122,32 +122,39 @@ def study_rows(logdir) -> list[dict]:
 
 
 def markdown(logdir) -> str:
-    """The README's tables: one row per level; the weights remaining, the test accuracy at the end of
+    """The published tables: one row per level; the weights remaining, the test accuracy at the end of
     training and at the early-stopping epoch of the ticket and each control, and the ticket's
     early-stopping epoch; mean ± 95 % half-width over the seeds."""
     rows = study_rows(logdir)
     summary = summarize(rows)
-    strategies, roles, levels, by, dense = _grid(summary)
     seeds = sorted({r["seed"] for r in rows})
     title = (f"mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
              if len(seeds) > 1 else f"one seed ({seeds[0]})")
-    out = []
-    for key, what in (("test_accuracy", "Test accuracy at the end of training"),
-                      ("early_stop_test_accuracy", "Test accuracy at the early-stopping epoch (lowest held-out loss)")):
-        lines = [f"{what}, %, {title}:", "",
-                 "| strategy | level | weights left (%) | " + " | ".join(roles) + " | ticket's early-stop epoch |",
-                 "|---|---:|---:|" + "---:|" * len(roles) + "---:|"]
-        if dense:
-            lines.append(f"| dense | 0 | 100 | {_pm(dense, key)} |" + " |" * (len(roles) - 1) +
-                         f" {_pm(dense, 'early_stop_epoch', 1, 1)} |")
-        for s in strategies:
-            for lv in levels[s]:
-                t = by.get((s, "ticket", lv))
-                rem = f"{t['remaining_percent_mean']:.2f}" if t and math.isfinite(t["remaining_percent_mean"]) else ""
-                lines.append(f"| {s} | {lv} | {rem} | " + " | ".join(_pm(by.get((s, rl, lv)), key) for rl in roles) +
-                             f" | {_pm(t, 'early_stop_epoch', 1, 1)} |")
-        out.append("\n".join(lines))
-    return "\n\n".join(out)
+    return "\n\n".join(f"{what}, %, {title}:\n\n{markdown_table(summary, key)}" for key, what in MARKDOWN_KEYS.items())
+
+
+MARKDOWN_KEYS = {"test_accuracy": "Test accuracy at the end of training",
+                 "early_stop_test_accuracy": "Test accuracy at the early-stopping epoch (lowest held-out loss)"}
+
+
+def markdown_table(summary: list[dict], key: str = "test_accuracy") -> str:
+    """One Markdown table of a lottery study's ``summary`` rows (``summarize``, or its summary.csv read
+    back): per level, the weights left and ``key`` of the ticket and each control, and the ticket's
+    early-stopping epoch (``plotting.py --from-csv .../results.csv --markdown --key KEY``)."""
+    strategies, roles, levels, by, dense = _grid(summary)
+    lines = ["| strategy | level | weights left (%) | " + " | ".join(roles) + " | ticket's early-stop epoch |",
+             "|---|---:|---:|" + "---:|" * len(roles) + "---:|"]
+    if dense:
+        lines.append(f"| dense | 0 | 100 | {_pm(dense, key)} |" + " |" * (len(roles) - 1) +
+                     f" {_pm(dense, 'early_stop_epoch', 1, 1)} |")
+    for s in strategies:
+        for lv in levels[s]:
+            t = by.get((s, "ticket", lv))
+            rem = f"{t['remaining_percent_mean']:.2f}" if t and t.get("remaining_percent_mean") is not None and \
+                math.isfinite(t["remaining_percent_mean"]) else ""
+            lines.append(f"| {s} | {lv} | {rem} | " + " | ".join(_pm(by.get((s, rl, lv)), key) for rl in roles) +
+                         f" | {_pm(t, 'early_stop_epoch', 1, 1)} |")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- figures

@@ -157,7 +157,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-csv", nargs="+", metavar="CSV",
                    help="print the Markdown tables from a committed summary.csv (or results.csv) instead of a "
                    "log directory; several files with --columns: one row per study")
-    p.add_argument("--key", choices=SUMMARY_KEYS, help="with --from-csv: only this table")
+    p.add_argument("--key", choices=(*SUMMARY_KEYS, "early_stop_test_accuracy"),
+                   help="with --from-csv: only this table (a lottery study's: test_accuracy, the default, or "
+                   "early_stop_test_accuracy)")
     p.add_argument("--strategies", dest="table_strategies", metavar="S,S",
                    help="with --from-csv: the columns, in this order (default: the file's strategies)")
     p.add_argument("--sparsities", dest="table_sparsities", metavar="K,K",
@@ -178,6 +180,12 @@ def render(args) -> str:
         if not args.columns:
             raise ValueError("several --from-csv files need --columns STRATEGY@K,... (for example weight@0,weight@97)")
         return across_table(args.from_csv, parse_columns(args.columns), args.key or "test_accuracy")
+    rows = read_csv(args.from_csv[0])
+    if rows and "role" in rows[0]:  # a lottery study's table: levels, the ticket and its controls
+        from . import lottery
+
+        summary = lottery.summarize(rows) if "seed" in rows[0] else rows
+        return lottery.markdown_table(summary, args.key or "test_accuracy")
     ks = [float(k) for k in split(args.table_sparsities)] or None
     return study_tables(read_summary(args.from_csv[0]), args.key, split(args.table_strategies) or None, ks)
 
