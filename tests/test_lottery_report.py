@@ -99,3 +99,12 @@ def test_a_lottery_table_is_printed_again_from_its_committed_results_or_summary_
             command = f"python plotting.py --from-csv {tmp_path / name} --markdown --key {key}"
             assert tables.command_output(command) == block, (key, name)
     assert "| weight | 1 | 80.00 | 98.00 ± 2.48 |" in from_logdir[1]
+
+
+def test_a_lottery_figures_footer_names_the_data_by_kind_and_size_not_by_path(study_dir):
+    rows = lottery.study_rows(study_dir)
+    results = [dict(r, data={"source": "idx:/home/someone/mnist", "train_examples": 60000, "test_examples": 10000})
+               for rs in SEEDS.values() for r in rs]
+    footer = lottery._footer(rows, [], results)
+    assert footer.startswith("data: idx: mnist, 60000 train / 10000 test; 3 seed(s) (0, 1, 2)")
+    assert "/home/someone" not in footer

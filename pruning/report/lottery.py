@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import paths
 from .results import IDENTITY_COLUMNS, identity, read_replicates
+from .figure import data_label
 from .stats import identity_of, mean_ci
 
 ROLES = ("ticket", "reinit", "random_mask")  # the ticket and the controls (pruning.config.CONTROLS)
@@ -213,9 +214,11 @@ def missing_runs(rows, logdir) -> list[str]:
     return sorted(f"seed{s}/{n}" if several else n for s, n in planned - done)
 
 
-def _footer(rows, missing: list[str]) -> str:
+def _footer(rows, missing: list[str], results: list[dict] | None = None) -> str:
     seeds = sorted({r["seed"] for r in rows})
-    text = f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}); mean and 95% band over the seeds"
+    data = next(((r.get("data") or {}) for r in results or [] if r.get("data")), None)
+    text = (f"data: {data_label(data)}; " if data else "") + \
+        f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))}); mean and 95% band over the seeds"
     return text + (f"; missing or failed: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}" if missing else "")
 
 
@@ -235,7 +238,7 @@ def figures(logdir, out) -> tuple[list[Path], list[str]]:
     results = [r for rep in read_replicates(logdir) for r in rep.results]
     notice = data_notice(results)
     missing = missing_runs(rows, logdir)
-    footer = _footer(rows, missing)
+    footer = _footer(rows, missing, results)
     files = []
     for s in dict.fromkeys(r["strategy"] for r in rows if r["role"] != "dense"):
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
