@@ -108,3 +108,14 @@ def test_a_lottery_figures_footer_names_the_data_by_kind_and_size_not_by_path(st
     footer = lottery._footer(rows, [], results)
     assert footer.startswith("data: idx: mnist, 60000 train / 10000 test; 3 seed(s) (0, 1, 2)")
     assert "/home/someone" not in footer
+
+
+def test_a_lottery_table_from_csv_shows_only_the_levels_asked_for(study_dir, tmp_path):
+    from pruning.report import results, tables
+    from pruning.report.lottery import LOTTERY_COLUMNS
+
+    results.write_rows(tmp_path / "results.csv", lottery.study_rows(study_dir), LOTTERY_COLUMNS)
+    text = tables.command_output(f"python plotting.py --from-csv {tmp_path / 'results.csv'} --markdown --levels 2")
+    assert [line.split(" | ")[0] for line in text.splitlines()[2:]] == ["| dense"]  # level 1 left out
+    text = tables.command_output(f"python plotting.py --from-csv {tmp_path / 'results.csv'} --markdown --levels 1")
+    assert [line.split(" | ")[:2] for line in text.splitlines()[2:]] == [["| dense", "0"], ["| weight", "1"]]

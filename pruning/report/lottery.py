@@ -138,11 +138,14 @@ MARKDOWN_KEYS = {"test_accuracy": "Test accuracy at the end of training",
                  "early_stop_test_accuracy": "Test accuracy at the early-stopping epoch (lowest held-out loss)"}
 
 
-def markdown_table(summary: list[dict], key: str = "test_accuracy") -> str:
+def markdown_table(summary: list[dict], key: str = "test_accuracy", only_levels=None) -> str:
     """One Markdown table of a lottery study's ``summary`` rows (``summarize``, or its summary.csv read
-    back): per level, the weights left and ``key`` of the ticket and each control, and the ticket's
-    early-stopping epoch (``plotting.py --from-csv .../results.csv --markdown --key KEY``)."""
+    back): per level (``only_levels``: those alone; the dense run always), the weights left and ``key`` of
+    the ticket and each control, and the ticket's early-stopping epoch (``plotting.py --from-csv
+    .../summary.csv --markdown --key KEY --levels 1,3,5``)."""
     strategies, roles, levels, by, dense = _grid(summary)
+    if only_levels:
+        levels = {s: [lv for lv in lvs if lv in set(only_levels)] for s, lvs in levels.items()}
     lines = ["| strategy | level | weights left (%) | " + " | ".join(roles) + " | ticket's early-stop epoch |",
              "|---|---:|---:|" + "---:|" * len(roles) + "---:|"]
     if dense:

@@ -164,6 +164,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --from-csv: the columns, in this order (default: the file's strategies)")
     p.add_argument("--sparsities", dest="table_sparsities", metavar="K,K",
                    help="with --from-csv: the rows (default: every k of the file)")
+    p.add_argument("--levels", dest="table_levels", metavar="L,L",
+                   help="with a lottery study's CSV: the levels (rows) shown, besides the dense run (default: all)")
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
     p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed; with a benchmark.csv: their speedups")
     p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
@@ -185,7 +187,8 @@ def render(args) -> str:
         from . import lottery
 
         summary = lottery.summarize(rows) if "seed" in rows[0] else rows
-        return lottery.markdown_table(summary, args.key or "test_accuracy")
+        return lottery.markdown_table(summary, args.key or "test_accuracy",
+                                      [int(v) for v in split(args.table_levels)] or None)
     ks = [float(k) for k in split(args.table_sparsities)] or None
     return study_tables(read_summary(args.from_csv[0]), args.key, split(args.table_strategies) or None, ks)
 
