@@ -385,6 +385,20 @@ class Hyper:
                                   f"Pass a rewind epoch below {self.train.epochs} (0: the initialisation).")
 
 
+    @staticmethod
+    def from_dict(h: dict) -> "Hyper":
+        """The Hyper a written configuration records (a run's ``config["hyper"]``, a study.json's ``hyper``)."""
+        return Hyper(
+            data=DataConfig(**h["data"]),
+            model=ModelConfig(**h["model"]),
+            train=TrainConfig(**h["train"]),
+            prune=PruneConfig(**h["prune"]),
+            lottery=LotteryConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in (h.get("lottery") or {}).items()}),
+            distill=DistillConfig(**(h.get("distill") or {})),
+        )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """One run: the study's hyper-parameters plus what is pruned, how much, and from where.
@@ -424,16 +438,7 @@ class RunConfig:
 
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":
-        h = d["hyper"]
-        hyper = Hyper(
-            data=DataConfig(**h["data"]),
-            model=ModelConfig(**h["model"]),
-            train=TrainConfig(**h["train"]),
-            prune=PruneConfig(**h["prune"]),
-            lottery=LotteryConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                     for k, v in (h.get("lottery") or {}).items()}),
-            distill=DistillConfig(**(h.get("distill") or {})),
-        )
+        hyper = Hyper.from_dict(d["hyper"])
         return RunConfig(hyper, d["strategy"], float(d["sparsity"]), d.get("parent"), d.get("level"), d.get("control"))
 
     def identity(self) -> dict:

@@ -182,7 +182,7 @@ def check_one_study(logdir, reps: list[Replicate]) -> None:
     (each seed's study.json, ``config.study_identity``; and each run against the same run of the other
     seeds, ``RunConfig.identity`` without the seed) or on other data (the runs' fingerprints). Such a
     directory was filled before the study checked the seeds it adds."""
-    from ..config import RunConfig, diff, seedless, study_identity
+    from ..config import Hyper, RunConfig, diff, seedless, study_identity
 
     def mixed(what: str, first: str, tag: str, a: dict, b: dict) -> ResultError:
         shown = "; ".join(diff(a, b, labels=(f"in {first}", f"in {tag}"))[:4])
@@ -193,12 +193,11 @@ def check_one_study(logdir, reps: list[Replicate]) -> None:
 
     studies: list = []  # (seed tag, study identity)
     runs: dict = {}  # run name -> (seed tag, identity without the seed)
-    data: list = []  # (seed tag, run, data record)
+    first_data = None  # (seed tag, run, data record) of the first run that records its data
     for rep in reps:
         tag = f"seed{rep.seed}" if rep.seed is not None else str(logdir)
         if rep.study and "hyper" in rep.study:
-            ident = _parsed(lambda: study_identity(RunConfig.from_dict({"hyper": rep.study["hyper"], "strategy": "none",
-                                                                        "sparsity": 0.0}).hyper))
+            ident = _parsed(lambda: study_identity(Hyper.from_dict(rep.study["hyper"])))
             if ident is None:
                 continue
             if studies and studies[0][1] != ident:
@@ -213,9 +212,9 @@ def check_one_study(logdir, reps: list[Replicate]) -> None:
                 raise mixed(f"{tag}/{r['run']}", first[0], tag, first[1], ident)
             d = r.get("data") or {}
             if d.get("fingerprint"):
-                data.append((tag, r["run"], d))
-                if data[0][2]["fingerprint"] != d["fingerprint"]:
-                    f = data[0]
+                first_data = first_data or (tag, r["run"], d)
+                if first_data[2]["fingerprint"] != d["fingerprint"]:
+                    f = first_data
                     raise ResultError(
                         f"{logdir} mixes studies: {tag}/{r['run']} was trained on other data ({d.get('source')}, "
                         f"{d.get('train_examples')} train examples) than {f[0]}/{f[1]} ({f[2].get('source')}, "

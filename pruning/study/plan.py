@@ -105,11 +105,6 @@ def check_parent(parent: dict, hyper: Hyper, logdir, data_info: dict | None = No
                          f"that made it, or --logdir to a study of this data.")
 
 
-def _written_hyper(d: dict) -> Hyper:
-    """The Hyper a study.json (or a result's config) records."""
-    return RunConfig.from_dict({"hyper": d, "strategy": "none", "sparsity": 0.0}).hyper
-
-
 def check_same_study(hyper: Hyper, logdir, seeds, overwrite: bool = False, data_info: dict | None = None) -> None:
     """Refuse (StudyError), before anything is trained, to add seeds ``seeds`` of ``hyper`` to the study in
     ``logdir`` when that study was made with another configuration (``config.study_identity``) or on other data:
@@ -130,7 +125,7 @@ def check_same_study(hyper: Hyper, logdir, seeds, overwrite: bool = False, data_
         try:
             record = read_json(path)
             theirs = (seedless(RunConfig.from_dict(record["config"]).identity()) if kind else
-                      study_identity(_written_hyper(record["hyper"])))
+                      study_identity(Hyper.from_dict(record["hyper"])))
         except Exception:  # noqa: BLE001 - an unreadable or older file: the runs' own checks still apply
             continue
         diffs = diff(theirs, dense if kind else ours)
