@@ -54,7 +54,7 @@ _API = {
     "MaskedDense": ("core.layers", "MaskedDense"),
     "MaskedConv2D": ("core.layers", "MaskedConv2D"),
     "MaskedLayer": ("core.layers", "MaskedLayer"),
-    "load_model": ("core.layers", "load_model"),
+    "load_model": ("sparsify.layers", "load_model"),  # registers the --sparsify layers first
     "STRATEGIES": ("core.masks", "STRATEGIES"),
     "Strategy": ("core.masks", "Strategy"),
     "register_strategy": ("core.masks", "register"),

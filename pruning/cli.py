@@ -15,7 +15,7 @@ import numpy as np
 from . import models, paths
 from .core import masks
 from .config import (ConfigError, OutputConfig, RunConfig, StudyConfig, add_flags, add_hyper_flags,
-                     check_fits, check_lottery_data, check_students, check_sparsity, from_args, hyper_from_args, parse_number)
+                     check_fits, check_lottery_data, check_sparsify, check_students, check_sparsity, from_args, hyper_from_args, parse_number)
 from .data import DataError
 from .deploy.sparse_format import SparseFormatError
 from .files import OutputError, ResultError, explain_fs_error, is_fs_error
@@ -345,11 +345,12 @@ def train_main(argv=None) -> int:
         p.error(f"--strategy {args.strategy} trains a small dense student whose teacher and size come from the "
                 f"study's dense run: run it with main.py (for example python main.py --strategies weight,"
                 f"{args.strategy}), not train.py.")
-    if args.sparsity > 0:
-        try:
+    try:
+        if args.sparsity > 0:
             check_fits(hyper.model, [args.strategy], "--strategy")
-        except ConfigError as e:
-            p.error(str(e))
+        hyper = check_sparsify(hyper, [args.strategy], "--strategy")
+    except ConfigError as e:
+        p.error(str(e))
     _percent_notice([args.sparsity])
     _emptied_notice(hyper.model, [args.strategy], [args.sparsity])
     from .study.lock import hold
@@ -453,6 +454,7 @@ def study_main(argv=None, alternate: bool = False) -> int:
         study = from_args(args, StudyConfig, **({"jobs": 1} if alternate else {}))
         check_fits(hyper.model, study.strategies)
         check_students(hyper, study.strategies)
+        hyper = check_sparsify(hyper, study.strategies)
         args.engine_options = _engine_options(args)
     except ConfigError as e:
         p.error(str(e))

@@ -15,6 +15,7 @@ from typing import Any
 from . import models, protocols
 from .errors import ConfigError  # noqa: F401  (pruning.config.ConfigError, as it always was)
 from .core import masks
+from .flags import add_flags, flag_name, from_args, hp, parse_number, parse_tuple  # noqa: F401  (as they always were)
 
 DEFAULT_STRATEGIES = ("weight", "neuron")  # the study's default; every registered one is a choice
 class LiveChoices:
@@ -40,16 +41,6 @@ DATASETS = ("mnist", "fashion_mnist")
 DEFAULT_SPARSITIES = (0.0, 25.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 97.0, 99.0)
 
 
-
-
-def hp(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
-       aliases: tuple[str, ...] = (), items: type | None = None, flag: str | None = None,
-       scalar: type | None = None):
-    """A dataclass field carrying its command-line help text (and any other flag names it answers to);
-    ``items``: the element type of a comma-separated list whose default is None; ``scalar``: the type of
-    a single value whose default is None."""
-    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                            "aliases": aliases, "items": items, "flag": flag, "scalar": scalar})
 
 
 # --------------------------------------------------------------------------- groups
@@ -358,6 +349,44 @@ class StudyConfig:
 
 
 @dataclass(frozen=True)
+class SparsifyConfig:
+    """Sparsity-inducing training (``--sparsify``, ``pruning.sparsify``): the method and its hyper-parameters
+    (the fields of its parameter class, by name). Part of every run's identity, the dense run's included:
+    one study per method and hyper-parameters."""
+
+    method: str = "none"
+    params: dict = field(default_factory=dict, hash=False)
+
+    def __post_init__(self):
+        from .sparsify import methods
+
+        _check_choice("--sparsify", self.method, methods.names())
+        if self.method == "none":
+            if self.params:
+                raise ConfigError(f"hyper-parameters {', '.join(sorted(self.params))} were given without --sparsify; "
+                                  f"name the method they belong to (--sparsify METHOD).")
+            return
+        object.__setattr__(self, "params", dataclasses.asdict(self.typed()))  # validated, defaults filled in
+
+    def typed(self):
+        """The method's hyper-parameters as its dataclass (None for none)."""
+        from .sparsify import methods
+
+        if self.method == "none":
+            return None
+        cls = methods.get(self.method).params
+        unknown = set(self.params) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"--sparsify {self.method} has no hyper-parameter {', '.join(sorted(unknown))}.")
+        return cls(**self.params)
+
+    def identity(self, strategy: str | None) -> dict | None:
+        from .sparsify import methods
+
+        return methods.identity(self.method, self.typed(), strategy)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     logdir: str = hp("logs", "directory of the study: one sub-directory per run, results.csv at its root")
     overwrite: bool = hp(False, "retrain runs whose result is already written (default: skip them)")
@@ -373,8 +402,13 @@ class Hyper:
     prune: PruneConfig = field(default_factory=PruneConfig)
     lottery: LotteryConfig = field(default_factory=LotteryConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
 
     def __post_init__(self):
+        if self.sparsify.method != "none" and self.prune.protocol == "lottery":
+            raise ConfigError(f"--sparsify {self.sparsify.method} with --protocol lottery is not supported: a ticket "
+                              f"rewinds to the dense network's initialisation, which a penalty or gates would not "
+                              f"reach. Run it with --protocol retrain, oneshot or scratch.")
         if self.prune.protocol == "lottery":
             if self.train.epochs < 1:
                 raise ConfigError("--protocol lottery trains the dense network and every level for --epochs; "
@@ -396,6 +430,7 @@ class Hyper:
             lottery=LotteryConfig(**{k: tuple(v) if isinstance(v, list) else v
                                      for k, v in (h.get("lottery") or {}).items()}),
             distill=DistillConfig(**(h.get("distill") or {})),
+            sparsify=SparsifyConfig(**(h.get("sparsify") or {})),
         )
 
 
@@ -465,6 +500,8 @@ class RunConfig:
             "sparsity": self.sparsity,
             "parent": self.parent,
         }
+        if h.sparsify.method != "none":  # left out when off: runs from before --sparsify are the same runs
+            ident["sparsify"] = h.sparsify.identity(self.strategy)
         ident.update(protocols.for_run(self).identity(self))  # what the run's protocol adds (pruning.protocols)
         return ident
 
@@ -472,7 +509,8 @@ class RunConfig:
 # The defaults ``RunConfig.identity`` leaves out (so that runs written before those settings existed are the
 # same runs), shown by ``diff`` when one side has the setting and the other does not.
 IDENTITY_DEFAULTS = {"dataset": "mnist", "model.name": models.DEFAULT, "model.filters": [],
-                     "model.prune_output": False, "train.lr_schedule": "cosine", "train.precision": "float32"}
+                     "model.prune_output": False, "train.lr_schedule": "cosine", "train.precision": "float32",
+                     "sparsify": {"method": "none"}}
 _ABSENT = object()
 
 
@@ -549,61 +587,6 @@ def _check_positive(flag: str, value, allow_zero: bool = False) -> None:
 
 
 # --------------------------------------------------------------------------- flags
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def parse_number(text: str, item_type=float):
-    """A number from the command line; a percentage may carry a trailing % ("90%" -> 90.0)."""
-    text = text.strip()
-    if item_type is float and text.endswith("%"):
-        text = text[:-1].strip()
-    return item_type(text)
-
-
-def _parse_tuple(text: str, item_type):
-    try:
-        return tuple(parse_number(t, item_type) if item_type in (int, float) else item_type(t.strip())
-                     for t in text.split(",") if t.strip() != "")
-    except ValueError:
-        kind = {int: "integers", float: "numbers"}.get(item_type, "values")
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind}, got {text!r}") from None
-
-
-def add_flags(parser: argparse.ArgumentParser, cls, *, title: str | None = None, skip=()) -> None:
-    """Add one flag per field of dataclass ``cls`` (defaults and help come from the field)."""
-    group = parser.add_argument_group(title or cls.__name__.replace("Config", "").lower())
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        meta, default = f.metadata, f.default
-        kwargs: dict[str, Any] = {"dest": f.name, "default": default, "help": meta.get("help", "")}
-        if meta.get("metavar"):
-            kwargs["metavar"] = meta["metavar"]
-        if isinstance(default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(default, tuple) or meta.get("items"):
-            item = meta.get("items") or (type(default[0]) if default else str)
-            kwargs["type"] = lambda s, item=item: _parse_tuple(s, item)
-            if default is not None:
-                kwargs["help"] += f" (default: {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in default)})"
-        else:
-            kwargs["type"] = meta.get("scalar") or (
-                float if isinstance(default, float) else int if isinstance(default, int) else str)
-            if meta.get("choices"):
-                kwargs["choices"] = meta["choices"]
-            if default is not None:
-                kwargs["help"] += " (default: %(default)s)"
-        group.add_argument(meta.get("flag") or _flag(f.name), *meta.get("aliases", ()), **kwargs)
-
-
-def from_args(args: argparse.Namespace, cls, **overrides):
-    """Build a ``cls`` instance from parsed flags (fields without a flag keep their default)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    values.update(overrides)
-    return cls(**values)
-
-
 def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> None:
     """Refuse (ConfigError, naming both flags) a strategy whose granularity the model cannot be
     pruned at: found before anything is written, not hours into a study."""
@@ -637,6 +620,35 @@ def check_students(hyper: Hyper, strategies, flag: str = "--strategies") -> None
                           f"--strategies weight,{','.join(students)}).")
 
 
+def check_sparsify(hyper: Hyper, strategies, flag: str = "--strategies") -> Hyper:
+    """``hyper`` with ``--sparsify``'s choices settled for these strategies: a ConfigError (naming the flags)
+    for a strategy the method does not fit (``pruning.sparsify.check_fits``); ``--td-target auto`` replaced by
+    the strategies' one granularity (refused when they have two: the dense network trains differently for
+    each)."""
+    from .sparsify import methods
+
+    sp = hyper.sparsify
+    if sp.method == "none":
+        return hyper
+    params = sp.typed()
+    for s in strategies:
+        try:
+            methods.check_fits(sp.method, s, params)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("--strategies", flag)) from None
+    if getattr(params, "td_target", None) == "auto":
+        kinds = sorted({methods.granularity_of(s) for s in strategies})
+        if len(kinds) > 1:
+            by = {k: [s for s in strategies if methods.granularity_of(s) == k] for k in kinds}
+            raise ConfigError(f"--sparsify {sp.method} trains the dense network to lose weights or units, not both, "
+                              f"but {flag} {','.join(strategies)} prunes by {' and by '.join(kinds)}. Run one study "
+                              f"per kind, each in its own --logdir (--strategies {','.join(by['weight'])} and "
+                              f"--strategies {','.join(by['unit'])}), or pass --td-target.")
+        target = kinds[0] if kinds else methods.get(sp.method).granularities[0]
+        sp = SparsifyConfig(sp.method, {**sp.params, "td_target": target})
+    return dataclasses.replace(hyper, sparsify=sp)
+
+
 def check_lottery_data(hyper: Hyper, train_examples: int) -> None:
     """Refuse (ConfigError), once the data is known, a held-out split that leaves no training set and a
     rewind point (counted in steps) that leaves the levels nothing to train."""
@@ -662,7 +674,35 @@ def hyper_from_args(args: argparse.Namespace) -> Hyper:
         prune=from_args(args, PruneConfig),
         lottery=from_args(args, LotteryConfig),
         distill=from_args(args, DistillConfig),
+        sparsify=sparsify_from_args(args),
     )
+
+
+def sparsify_from_args(args: argparse.Namespace) -> SparsifyConfig:
+    """``--sparsify`` and its method's hyper-parameter flags; a hyper-parameter of another method given a value
+    other than its default is refused (it would be silently ignored)."""
+    from .sparsify import methods
+
+    method = getattr(args, "sparsify", "none")
+    if method != "none" and method not in methods.names():
+        _check_choice("--sparsify", method, methods.names())
+    chosen = methods.get(method).params if method != "none" else None
+    stray = []
+    for m in methods.METHODS.values():
+        if m.params is chosen:
+            continue
+        for f in dataclasses.fields(m.params):
+            if hasattr(args, f.name) and getattr(args, f.name) != f.default:
+                stray.append((flag_name(f.name), m.name))
+    if stray:
+        flag, owner = stray[0]
+        raise ConfigError(f"{flag} is a hyper-parameter of --sparsify {owner}, but "
+                          f"{'--sparsify ' + method if method != 'none' else 'no --sparsify'} was given: it would be "
+                          f"ignored. Add --sparsify {owner}, or leave {flag} out.")
+    if chosen is None:
+        return SparsifyConfig()
+    return SparsifyConfig(method, {f.name: getattr(args, f.name) for f in dataclasses.fields(chosen)
+                                   if hasattr(args, f.name)})
 
 
 def add_hyper_flags(parser: argparse.ArgumentParser) -> None:
@@ -672,4 +712,7 @@ def add_hyper_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, PruneConfig, title="pruning protocol")
     add_flags(parser, LotteryConfig, title="lottery tickets (--protocol lottery)")
     add_flags(parser, DistillConfig, title="distillation students (--strategies student,distill)")
+    from .sparsify import methods
+
+    methods.add_sparsify_flags(parser)
     add_flags(parser, OutputConfig, title="output")

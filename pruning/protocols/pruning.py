@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from .. import paths
+from .. import paths, sparsify
 from ..config import Hyper, RunConfig, StudyConfig
 from ..core import masks
 from ..report.results import finished_result, load_parent_model
@@ -126,19 +126,22 @@ class OneShot(Protocol):
     def masking(self, run: RunContext, start: Start):
         """The masks of the starting model pruned straight to k: measured before retraining, and the
         callback's first masks too when its schedule starts at k (one-shot, no ramp)."""
-        from ..core.callbacks import MaskingCallback, compute_model_masks
-
         cfg = run.cfg
         if cfg.sparsity == 0:
             return None
+        method = cfg.hyper.sparsify.method  # a --sparsify method may score the units (l0's gates) or weights
         with run.clock("masks"):
-            start_masks = compute_model_masks(start.model, cfg.strategy, cfg.sparsity, cfg.hyper.train.seed)
+            start_masks = sparsify.compute_masks(start.model, method, cfg.strategy, cfg.sparsity, cfg.hyper.train.seed)
         run.result.update(run.pruned_accuracies(start.model, start_masks))
-        return MaskingCallback(cfg.strategy, self.schedule(cfg, start.parent, start.epochs),
-                               log_dir=run.rdir / paths.TRAIN_EVENTS, seed=cfg.hyper.train.seed, initial=start_masks)
+        return sparsify.masking_callback(method, cfg.strategy, self.schedule(cfg, start.parent, start.epochs),
+                                         log_dir=run.rdir / paths.TRAIN_EVENTS, seed=cfg.hyper.train.seed,
+                                         initial=start_masks)
 
     def shrinks(self, run: RunContext, start: Start) -> bool:
-        return start.masking is not None and masks.get(run.cfg.strategy).shrinks
+        """Whether the run trains and is saved physically shrunk: unit strategies, unless a --sparsify method's
+        layers do not survive shrinking (``l0``'s gates: such runs train masked and are saved full size)."""
+        return (start.masking is not None and masks.get(run.cfg.strategy).shrinks
+                and sparsify.trains_shrunk(run.cfg.hyper.sparsify.method))
 
     def fit(self, run: RunContext, start: Start, fit_args: dict):
         """Unit strategies train on the physically shrinking network; the rest as every model trains."""

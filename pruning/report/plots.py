@@ -367,6 +367,10 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
     if results:
         d = results[0].get("data") or {}
         parts.append(f"data: {data_label(d)}")
+        sp = (((results[0].get("config") or {}).get("hyper") or {}).get("sparsify") or {})
+        if sp.get("method", "none") != "none":  # a --sparsify study: its method and hyper-parameters
+            parts.append(f"trained with --sparsify {sp['method']} (" + ", ".join(
+                f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in (sp.get("params") or {}).items()) + ")")
     if several:
         parts.append(f"{len(replicates)} seeds; per-epoch figures: the first seed")
     if missing:

@@ -27,9 +27,9 @@ SIZE_COLUMNS = (
     "dense_gzip_bytes",
     "sparse_gzip_bytes",
 )
-# what a table describes, from each run's configuration: the network, the data set and the protocol
+# what a table describes, from each run's configuration: the network, the data set, the protocol and --sparsify
 # (tables written before these columns existed have none of them and read as before)
-IDENTITY_COLUMNS = ("model", "dataset", "protocol")
+IDENTITY_COLUMNS = ("model", "dataset", "protocol", "sparsify")
 CSV_COLUMNS = (
     "seed",
     "strategy",
@@ -53,15 +53,17 @@ CSV_COLUMNS = (
 def identity(result: dict) -> dict:
     """The ``IDENTITY_COLUMNS`` of a run's result: ``model`` (``config.hyper.model.name``), ``dataset``
     (``config.hyper.data.dataset``, else the data's own name, else "mnist": runs made before --dataset
-    were MNIST) and ``protocol`` (``config.hyper.prune.protocol``); None where a result does not say.
+    were MNIST), ``protocol`` (``config.hyper.prune.protocol``; None where a result does not say) and
+    ``sparsify`` (the ``--sparsify`` method; "none" for runs made before it existed).
 
     >>> identity({"config": {"hyper": {"model": {"name": "lenet5"}, "prune": {"protocol": "retrain"}}}})
-    {'model': 'lenet5', 'dataset': 'mnist', 'protocol': 'retrain'}
+    {'model': 'lenet5', 'dataset': 'mnist', 'protocol': 'retrain', 'sparsify': 'none'}
     """
     hyper = (result.get("config") or {}).get("hyper") or {}
     return {"model": (hyper.get("model") or {}).get("name"),
             "dataset": (hyper.get("data") or {}).get("dataset") or (result.get("data") or {}).get("dataset") or "mnist",
-            "protocol": (hyper.get("prune") or {}).get("protocol")}
+            "protocol": (hyper.get("prune") or {}).get("protocol"),
+            "sparsify": (hyper.get("sparsify") or {}).get("method") or "none"}
 
 
 def result_files(result: dict) -> list[str]:
@@ -285,9 +287,15 @@ def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
+OPTIONAL_COLUMNS = ("sparsify",)  # left out of a table none of whose rows has one (tables made before it existed)
+
+
 def write_rows(path: str | Path, rows: list[dict], columns=None) -> None:
-    """Flat dicts as CSV, written atomically; ``columns`` default to the keys in first-seen order."""
+    """Flat dicts as CSV, written atomically; ``columns`` default to the keys in first-seen order. An
+    ``OPTIONAL_COLUMNS`` column that no row fills is left out, so a table recomputed from one written before
+    the column existed is that table, byte for byte."""
     columns = list(columns or dict.fromkeys(k for row in rows for k in row))
+    columns = [c for c in columns if c not in OPTIONAL_COLUMNS or any(r.get(c) not in (None, "") for r in rows)]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
@@ -337,7 +345,7 @@ def finished_result(logdir, name: str, role: str = "parent run") -> dict:
 def load_parent_model(path: Path, role: str = "parent run"):
     """The Keras model saved at ``path`` by a finished run; ParentUnusable naming the file, not a Keras
     traceback, when it cannot be read (a result written before files were checksummed, say)."""
-    from ..core.layers import load_model
+    from ..sparsify.layers import load_model  # the toolkit's loader, with the --sparsify layers registered
 
     try:
         return load_model(path)

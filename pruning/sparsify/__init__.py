@@ -65,10 +65,11 @@ target k, and keep the lambda whose pruned network is most accurate on the held-
 reports the held-out accuracies of all candidates beside the test results.
 """
 from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, exclude_from_weight_decay, finalize,
-                    heldout_accuracy, masking_callback, no_decay_variables, penalty, unit_scores,
-                    uses_method_scores)
+                    heldout_accuracy, is_prepared, masking_callback, no_decay_variables, penalty, prepare_run,
+                    trains_shrunk, unit_scores, uses_method_scores)
 from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, SparseVDParams, TargetedDropoutParams,
                       add_sparsify_flags, check_fits, check_params, get, granularity_of, identity, names,
+                      target_granularity,
                       params_from_args, register, with_strength)
 
 
@@ -89,6 +90,6 @@ def fold_gates(model):
 __all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "TargetedDropoutParams", "SparseVDParams", "apply",
            "unit_scores", "compute_masks", "finalize", "penalty", "choose_strength", "StrengthChoice",
            "heldout_accuracy", "add_gates", "fold_gates", "add_sparsify_flags", "params_from_args", "check_fits",
-           "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of",
+           "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of", "target_granularity",
            "uses_method_scores", "masking_callback", "exclude_from_weight_decay",
-           "no_decay_variables"]
+           "no_decay_variables", "is_prepared", "prepare_run", "trains_shrunk"]

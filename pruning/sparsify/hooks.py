@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..core import masks as pmasks
 from . import methods
 
@@ -32,12 +32,9 @@ def apply(model, method: str, params=None, *, strategy: str | None = None, seed:
     m = methods.get(method)
     params = params if params is not None else m.params()
     methods.check_params(method, params)
-    if strategy is not None:
-        methods.check_fits(method, strategy)
-        granularity = methods.granularity_of(strategy)
-    else:
-        granularity = m.granularities[0]
-    return m.prepare(model, params, granularity, int(seed))
+    if strategy is not None and strategy != "none":
+        methods.check_fits(method, strategy, params)
+    return m.prepare(model, params, methods.target_granularity(method, params, strategy), int(seed))
 
 
 def unit_scores(model, method: str) -> dict:
@@ -250,3 +247,29 @@ def choose_strength(method: str, candidates: Sequence[float], train: Callable, h
             accuracies[float(strength)] = heldout_accuracy(model, x, y)
     best = max(accuracies.values())
     return StrengthChoice(next(s for s, a in accuracies.items() if a == best), accuracies)
+
+
+# --------------------------------------------------------------------------- the study's runner
+def is_prepared(model) -> bool:
+    """Whether ``model`` already carries a method's layers (a run's saved model: it is loaded with them)."""
+    from ..core.layers import masked_layers
+    from .layers import SPARSIFY_CLASSES
+
+    return any(isinstance(l, SPARSIFY_CLASSES) for l in masked_layers(model))
+
+
+def prepare_run(model, sparsify, strategy: str, seed: int):
+    """The starting model of one run of a ``--sparsify`` study (``sparsify``: the run's ``SparsifyConfig``),
+    ready to train with the method: prepared by ``apply`` when it is a fresh or plain model, as it is when
+    it was saved with the method's layers (a parent run's model: its gates, say, are what the run prunes
+    by). ``model`` itself for --sparsify none."""
+    if sparsify.method == "none" or is_prepared(model):
+        return model
+    return apply(model, sparsify.method, sparsify.typed(), strategy=strategy if strategy != "none" else None,
+                 seed=seed)
+
+
+def trains_shrunk(method: str) -> bool:
+    """Whether a unit-pruned run of ``method`` may retrain physically shrunk (``shrink_model`` keeps its layers):
+    not ``l0``, whose gates it does not carry: such runs retrain masked, at full size."""
+    return method == "none" or methods.get(method).trains_shrunk

@@ -32,7 +32,9 @@ import keras  # pruning/__init__.py has set KERAS_BACKEND before this import
 import tensorflow as tf
 
 from ..core import masks as pmasks
-from ..core.layers import MaskedConv2D, MaskedDense, MaskedLayer, masked_layers
+from ..core.layers import MaskedConv2D, MaskedDense, MaskedLayer, load_model, masked_layers  # noqa: F401
+# (load_model: ``pruning.load_model`` is this one, so that loading a model imports, and so registers, the method
+# layers below: a run of a --sparsify study saves its model with them)
 
 PLAIN = (MaskedDense, MaskedConv2D)
 

@@ -18,7 +18,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from ..config import ConfigError, add_flags
+from ..errors import ConfigError
+from ..flags import add_flags
 from ..core import masks
 from ..registry import Registry
 from .params import GroupLassoParams, L0Params, L1Params, SparseVDParams, TargetedDropoutParams  # noqa: F401
@@ -45,6 +46,7 @@ class Method:
     strength: str | None
     prepare: Callable
     scores: Callable | None = None
+    trains_shrunk: bool = True  # a unit-pruned run may retrain physically shrunk (its layers survive shrink_model)
 
     def __post_init__(self):
         if not self.granularities or any(g not in GRANULARITIES for g in self.granularities):
@@ -90,13 +92,30 @@ def granularity_of(strategy: str) -> str:
     return masks.get(masks.canonical(strategy)).granularity
 
 
-def check_fits(method: str, strategy: str) -> None:
+def target_granularity(method: str, params=None, strategy: str | None = None) -> str:
+    """The granularity ``method`` trains for: a ``--td-target`` other than auto, else ``strategy``'s, else
+    the method's first."""
+    m = get(method)
+    target = getattr(params, "td_target", "auto") if params is not None else "auto"
+    if target != "auto":
+        return target
+    return granularity_of(strategy) if strategy is not None and strategy != "none" else m.granularities[0]
+
+
+def check_fits(method: str, strategy: str, params=None) -> None:
     """A ConfigError (naming both flags) when ``method`` makes no sense for ``strategy``: a unit penalty
-    before weight pruning, a weight penalty before unit pruning, anything before a student baseline."""
+    before weight pruning, a weight penalty before unit pruning, anything before a student baseline, targeted
+    dropout of one ``--td-target`` before pruning of the other."""
     if method == "none":
         return
     m = get(method)
     granularity = granularity_of(strategy)
+    target = getattr(params, "td_target", "auto") if params is not None else "auto"
+    if target != "auto" and granularity in m.granularities and granularity != target:
+        raise ConfigError(
+            f"--sparsify {method} --td-target {target} trains the network to lose {target}s, but strategy {strategy} "
+            f"prunes by {granularity}. Pass --td-target {granularity} (a study of its own: its dense network trains "
+            f"differently), or drop {strategy} from --strategies.")
     if granularity not in m.granularities:
         fits = [s for s in masks.names() if masks.get(s).granularity in m.granularities]
         raise ConfigError(
@@ -132,7 +151,7 @@ def identity(method: str, params=None, strategy: str | None = None) -> dict | No
     check_params(method, params)
     ident = {"method": m.name, **dataclasses.asdict(params)}
     if len(m.granularities) > 1:
-        ident["granularity"] = granularity_of(strategy) if strategy else m.granularities[0]
+        ident["granularity"] = target_granularity(method, params, strategy)
     return ident
 
 
@@ -206,7 +225,8 @@ register(Method("group_lasso", "lambda x the sum of each unit's incoming-weight 
 register(Method("l1", "lambda x the sum of |w|, for weight strategies", "L1", "tab:cyan", ("weight",), L1Params,
                 "l1_lambda", _prepare_penalty("l1")))
 register(Method("l0", "hard-concrete L0 gates on units (Louizos et al. 2018); units go by gate probability",
-                "L0 gates", "tab:olive", ("unit",), L0Params, "l0_lambda", _prepare_l0, _l0_scores))
+                "L0 gates", "tab:olive", ("unit",), L0Params, "l0_lambda", _prepare_l0, _l0_scores,
+                trains_shrunk=False))
 register(Method("targeted_dropout", "drop the smallest weights or units at random while training (Gomez et al. "
                 "2019)", "targeted dropout", "gold", ("weight", "unit"), TargetedDropoutParams, None,
                 _prepare_td))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..config import ConfigError, hp
+from ..errors import ConfigError
+from ..flags import hp
 
 
 def _finite(value) -> bool:
@@ -117,6 +118,10 @@ class TargetedDropoutParams:
     td_alpha: float = hp(
         0.5, "targeted dropout's drop rate alpha: each candidate is dropped with probability alpha at each "
         "training step (none at inference), 0 < alpha <= 1", metavar="A")
+    td_target: str = hp(
+        "auto", "what targeted dropout drops: weight (for the weight strategies), unit (for the unit strategies), "
+        "or auto: the granularity of the study's strategies (they must then share one: the dense network trains "
+        "differently for each)", choices=("auto", "weight", "unit"))
 
     def __post_init__(self):
         if not (_finite(self.td_gamma) and 0 < self.td_gamma < 1):
@@ -126,6 +131,8 @@ class TargetedDropoutParams:
         if not (_finite(self.td_alpha) and 0 < self.td_alpha <= 1):
             raise ConfigError(f"--td-alpha must be a probability in (0, 1] (how often a candidate is dropped), got "
                               f"{self.td_alpha!r}; e.g. --td-alpha 0.5.")
+        if self.td_target not in ("auto", "weight", "unit"):
+            raise ConfigError(f"--td-target must be weight, unit or auto, got {self.td_target!r}.")
 
 
 @dataclass(frozen=True)

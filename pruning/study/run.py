@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from .. import paths, protocols
+from .. import paths, protocols, sparsify
 from ..config import RunConfig
 from ..core.training import (EVAL_BATCH, POLICIES, compile_model, evaluate, logits, precision, save_model,  # noqa: F401
                              set_threads, versions)
@@ -86,7 +86,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
     """What pruning alone does, before any retraining: the starting model pruned straight to k
     (``pruned_test_accuracy``) and the study's dense model pruned to k (``oneshot_*``; the same
     masks when the run starts from the dense model, so they are computed once)."""
-    from ..core.callbacks import compute_model_masks, masks_applied
+    from ..core.callbacks import masks_applied
 
     out = {}
     with masks_applied(model, start_masks), clock("eval"):
@@ -101,7 +101,8 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
             finished_result(logdir, paths.DENSE, "the dense run")  # its files checked before they are read
             dense_model = _dense_model(paths.model_file(logdir, paths.DENSE))
         with clock("masks"):
-            dense_masks = compute_model_masks(dense_model, cfg.strategy, cfg.sparsity, cfg.hyper.train.seed)
+            dense_masks = sparsify.compute_masks(dense_model, cfg.hyper.sparsify.method, cfg.strategy, cfg.sparsity,
+                                                 cfg.hyper.train.seed)
         with masks_applied(dense_model, dense_masks), clock("eval"):
             out["oneshot_train_accuracy"] = evaluate(dense_model, data.x_train, data.y_train)[1]
             out["oneshot_test_accuracy"] = evaluate(dense_model, data.x_test, data.y_test)[1]
@@ -155,6 +156,7 @@ class _Run:
     def compile(self, model, lr: float, steps: int, start_step: int = 0, loss=None, accuracy=None) -> None:
         train = self.cfg.hyper.train
         compile_model(model, lr, train.weight_decay, steps, self.xla, start_step, train.lr_schedule, loss, accuracy)
+        sparsify.exclude_from_weight_decay(model)  # AdamW's decay off a --sparsify method's own variables
 
     def pruned_accuracies(self, model, start_masks) -> dict:
         return _pruned_accuracies(model, self.cfg, self.logdir, self.data, start_masks, self.clock)
@@ -225,6 +227,8 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
             start = protocol.start(run)
     except ParentUnusable as e:
         return fail(str(e))
+    # a --sparsify method's layers, before compiling (its penalty enters the loss when the step is traced)
+    start.model = sparsify.prepare_run(start.model, cfg.hyper.sparsify, cfg.strategy, cfg.hyper.train.seed)
     model, train_data = start.model, start.data
     run.compile(model, start.lr, start.steps, start.start_step, start.loss, start.accuracy)
     report = _progress_callback(name, start.epochs, progress, clock)
@@ -270,11 +274,12 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
     if cfg.sparsity == 0:
         result["oneshot_train_accuracy"] = result["train_accuracy"]
         result["oneshot_test_accuracy"] = result["pruned_test_accuracy"] = result["test_accuracy"]
-    with clock("masks"):
-        result["sparsity"] = measure_sparsity(model)
+    with clock("masks"):  # a --sparsify model as the plain network it stands for (gates folded, say)
+        result["sparsity"] = measure_sparsity(sparsify.finalize(model))
     model = protocol.finish(run, start, model, history)
     with clock("io"):  # the sizes too: the sparse encoding and the gzip measurements
-        result["size"] = size_report(model, paths.sparse_model_file(logdir, name), meta={"run": name})
+        result["size"] = size_report(sparsify.finalize(model), paths.sparse_model_file(logdir, name),
+                                     meta={"run": name})
         protocol.sizes(run, start, result["size"])
         save_model(model, paths.model_file(logdir, name))
         result["checks"] = file_checks(rdir, result["files"])  # a resume tells a damaged file from this one

@@ -1,0 +1,151 @@
+"""--sparsify in the study (issue 24): flags, identity, the runner's hooks, a tiny study of each method that runs
+end to end and resumes, and the held-out strength choice."""
+import json
+
+import numpy as np
+import pytest
+
+from pruning import cli, config, paths
+from pruning.config import ConfigError, Hyper, RunConfig, SparsifyConfig, check_sparsify, hyper_from_args
+
+
+def _args(*argv):
+    return cli.study_parser(False).parse_args(list(argv))
+
+
+def test_sparsify_flags_make_a_validated_config_with_every_default_filled_in():
+    h = hyper_from_args(_args("--sparsify", "l0", "--l0-lambda", "0.01"))
+    assert h.sparsify.method == "l0"
+    assert h.sparsify.params == {"l0_lambda": 0.01, "l0_beta": pytest.approx(2 / 3), "l0_gamma": -0.1, "l0_zeta": 1.1,
+                                 "l0_droprate_init": 0.5, "l0_per_weight": False}
+    assert hyper_from_args(_args()).sparsify == SparsifyConfig()
+
+
+def test_a_hyper_parameter_of_another_method_is_refused_not_ignored():
+    with pytest.raises(ConfigError, match=r"--l1-lambda is a hyper-parameter of --sparsify l1, but no --sparsify"):
+        hyper_from_args(_args("--l1-lambda", "1e-4"))
+    with pytest.raises(ConfigError, match=r"--td-gamma is a hyper-parameter of --sparsify targeted_dropout, but "
+                                          r"--sparsify l1 was given"):
+        hyper_from_args(_args("--sparsify", "l1", "--td-gamma", "0.3"))
+
+
+def test_bad_values_and_misfits_exit_2_before_anything_is_written(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    for argv, needle in [(["--sparsify", "l1", "--l1-lambda", "-1"], "--l1-lambda must be"),
+                         (["--sparsify", "group_lasso", "--strategies", "weight"], "strategy weight prunes by weight"),
+                         (["--sparsify", "l0", "--strategies", "neuron,student"], "student"),
+                         (["--sparsify", "targeted_dropout", "--strategies", "weight,neuron"], "not both"),
+                         (["--sparsify", "l1", "--protocol", "lottery"], "not supported")]:
+        with pytest.raises(SystemExit) as e:
+            cli.study_main(["--logdir", str(logs), "--data-source", "sample", *argv])
+        assert e.value.code == 2
+        assert needle in capsys.readouterr().err
+    assert not logs.exists()
+
+
+def test_targeted_dropouts_auto_target_is_settled_by_the_strategies_and_enters_the_identity():
+    h = hyper_from_args(_args("--sparsify", "targeted_dropout"))
+    assert h.sparsify.params["td_target"] == "auto"
+    unit = check_sparsify(h, ["neuron", "random_neuron"])
+    assert unit.sparsify.params["td_target"] == "unit"
+    weight = check_sparsify(h, ["weight", "random"])
+    dense_unit, dense_weight = RunConfig(unit).identity(), RunConfig(weight).identity()
+    assert dense_unit["sparsify"]["granularity"] == "unit" and dense_weight["sparsify"]["granularity"] == "weight"
+    assert dense_unit != dense_weight  # two dense networks: they train differently
+    with pytest.raises(ConfigError, match="--td-target weight trains the network to lose weights"):
+        check_sparsify(hyper_from_args(_args("--sparsify", "targeted_dropout", "--td-target", "weight")), ["neuron"])
+
+
+def test_identity_has_the_method_only_when_it_is_on_and_diff_names_it():
+    plain, l1 = Hyper(), hyper_from_args(_args("--sparsify", "l1"))
+    assert "sparsify" not in RunConfig(plain).identity()  # runs from before --sparsify are the same runs
+    ident = RunConfig(l1, "weight", 90.0, "dense").identity()
+    assert ident["sparsify"] == {"method": "l1", "l1_lambda": 1e-5}
+    lines = config.diff(RunConfig(plain).identity(), RunConfig(l1).identity())
+    assert "sparsify.method: 'none' there, 'l1' now" in lines
+    assert Hyper.from_dict(json.loads(json.dumps(RunConfig(l1).to_dict()))["hyper"]) == l1
+
+
+STUDY = ["--hidden", "24,16", "--epochs", "1", "--retrain-epochs", "2", "--ramp-epochs", "1", "--sparsities",
+         "0,50,80", "--seeds", "0", "--jobs", "1", "--batch-size", "64"]
+
+
+@pytest.mark.parametrize("method, strategy, layer", [
+    ("group_lasso", "neuron", "PenalizedDense"),
+    ("l1", "weight", "PenalizedDense"),
+    ("l0", "neuron", "GatedDense"),
+    ("targeted_dropout", "neuron", "TargetedDropoutDense"),
+    ("targeted_dropout", "weight", "TargetedDropoutDense"),
+    ("sparse_vd", "weight", "SparseVDDense"),
+])
+def test_a_tiny_study_of_each_method_runs_end_to_end_and_resumes(method, strategy, layer, tmp_path, mnist_dir, capsys):
+    import pruning
+
+    logs = tmp_path / "logs"
+    argv = ["--data-dir", str(mnist_dir), "--logdir", str(logs), "--strategies", strategy, "--sparsify", method, *STUDY]
+    assert cli.study_main(argv) == 0
+    seed = paths.seed_dir(logs, 0)
+    for name in ("dense", f"{strategy}_k50", f"{strategy}_k80"):
+        r = json.loads(paths.result_file(seed, name).read_text())
+        assert r["status"] == "ok" and r["config"]["hyper"]["sparsify"]["method"] == method
+        assert np.isfinite(r["test_loss"])
+    # the dense run is saved with the method's layers (what a child prunes by: l0's gates, say)
+    dense = pruning.load_model(paths.model_file(seed, "dense"))
+    assert [type(l).__name__ for l in dense.layers[1:-1]] == [layer, layer]
+    k80 = json.loads(paths.result_file(seed, f"{strategy}_k80").read_text())
+    assert k80["sparsity"]["weight_sparsity"] >= 0.79  # measured on the finalized network
+    rows = (logs / "results.csv").read_text().splitlines()
+    assert rows[0].endswith("sparsify") and all(line.endswith(f",{method}") for line in rows[1:])
+    capsys.readouterr()
+    assert cli.study_main(argv) == 0  # the rerun trains nothing
+    assert "no run was trained by this command" in capsys.readouterr().out
+
+
+def test_l0_prunes_the_units_of_smallest_gate_probability_and_retrains_masked_at_full_size(tmp_path, mnist_dir):
+    import pruning
+    from pruning.sparsify import layers
+
+    logs = tmp_path / "logs"
+    assert cli.study_main(["--data-dir", str(mnist_dir), "--logdir", str(logs), "--strategies", "neuron",
+                           "--sparsify", "l0", "--protocol", "oneshot", *STUDY]) == 0
+    seed = paths.seed_dir(logs, 0)
+    dense = pruning.load_model(paths.model_file(seed, "dense"))
+    pruned = pruning.load_model(paths.model_file(seed, "neuron_k50"))
+    probs = layers.gate_scores(dense)
+    for l in pruned.layers[1:-1]:
+        kept = np.asarray(l.mask).any(axis=0)
+        p = probs[l.name]
+        assert kept.sum() == len(p) // 2  # full size: gates are not carried by shrinking
+        assert p[kept].min() >= p[~kept].max()
+
+
+def test_a_shrunk_group_lasso_run_keeps_its_penalty_and_the_logits_of_the_masked_network(tmp_path, mnist_dir):
+    import pruning
+
+    logs = tmp_path / "logs"
+    assert cli.study_main(["--data-dir", str(mnist_dir), "--logdir", str(logs), "--strategies", "neuron",
+                           "--sparsify", "group_lasso", "--group-lasso-lambda", "1e-3", *STUDY]) == 0
+    seed = paths.seed_dir(logs, 0)
+    r = json.loads(paths.result_file(seed, "neuron_k50").read_text())
+    assert r["shrink_max_logit_diff"] < 1e-4
+    model = pruning.load_model(paths.model_file(seed, "neuron_k50"))
+    assert [l.units for l in model.layers[1:-1]] == [12, 8]  # physically half
+    assert type(model.layers[1]).__name__ == "PenalizedDense" and model.layers[1].strength == 1e-3
+
+
+def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writes_every_accuracy(
+        tmp_path, mnist_dir, capsys):
+    from pruning.sparsify import choose
+
+    out = tmp_path / "strength.json"
+    code = choose.main(["--sparsify", "l1", "--candidates", "0,10", "--strategy", "weight", "--at", "50",
+                        "--heldout", "100", "--data-dir", str(mnist_dir), "--hidden", "16", "--epochs", "1",
+                        "--out", str(out)])
+    assert code == 0
+    written = json.loads(out.read_text())
+    accs = {c["strength"]: c["pruned"] for c in written["candidates"]}
+    assert set(accs) == {0.0, 10.0}
+    assert written["chosen"] == max(accs, key=lambda s: (accs[s], -s))
+    assert written["heldout"] == 100 and written["strength_flag"] == "--l1-lambda"
+    assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out
+    assert choose.main(["--sparsify", "targeted_dropout", "--candidates", "1"]) == 2
