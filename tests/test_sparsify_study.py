@@ -128,6 +128,8 @@ def test_a_shrunk_group_lasso_run_keeps_its_penalty_and_the_logits_of_the_masked
     seed = paths.seed_dir(logs, 0)
     r = json.loads(paths.result_file(seed, "neuron_k50").read_text())
     assert r["shrink_max_logit_diff"] < 1e-4
+    alive = r["size"]["units_alive"]
+    assert [alive[l] for l in sorted(alive)][:2] == [12, 8] and len(alive) == 3
     model = pruning.load_model(paths.model_file(seed, "neuron_k50"))
     assert [l.units for l in model.layers[1:-1]] == [12, 8]  # physically half
     assert type(model.layers[1]).__name__ == "PenalizedDense" and model.layers[1].strength == 1e-3

@@ -46,7 +46,10 @@ def export_sparse(model: keras.Model, path, meta: dict | None = None) -> int:
 def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
     """Write ``model``'s weights in the sparse format and return what it costs: the counts of
     ``shrink.network_counts`` and the bytes of its weights stored dense (float32, the unpruned
-    network's shapes) and sparse, each also after gzip."""
+    network's shapes) and sparse, each also after gzip; ``units_alive``: per weight layer, the units (columns,
+    filters) with a nonzero incoming weight, which a shrunk network keeps (a unit removed by shrinking, or whose
+    every weight is zero or masked, as a closed L0 gate leaves it, is not alive)."""
+    from ..core.masks import units_view
     from ..files import atomic_write_bytes
     from .shrink import expand_arrays, network_counts
     from .sparse_format import encode, gzip_nbytes
@@ -64,4 +67,6 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
         "sparse_bytes": len(blob),
         "dense_gzip_bytes": gzip_nbytes(dense_blob),
         "sparse_gzip_bytes": gzip_nbytes(blob),
+        "units_alive": {l.name: int(np.count_nonzero(np.any(units_view(k) != 0, axis=0)))
+                        for l, k in zip(model_layers, kernels)},
     }
