@@ -178,8 +178,8 @@ def test_every_registered_strategy_names_its_score_granularity_scope_label_and_c
     assert {"random", "random_neuron", "global_weight"} <= set(masks.names())
     for s in masks.STRATEGIES.values():
         assert s.granularity in masks.GRANULARITIES and s.scope in masks.SCOPES and s.label and s.color and s.help
-    assert [s.name for s in masks.STRATEGIES.values() if s.shrinks] == ["neuron", "random_neuron"]
-    assert [s.name for s in masks.STRATEGIES.values() if s.scope == "global"] == ["global_weight"]
+    assert [s.name for s in masks.STRATEGIES.values() if s.shrinks] == ["neuron", "random_neuron", "global_neuron"]
+    assert [s.name for s in masks.STRATEGIES.values() if s.scope == "global"] == ["global_weight", "global_neuron"]
 
 
 def test_a_strategy_name_can_be_registered_once_only():
@@ -282,3 +282,24 @@ def test_a_global_chain_only_grows_and_prunes_what_was_pruned_first():
         current = new
     total = sum(m.size for m in current)
     assert sum(int(np.count_nonzero(m == 0)) for m in current) == expected_pruned(total, 90)
+
+
+def test_global_neuron_prunes_an_exact_share_of_all_units_by_norm_relative_to_the_layer_and_never_empties_one():
+    rng = np.random.default_rng(0)
+    # layer 0 has large weights (fan-in 20), layer 1 small ones (fan-in 5): raw norms would strip layer 1 first
+    k0 = rng.normal(0, 10.0, (20, 8))
+    k1 = rng.normal(0, 0.1, (5, 4))
+    k1[:, 0] *= 0.01  # one clearly weak unit in the small layer
+    m0, m1 = masks.compute_masks("global_neuron", [k0, k1], 25.0)
+    kept0, kept1 = m0.any(axis=0), m1.any(axis=0)
+    assert (~kept0).sum() + (~kept1).sum() == 3  # round half up of 25 % of 12 units
+    assert not kept1[0]  # the weak unit relative to its own layer goes
+    rel0 = np.linalg.norm(k0, axis=0) / np.linalg.norm(k0, axis=0).mean()
+    rel1 = np.linalg.norm(k1, axis=0) / np.linalg.norm(k1, axis=0).mean()
+    pruned = np.concatenate([rel0[~kept0], rel1[~kept1]])
+    alive = np.concatenate([rel0[kept0], rel1[kept1]])
+    assert pruned.max() <= alive.min()
+    # at 99 % every layer still keeps its best unit
+    m0, m1 = masks.compute_masks("global_neuron", [k0, k1], 99.0)
+    assert m0.any(axis=0).sum() == 1 and m1.any(axis=0).sum() == 1
+    assert masks.canonical("global_filter") == "global_neuron"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pruning import cli, config, paths
-from pruning.config import ConfigError, Hyper, RunConfig, SparsifyConfig, check_sparsify, hyper_from_args
+from pruning.config import ConfigError, Hyper, ModelConfig, RunConfig, SparsifyConfig, check_sparsify, hyper_from_args
 
 
 def _args(*argv):
@@ -151,3 +151,28 @@ def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writ
     assert written["heldout"] == 100 and written["strength_flag"] == "--l1-lambda"
     assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out
     assert choose.main(["--sparsify", "targeted_dropout", "--candidates", "1"]) == 2
+
+
+def test_l0_with_global_neuron_ranks_every_layers_units_by_gate_probability_together():
+    import keras
+
+    import pruning
+    from pruning import sparsify
+    from pruning.sparsify import layers
+
+    keras.utils.set_random_seed(0)
+    model = sparsify.apply(pruning.build_mlp(16, ModelConfig(hidden=(8, 6))), "l0", strategy="global_neuron", seed=0)
+    gated = [l for l in model.layers if isinstance(l, layers.GatedDense)]
+    rng = np.random.default_rng(1)
+    for l in gated:
+        l.log_alpha.assign(rng.normal(0, 2, l.log_alpha.shape).astype("float32"))
+    mask_set = sparsify.compute_masks(model, "l0", "global_neuron", 50.0, 0)
+    probs = layers.gate_scores(model)
+    kept = {l.name: np.asarray(mask_set.masks[l.name]).any(axis=0) for l in gated}
+    assert sum((~k).sum() for k in kept.values()) == 7  # half of 14 units, over both layers together
+    assert all(k.any() for k in kept.values())
+    pruned = np.concatenate([probs[n][~k] for n, k in kept.items()])
+    best = {n: probs[n].argmax() for n in kept}  # each layer's best unit is kept whatever the others score
+    assert all(kept[n][i] for n, i in best.items())
+    others = np.concatenate([np.delete(probs[n][kept[n]], np.argmax(probs[n][kept[n]])) for n in kept])
+    assert others.size and pruned.max() <= others.min()

@@ -77,8 +77,6 @@ class Strategy:
         if self.granularity not in GRANULARITIES or self.scope not in SCOPES:
             raise ValueError(f"strategy {self.name!r}: granularity must be one of {GRANULARITIES} and scope one "
                              f"of {SCOPES}, got {self.granularity!r}, {self.scope!r}")
-        if self.granularity == "unit" and self.scope == "global":
-            raise ValueError(f"strategy {self.name!r}: a global unit strategy is not supported")
 
     @property
     def masks(self) -> bool:
@@ -92,7 +90,7 @@ class Strategy:
 
 
 STRATEGIES = Registry("strategy", reserved=("none",), doc="""The pruning strategies, name -> ``Strategy``, in
-registration order: ``weight``, ``neuron``, ``random``, ``random_neuron``, ``global_weight``, ``student``,
+registration order: ``weight``, ``neuron``, ``random``, ``random_neuron``, ``global_weight``, ``global_neuron``, ``student``,
 ``distill`` and any you register. The command line's ``--strategies`` choices, the plots' colours and
 labels all come from here ("none", the dense run's strategy, is reserved).
 
@@ -139,6 +137,28 @@ def neuron_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarr
     return np.linalg.norm(units_view(kernel).astype(np.float64), axis=0)
 
 
+def relative_neuron_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
+    """Each unit's L2 norm (``neuron_scores``) divided by the mean norm of the layer's units that are not
+    zero: comparable across layers of different fan-in, so one threshold can rank them all (``global_neuron``)."""
+    norms = neuron_scores(kernel, info)
+    alive = norms[norms > 0]
+    return norms / alive.mean() if alive.size else norms
+
+
+def keep_one_unit_per_layer(scores: list[np.ndarray], alive: list | None = None) -> list[np.ndarray]:
+    """A global unit strategy's scores with each layer's best unit (of those ``alive``, when given) made
+    unprunable (+inf): one threshold over all layers may otherwise empty a layer, which cuts the network in two."""
+    out = []
+    for i, s in enumerate(scores):
+        s = np.array(s, dtype=np.float64)
+        a = None if alive is None or alive[i] is None else np.asarray(alive[i], bool).ravel()
+        candidates = np.where(a if a is not None and a.any() else np.ones(s.size, bool))[0]
+        if candidates.size:
+            s.ravel()[candidates[np.argmax(s.ravel()[candidates])]] = np.inf
+        out.append(s)
+    return out
+
+
 def _rng(info: LayerInfo) -> np.random.Generator:
     """The run's seed and the layer's position decide the draw: a rerun, or the next k of a chain,
     draws the same scores, so its masks are the same (and nested along the chain)."""
@@ -173,6 +193,10 @@ register(Strategy("random_neuron", random_unit_scores, "unit", "layer", "random 
                   "random_filter)"))
 register(Strategy("global_weight", weight_scores, "weight", "global", "global weight pruning", "tab:green",
                   "the k% smallest |w| over all hidden layers together (one threshold)"))
+register(Strategy("global_neuron", relative_neuron_scores, "unit", "global", "global neuron pruning", "tab:olive",
+                  "the k% of all hidden units (dense columns, convolution filters) together with the smallest L2 "
+                  "norm relative to their layer's mean, one threshold over all layers, so each layer loses its own "
+                  "share (every layer keeps at least one unit; alias: global_filter)"))
 
 
 def no_scores(kernel: np.ndarray, info: LayerInfo | None = None) -> np.ndarray:
@@ -189,7 +213,7 @@ register(Strategy("distill", no_scores, "student", "layer", "small dense student
 
 # other names a strategy answers to: a convolution's units are its filters. A run is always stored
 # under the strategy's own name, so neuron_k50 is the same run whichever name asked for it.
-ALIASES = {"filter": "neuron", "random_filter": "random_neuron"}
+ALIASES = {"filter": "neuron", "random_filter": "random_neuron", "global_filter": "global_neuron"}
 
 
 def canonical(name: str) -> str:
@@ -250,10 +274,14 @@ def compute_masks(
         keeps = [lowest_mask(s, max(0, n_pruned(s.size + r, sparsity) - r), a)
                  for s, r, a in zip(scores, removed, alive)]
     else:
+        if strat.granularity == "unit":
+            scores = keep_one_unit_per_layer(scores, alive)
         flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
         flat_alive = None if all(a is None for a in alive) else np.concatenate(
             [np.ones(s.size, bool) if a is None else a.ravel() for s, a in zip(scores, alive)])
         n = max(0, n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
+        if strat.granularity == "unit":  # every layer keeps one unit
+            n = min(n, flat.size - sum(1 for sc in scores if sc.size))
         joint = lowest_mask(flat, n, flat_alive)
         bounds = np.cumsum([0] + [s.size for s in scores])
         keeps = [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]

@@ -97,6 +97,9 @@ def prune_units(model, strategy: str, sparsity: float, seed: int = 0) -> dict[st
     strat = masks.get(strategy)
     if strat.granularity != "unit":
         raise ValueError(f"{strategy!r} is not a unit strategy")
+    if strat.scope != "layer":
+        raise ValueError(f"{strategy!r} ranks units over all layers together; a model made by pruning.prunable is "
+                         f"pruned group by group: use neuron or random_neuron")
     analysis = analyze(model)
     if not is_masked_model(analysis.graph):
         raise ValueError(f"model {model.name!r} has no masks: make it with pruning.prunable(model) first")

@@ -51,14 +51,15 @@ def unit_scores(model, method: str) -> dict:
 
 def uses_method_scores(method: str, strategy: str) -> bool:
     """Whether ``method`` replaces ``strategy``'s scores: a method with scores (``l0``'s gates, per unit;
-    ``sparse_vd``'s log alpha, per weight) and a magnitude strategy of its granularity (``neuron``;
-    ``weight``, ``global_weight``); random baselines stay random."""
+    ``sparse_vd``'s log alpha, per weight) and a magnitude strategy of its granularity (``neuron``,
+    ``global_neuron``; ``weight``, ``global_weight``); random baselines stay random."""
     if method == "none":
         return False
     m = methods.get(method)
     strat = pmasks.get(pmasks.canonical(strategy))
-    magnitude = {"unit": pmasks.neuron_scores, "weight": pmasks.weight_scores}.get(strat.granularity)
-    return m.scores is not None and strat.granularity in m.granularities and strat.score is magnitude
+    magnitude = {"unit": (pmasks.neuron_scores, pmasks.relative_neuron_scores),
+                 "weight": (pmasks.weight_scores,)}.get(strat.granularity, ())
+    return m.scores is not None and strat.granularity in m.granularities and strat.score in magnitude
 
 
 def compute_masks(model, method: str, strategy: str, sparsity: float, seed: int = 0):
@@ -91,8 +92,12 @@ def compute_masks(model, method: str, strategy: str, sparsity: float, seed: int 
         keeps = [pmasks.lowest_mask(s, max(0, pmasks.n_pruned(s.size + r, sparsity) - r), a)
                  for s, r, a in zip(scores, removed, alive)]
     else:
+        if unit:
+            scores = pmasks.keep_one_unit_per_layer(scores, alive)
         flat = np.concatenate([s.ravel() for s in scores])
         n = max(0, pmasks.n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
+        if unit:  # every layer keeps one unit
+            n = min(n, flat.size - sum(1 for sc in scores if sc.size))
         joint = pmasks.lowest_mask(flat, n, np.concatenate([a.ravel() for a in alive]))
         bounds = np.cumsum([0] + [s.size for s in scores])
         keeps = [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]
