@@ -130,6 +130,12 @@ def test_a_shrunk_group_lasso_run_keeps_its_penalty_and_the_logits_of_the_masked
     assert r["shrink_max_logit_diff"] < 1e-4
     alive = r["size"]["units_alive"]
     assert [alive[l] for l in sorted(alive)][:2] == [12, 8] and len(alive) == 3
+    from pruning.report import tables
+
+    rows = {r["run"]: r for r in tables.read_csv(logs / "results.csv")}
+    assert rows["neuron_k50"]["units_kept"] == 0.5 and rows["dense"]["units_kept"] == 1.0  # of the 40 hidden units
+    summary = {r["sparsity"]: r for r in tables.read_csv(logs / "summary.csv")}
+    assert summary[80.0]["units_kept_mean"] == pytest.approx(8 / 40)  # round half up: 5 of 24 and 3 of 16 kept
     model = pruning.load_model(paths.model_file(seed, "neuron_k50"))
     assert [l.units for l in model.layers[1:-1]] == [12, 8]  # physically half
     assert type(model.layers[1]).__name__ == "PenalizedDense" and model.layers[1].strength == 1e-3

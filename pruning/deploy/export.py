@@ -48,7 +48,8 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
     ``shrink.network_counts`` and the bytes of its weights stored dense (float32, the unpruned
     network's shapes) and sparse, each also after gzip; ``units_alive``: per weight layer, the units (columns,
     filters) with a nonzero incoming weight, which a shrunk network keeps (a unit removed by shrinking, or whose
-    every weight is zero or masked, as a closed L0 gate leaves it, is not alive)."""
+    every weight is zero or masked, as a closed L0 gate leaves it, is not alive); ``units``: each weight layer's
+    units before any shrinking."""
     from ..core.masks import units_view
     from ..files import atomic_write_bytes
     from .shrink import expand_arrays, network_counts
@@ -69,4 +70,5 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
         "sparse_gzip_bytes": gzip_nbytes(blob),
         "units_alive": {l.name: int(np.count_nonzero(np.any(units_view(k) != 0, axis=0)))
                         for l, k in zip(model_layers, kernels)},
+        "units": {l.name: int(l.full_shape[-1]) for l in model_layers},  # before any shrinking
     }

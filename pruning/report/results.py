@@ -47,6 +47,7 @@ CSV_COLUMNS = (
     "run",
     "parent",
     *IDENTITY_COLUMNS,
+    "units_kept",
 )
 
 
@@ -238,6 +239,17 @@ def read_study_results(logdir: str | Path) -> list[dict]:
     return [r for d in dirs for r in read_all_results(d)]
 
 
+def units_kept(result: dict) -> float | None:
+    """The fraction of the hidden units (every weight layer's but the last, the output) that are alive in a run's
+    final network (``size.units_alive`` over ``size.units``); None for results written before those counts."""
+    size = result.get("size") or {}
+    alive, full = size.get("units_alive"), size.get("units")
+    if not alive or not full or len(full) < 2:
+        return None
+    hidden = list(full)[:-1]
+    return sum(alive[n] for n in hidden) / sum(full[n] for n in hidden)
+
+
 def table_rows(results: list[dict], strategies, sparsities, seed: int | None = None) -> list[dict]:
     """One row per (strategy, sparsity) that has a result, of one seed's runs; sparsity 0 is the
     shared dense run. ``seed`` (default: the runs' own) fills the ``seed`` column."""
@@ -266,6 +278,7 @@ def table_rows(results: list[dict], strategies, sparsities, seed: int | None = N
                     "run": r["run"],
                     "parent": r["config"].get("parent"),
                     **identity(r),
+                    "units_kept": units_kept(r),
                 }
             )
     return rows
@@ -287,7 +300,7 @@ def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
-OPTIONAL_COLUMNS = ("sparsify",)  # left out of a table none of whose rows has one (tables made before it existed)
+OPTIONAL_COLUMNS = ("sparsify", "units_kept", "units_kept_mean", "units_kept_sd", "units_kept_ci95")  # left out of a table none of whose rows has one (tables made before it existed)
 
 
 def write_rows(path: str | Path, rows: list[dict], columns=None) -> None:

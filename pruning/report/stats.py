@@ -9,7 +9,8 @@ from .. import paths
 SUMMARY_KEYS = ("test_accuracy", "oneshot_test_accuracy", "effective_sparsity")
 IDENTITY_COLUMNS = ("model", "dataset", "protocol", "sparsify")  # as pruning.report.results.IDENTITY_COLUMNS
 SUMMARY_COLUMNS = ("strategy", "sparsity", "seeds", "n_ok",
-                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")), *IDENTITY_COLUMNS)
+                   *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")), *IDENTITY_COLUMNS,
+                   "units_kept_mean", "units_kept_sd", "units_kept_ci95")  # units: only when results.csv has them
 
 
 def identity_of(rows: list[dict]) -> dict:
@@ -63,6 +64,9 @@ def summarize(rows: list[dict]) -> list[dict]:
         for key in SUMMARY_KEYS:
             mean, sd, hw = mean_ci(r.get(key) for r in ok)
             row.update({f"{key}_mean": mean, f"{key}_sd": sd, f"{key}_ci95": hw})
+        if any(r.get("units_kept") not in (None, "") for r in ok):  # the fraction of hidden units alive
+            mean, sd, hw = mean_ci(r.get("units_kept") for r in ok)
+            row.update({"units_kept_mean": mean, "units_kept_sd": sd, "units_kept_ci95": hw})
         out.append({**row, **identity_of(rs)})
     return out
 
