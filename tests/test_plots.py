@@ -282,3 +282,33 @@ def test_data_label_names_the_source_kind_and_size_not_a_path():
     assert plots.data_label({"dataset": "fashion_mnist", "source": "tfds:fashion_mnist", "train_examples": 60000,
                              "test_examples": 10000}) == "tfds: fashion_mnist, 60000 train / 10000 test"
     assert plots.data_label(SAMPLE) == "sample: mnist, 4000 train / 1000 test"
+
+
+def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+
+    from pruning import cli
+    from pruning.report import compare
+
+    repo = Path(__file__).resolve().parent.parent
+    out = tmp_path / "cmp.png"
+    csvs = [str(repo / "summary.csv"), str(repo / "docs/figures/mlp-fashion/summary.csv")]
+    assert cli.plotting_main(["--from-csv", *csvs, "--figure", "effective", "--strategies", "weight,neuron",
+                              "--figure-out", str(out)]) == 0
+    assert out.stat().st_size > 10_000 and capsys.readouterr().out.strip() == str(out)
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    real = compare.finish
+
+    def keep(fig, path, footer, notice=None):
+        drawn["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        return real(fig, path, footer, notice)
+
+    monkeypatch.setattr(compare, "finish", keep)
+    compare.compare_figure(csvs, "k", "oneshot_test_accuracy", ["weight"], tmp_path / "k.png")
+    plt.close("all")
+    assert drawn["labels"] == ["MLP, MNIST · weight pruning", "MLP, Fashion-MNIST · weight pruning"]
+    with pytest.raises(SystemExit) as e:  # the committed tables predate units_kept
+        cli.plotting_main(["--from-csv", csvs[0], "--figure", "units", "--figure-out", str(tmp_path / "u.png")])
+    assert e.value.code == 2 and "units_kept_mean" in capsys.readouterr().err

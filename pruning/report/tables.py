@@ -37,7 +37,7 @@ DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 TITLES = {"test_accuracy": "Test accuracy after retraining",
           "oneshot_test_accuracy": "Test accuracy one-shot (the dense network pruned to k, not retrained)",
           "effective_sparsity": "Effective sparsity (weights that can no longer reach the output count as pruned)"}
-_TEXT = {"strategy", "status", "run", "parent", "model", "dataset", "protocol", "role"}
+_TEXT = {"strategy", "status", "run", "parent", "model", "dataset", "protocol", "role", "sparsify"}
 MARKER = re.compile(r"^<!-- table: (?P<command>.*?) -->\s*$")
 
 
@@ -86,11 +86,16 @@ def study_tables(rows: list[dict], key: str | None = None, strategies=None, spar
 
 def study_label(rows: list[dict], path) -> str:
     """"MLP, MNIST": a summary's network and data set from its ``model`` and ``dataset`` columns (the
-    file's path when it has none)."""
-    model, dataset = (_names(rows, c) for c in ("model", "dataset"))
+    file's path when it has none), and its ``--sparsify`` method when it has one ("MLP, MNIST, L1")."""
+    model, dataset, method = (_names(rows, c) for c in ("model", "dataset", "sparsify"))
     if len(model) != 1 or len(dataset) != 1 or None in model + dataset:
         return str(path)
-    return f"{MODEL_LABELS.get(model[0], model[0])}, {DATASET_LABELS.get(dataset[0], dataset[0])}"
+    label = f"{MODEL_LABELS.get(model[0], model[0])}, {DATASET_LABELS.get(dataset[0], dataset[0])}"
+    if len(method) == 1 and method[0] not in (None, "none"):
+        from ..sparsify import methods
+
+        label += f", {methods.METHODS[method[0]].label if method[0] in methods.METHODS else method[0]}"
+    return label
 
 
 def parse_columns(text: str) -> list[tuple[str, float]]:
@@ -169,11 +174,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
     p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed; with a benchmark.csv: their speedups")
     p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
+    p.add_argument("--figure", choices=("effective", "units", "k"),
+                   help="with --from-csv: draw the studies in one figure instead (--figure-out), --key (default: "
+                   "test_accuracy) against the effective sparsity, the hidden units kept, or k; --strategies: "
+                   "which lines")
+    p.add_argument("--figure-out", metavar="FILE.png", help="with --figure: the PNG written (default: compare_FIGURE.png)")
 
 
 def render(args) -> str:
     """What ``plotting.py --from-csv ...`` prints."""
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
+    if getattr(args, "figure", None):
+        from .compare import compare_figure
+
+        out = args.figure_out or f"compare_{args.figure}.png"
+        return str(compare_figure(args.from_csv, args.figure, args.key or "test_accuracy",
+                                  split(args.table_strategies) or None, out))
     if args.runs:
         if "flop_ratio" in read_csv(args.from_csv[0])[0]:  # a benchmark.csv
             return speedup_table(args.from_csv[0], parse_columns(args.runs))
