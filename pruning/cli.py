@@ -545,6 +545,13 @@ def plotting_main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.from_csv:
         try:
+            if args.figure:  # several studies in one figure
+                from .report.compare import compare_figure
+
+                print(compare_figure(args.from_csv, args.figure, args.key or "test_accuracy",
+                                     [t for t in (args.table_strategies or "").split(",") if t] or None,
+                                     args.figure_out or f"compare_{args.figure}.png"))
+                return 0
             print(tables.render(args))
         except (OSError, KeyError, ValueError) as e:
             p.error(f"--from-csv: {e}")

@@ -184,12 +184,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def render(args) -> str:
     """What ``plotting.py --from-csv ...`` prints."""
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
-    if getattr(args, "figure", None):
-        from .compare import compare_figure
-
-        out = args.figure_out or f"compare_{args.figure}.png"
-        return str(compare_figure(args.from_csv, args.figure, args.key or "test_accuracy",
-                                  split(args.table_strategies) or None, out))
     if args.runs:
         if "flop_ratio" in read_csv(args.from_csv[0])[0]:  # a benchmark.csv
             return speedup_table(args.from_csv[0], parse_columns(args.runs))
