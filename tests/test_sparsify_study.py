@@ -182,3 +182,20 @@ def test_l0_with_global_neuron_ranks_every_layers_units_by_gate_probability_toge
     assert all(kept[n][i] for n, i in best.items())
     others = np.concatenate([np.delete(probs[n][kept[n]], np.argmax(probs[n][kept[n]])) for n in kept])
     assert others.size and pruned.max() <= others.min()
+
+
+def test_the_cost_benchmark_times_every_method_against_plain_training(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sparsify_cost.py"
+    spec = importlib.util.spec_from_file_location("sparsify_cost", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "cost.csv"
+    assert bench.main(["--smoke", "--csv", str(out)]) == 0
+    from pruning.report import tables
+
+    rows = tables.read_csv(out)
+    assert [r["method"] for r in rows] == [label for label, _, _ in bench.CASES["mlp"]]
+    assert rows[0]["ratio"] == 1.0 and all(r["median_s"] > 0 and r["examples"] == 512 for r in rows)
