@@ -254,28 +254,18 @@ def _hyper(parser, args):
         parser.error(str(e))
 
 
-# Whether the study's runner (pruning/study/run.py) builds a network of the user's own with the data's example
-# shape and classes and feeds it ``models.model_inputs``: until it does, such a study stops here (exit 2) instead
-# of failing run by run. Set it to True with that integration (and update tests/test_user_model.py).
-RUNNER_TRAINS_USER_MODELS = False
-
-
 def _check_runner_support(hyper, data) -> None:
-    """ConfigError, before anything is written, for what the runner cannot train yet: a network of the user's
-    own (``--model FILE.py:FUNCTION`` / ``FILE.keras``), or more classes than a built-in network's 10 outputs."""
-    if RUNNER_TRAINS_USER_MODELS:
-        return
+    """ConfigError, before anything is written, for what the runner cannot train: more classes than a built-in
+    network's 10 outputs. A network of your own sizes its own outputs (``models.check_input`` has checked that
+    they are the data's classes), and the runner trains it in the data's example shape."""
     if models.get_model(hyper.model.name).user:
-        raise ConfigError(
-            f"--model {hyper.model.name} is valid and fits the data, but the study's runner does not train a network "
-            f"of your own yet (issue 23, in progress). Meanwhile prune it from Python (pruning.prunable, "
-            f"MaskingCallback, strip, shrink: docs/your-model.md, examples/prune_your_model.py), or run the study "
-            f"with --model mlp on this data.")
+        return
     if data.num_classes > 10:
         raise ConfigError(
-            f"the data has {data.num_classes} classes, but --model {hyper.model.name} has 10 outputs and the study's "
-            f"runner does not size them to the data yet (issue 23, in progress). Use data of at most 10 classes "
-            f"(labels 0-9) for now.")
+            f"the data has {data.num_classes} classes, but --model {hyper.model.name} has 10 outputs and the study "
+            f"does not size a built-in network's outputs to the data. Use data of at most 10 classes (labels 0-9) "
+            f"with it, or pass a network of your own whose last layer gives one score per class (--model "
+            f"FILE.py:FUNCTION, called with num_classes; docs/your-model.md).")
 
 
 def _load_data(hyper, verbose: bool = False):

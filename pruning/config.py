@@ -405,6 +405,19 @@ class Hyper:
     sparsify: SparsifyConfig = field(default_factory=SparsifyConfig)
 
     def __post_init__(self):
+        if models.is_user_model(self.model.name):
+            if self.prune.protocol == "lottery":
+                raise ConfigError(
+                    f"--protocol lottery does not train a network of your own (--model {self.model.name}) yet: its "
+                    f"levels prune, rewind and re-mask the study's own layers (MaskedDense, MaskedConv2D) layer by "
+                    f"layer, not pruning.prunable's channel groups. Run your network with --protocol retrain "
+                    f"(the default), oneshot or scratch, or the lottery with --model mlp or lenet5.")
+            if self.sparsify.method != "none":
+                raise ConfigError(
+                    f"--sparsify {self.sparsify.method} does not apply to a network of your own (--model "
+                    f"{self.model.name}) yet: its penalties and gates are layers of the study's own networks "
+                    f"(MaskedDense, MaskedConv2D). Leave --sparsify out for your network, or use --model mlp or "
+                    f"lenet5.")
         if self.sparsify.method != "none" and self.prune.protocol == "lottery":
             raise ConfigError(f"--sparsify {self.sparsify.method} with --protocol lottery is not supported: a ticket "
                               f"rewinds to the dense network's initialisation, which a penalty or gates would not "
@@ -596,6 +609,14 @@ def check_fits(model: ModelConfig, strategies, flag: str = "--strategies") -> No
         raise ConfigError(f"--prune-output masks the output layer, and {flag} {','.join(units)} would remove whole "
                           f"output units, that is classes. Prune the output layer with weight strategies only: drop "
                           f"{','.join(units)} from {flag}, or leave --prune-output out.")
+    if spec.user:
+        pooled = [s for s in strategies if masks.get(s).granularity == "unit" and masks.get(s).scope != "layer"]
+        if pooled:
+            raise ConfigError(
+                f"{flag} {','.join(pooled)} ranks units over all layers together, but a network of your own "
+                f"(--model {model.name}) is pruned channel group by channel group (pruning.prune_units: k % of "
+                f"every group). Use neuron or random_neuron instead, or global_weight for one threshold over all "
+                f"kernels.")
     misfits = [s for s in strategies if masks.get(s).granularity not in spec.granularities]
     if misfits:
         fits = [s for s in masks.names() if masks.get(s).granularity in spec.granularities]

@@ -36,6 +36,9 @@ RESULT = "result.json"
 CONFIG = "config.json"
 MODEL = "model.keras"
 SPARSE_MODEL = "model.sparse"
+# a network of the user's own (``pruning.prunable``): the run's model with its masks, what the runs that start
+# from it load (model.keras is then the plain Keras network: shrunk, or with the pruned weights baked in)
+MASKED_MODEL = "masked.keras"
 START_MODEL = "start.keras"  # lottery: the weights (and masks) a level started training from
 REWIND_MODEL = "rewind.keras"  # lottery: the dense run's weights at --rewind-epoch, when it is not 0
 HELDOUT_EVENTS = "validation_split"  # lottery: TensorBoard events of the held-out part of the training set

@@ -2,6 +2,7 @@
 built prunable once per seed (fresh weights: the same for one seed, different for two), pickled to
 workers as a path; each problem is one paragraph and exit 2 with nothing written."""
 import dataclasses
+import json
 import pickle
 
 import numpy as np
@@ -185,14 +186,22 @@ def test_benchmark_refuses_a_study_of_a_network_of_your_own(tmp_path, capsys):
     assert f"(--model {FILE}:small_cnn); benchmark.py times the sparse inference engine" in capsys.readouterr().err
 
 
-def test_a_valid_network_of_your_own_stops_before_the_runner_until_it_is_integrated(tmp_path, npz, capsys):
-    """Everything is checked (file, function, shape, classes); then, while cli.RUNNER_TRAINS_USER_MODELS is
-    False, the study stops with exit 2 instead of failing run by run, and writes nothing."""
+def test_a_valid_network_of_your_own_is_trained_by_the_study(tmp_path, npz, capsys):
+    """Everything is checked (file, function, shape, classes); then the study trains it (issue 23; the
+    details in tests/test_user_study.py): every run finished, saved as plain Keras layers."""
+    import keras
+
     logs = tmp_path / "logs"
-    rc = cli.study_main_guarded(["--model", f"{FILE}:small_cnn", "--dataset", f"npz:{npz}", "--logdir", str(logs)])
-    err = capsys.readouterr().err
-    assert rc == 2 and "is valid and fits the data, but the study's runner does not train a network of your own yet" in err
-    assert not logs.exists()
+    rc = cli.study_main_guarded(["--model", f"{FILE}:small_cnn", "--dataset", f"npz:{npz}", "--logdir", str(logs),
+                                 "--epochs", "1", "--retrain-epochs", "1", "--sparsities", "0,50",
+                                 "--strategies", "weight,neuron", "--jobs", "1"])
+    assert rc == 0, capsys.readouterr().err
+    seed0 = logs / "seed0"
+    for name in ("dense", "weight_k50", "neuron_k50"):
+        r = json.loads((seed0 / name / "result.json").read_text())
+        assert r["status"] == "ok" and r["files"] == ["model.keras", "masked.keras"]
+    small = keras.models.load_model(seed0 / "neuron_k50" / "model.keras", compile=False)
+    assert small.get_layer("conv").filters == 2 and type(small.get_layer("conv")) is keras.layers.Conv2D
 
 
 def test_a_fresh_process_builds_the_network_from_the_pickled_registry(tmp_path):

@@ -54,3 +54,18 @@ def with_lambda(input_shape, num_classes):
     h = L.Dense(5, name="d")(L.Flatten()(x))
     h = L.Lambda(lambda t: t * 2, name="double")(h)
     return keras.Model(x, L.Dense(num_classes, name="out")(h))
+
+
+def residual_cnn(input_shape, num_classes):
+    """A functional CNN with biases, BatchNormalization and a residual Add (stem + block share 8 channels),
+    then a hidden Dense(16) and the output: what the study trains end to end (tests/test_user_study.py)."""
+    x = keras.Input(input_shape, name="img")
+    h = L.Conv2D(8, 3, padding="same", name="stem")(x)
+    h = L.BatchNormalization(name="stem_bn")(h)
+    h = L.ReLU(name="stem_relu")(h)
+    r = L.Conv2D(8, 3, padding="same", name="block")(h)
+    r = L.BatchNormalization(name="block_bn")(r)
+    h = L.ReLU(name="block_relu")(L.Add(name="residual")([h, r]))
+    h = L.Flatten(name="flat")(L.MaxPooling2D(2, name="pool")(h))
+    h = L.Dense(16, activation="relu", name="hidden")(h)
+    return keras.Model(x, L.Dense(num_classes, name="out")(h), name="residual_cnn")

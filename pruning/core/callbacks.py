@@ -34,7 +34,10 @@ class MaskSet:
 def compute_model_masks(model: keras.Model, strategy: str, sparsity: float, seed: int = 0) -> MaskSet:
     """The masks that prune ``model``'s prunable layers to ``sparsity`` percent with ``strategy``;
     the model is not changed. Existing masks are kept (their entries are pruned first); ``seed``
-    (the run's) decides a random strategy's draw."""
+    (the run's) decides a random strategy's draw. For a model made by ``pruning.prunable``, the masks
+    ``pruning.graph.prune`` would leave (``graph_masks``)."""
+    if _graph_model(model):
+        return graph_masks(model, strategy, sparsity, seed)
     strat = masks.get(strategy)
     layers = masked_layers(model)
     kernels = [layer.kernel.numpy() for layer in layers]
@@ -45,9 +48,58 @@ def compute_model_masks(model: keras.Model, strategy: str, sparsity: float, seed
                    {l.name: masks.threshold(strategy, k, m, i) for l, k, m, i in zip(layers, kernels, new, infos)})
 
 
+def _graph_mask_variables(model) -> dict:
+    """``"layer/mask"`` -> every mask variable of a ``pruning.prunable`` model's twins (kernel, bias and
+    BatchNormalization channel masks), with the weight each masks (None for a channel mask)."""
+    from ..graph.layers import graph_masked_layers
+
+    out = {}
+    for layer in graph_masked_layers(model):
+        for weight, mask in layer.mask_names.items():
+            out[f"{layer.name}/{mask}"] = (getattr(layer, mask), getattr(layer, weight))
+        if getattr(layer, "channel_mask", None) is not None:
+            out[f"{layer.name}/channel_mask"] = (layer.channel_mask, None)
+    return out
+
+
+def _graph_state(model) -> list:
+    """Every variable of a ``pruning.prunable`` model's twins with its value: weights and masks."""
+    from ..graph.layers import graph_masked_layers
+
+    return [(v, np.array(v)) for layer in graph_masked_layers(model) for v in layer.weights]
+
+
+def _restore(state: list) -> None:
+    for variable, value in state:
+        variable.assign(value)
+
+
+def graph_masks(model, strategy: str, sparsity: float, seed: int = 0) -> MaskSet:
+    """The ``MaskSet`` of a model made by ``pruning.prunable``: every mask ``pruning.graph.prune(model,
+    strategy, sparsity, seed)`` would leave (its kernel, bias and BatchNormalization channel masks, by
+    ``"layer/mask"``), the model left as it was. Its ``thresholds`` are ``prune``'s answer: each kernel's
+    threshold (weight strategies) or the channels each group lost (unit strategies)."""
+    from ..graph import prune
+
+    state = _graph_state(model)
+    try:
+        answer = prune(model, strategy, sparsity, seed)
+        new = {name: np.array(mask) for name, (mask, _) in _graph_mask_variables(model).items()}
+    finally:
+        _restore(state)
+    return MaskSet(masks.canonical(strategy), float(sparsity), new, {str(k): float(v) for k, v in answer.items()})
+
+
 def assign_masks(model: keras.Model, mask_set: MaskSet) -> dict[str, float]:
     """Give each prunable layer its mask from ``mask_set`` and set its masked kernel entries to exactly
-    zero; returns the thresholds."""
+    zero; returns the thresholds. A ``pruning.prunable`` model's twins get every mask (kernel, bias,
+    channel) and their masked weights become exactly zero, as ``pruning.graph.prune`` leaves them."""
+    if _graph_model(model):
+        for name, (mask, weight) in _graph_mask_variables(model).items():
+            mask.assign(mask_set.masks[name])
+            if weight is not None:
+                weight.assign(np.asarray(weight) * mask_set.masks[name])
+        return dict(mask_set.thresholds)
     for layer in masked_layers(model):
         mask = mask_set.masks[layer.name]
         layer.mask.assign(mask)
@@ -58,6 +110,14 @@ def assign_masks(model: keras.Model, mask_set: MaskSet) -> dict[str, float]:
 @contextmanager
 def masks_applied(model: keras.Model, mask_set: MaskSet):
     """``model`` pruned with ``mask_set`` inside the block, exactly as it was (kernels and masks) after."""
+    if _graph_model(model):
+        state = _graph_state(model)
+        assign_masks(model, mask_set)
+        try:
+            yield model
+        finally:
+            _restore(state)
+        return
     saved = [(layer.kernel.numpy(), layer.mask.numpy()) for layer in masked_layers(model)]
     assign_masks(model, mask_set)
     try:

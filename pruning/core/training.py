@@ -54,7 +54,8 @@ def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool =
     TensorFlow's fused update, ``pruning.core.optim``), the
     learning rate cosine-decayed to 0 over ``steps`` (from step ``start_step`` of that schedule: a
     lottery level resuming the dense run's schedule at its rewind point; ``schedule="constant"``: ``lr``
-    throughout), cross-entropy on logits (or ``loss``), accuracy (or the metric ``accuracy``). ``xla``
+    throughout), cross-entropy on logits (or ``loss``; on probabilities for a network whose output layer
+    applies a softmax: ``from_logits``), accuracy (or the metric ``accuracy``). ``xla``
     compiles the training and evaluation steps with XLA (Keras' ``jit_compile``; off by default
     on CPUs): faster epochs, and sums in another order, so the last digits differ."""
     import keras
@@ -70,10 +71,21 @@ def compile_model(model, lr: float, weight_decay: float, steps: int, xla: bool =
         opt = FusedAdam(rate)
     model.compile(
         optimizer=opt,
-        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits(model)),
         metrics=[accuracy or "accuracy"],
         jit_compile=bool(xla),
     )
+
+
+def from_logits(model) -> bool:
+    """Whether ``model`` outputs logits (True: the study's networks, and most of the user's own), or
+    probabilities: its output layer applies a softmax (``pruning.models.user.outputs_probabilities``, a
+    network of the user's own built that way), so that the cross-entropy must be taken of them as they are."""
+    from ..models.user import outputs_probabilities
+
+    if not getattr(model, "outputs", None):  # a subclassed model: no graph to read, logits as always
+        return True
+    return not outputs_probabilities(model)
 
 
 _TENSORS: dict = {}  # id(NumPy array) -> (the array, its TensorFlow copy): a data set is copied once
@@ -92,7 +104,8 @@ def tensor(a):
 
 
 def evaluate(model, x, y) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model``'s logits on (x, y), in batches of ``EVAL_BATCH``.
+    """(mean cross-entropy, accuracy) of ``model``'s logits (its probabilities, for a network whose output
+    applies a softmax: ``from_logits``) on (x, y), in batches of ``EVAL_BATCH``.
 
     What ``model.evaluate`` computes (the same batches, so the same logits and the same accuracy),
     about 1.7x faster: the arrays become tensors once per process instead of a tf.data pipeline per
@@ -103,10 +116,12 @@ def evaluate(model, x, y) -> tuple[float, float]:
 
     step = _EVAL_STEPS.get(model)
     if step is None:
+        on_logits = from_logits(model)
+
         @tf.function(reduce_retracing=True)
         def step(xb, yb):
             logits = model(xb, training=False)
-            losses = keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=True)
+            losses = keras.losses.sparse_categorical_crossentropy(yb, logits, from_logits=on_logits)
             hits = tf.equal(tf.argmax(logits, axis=-1, output_type=yb.dtype), yb)
             return tf.reduce_sum(tf.cast(losses, tf.float64)), tf.reduce_sum(tf.cast(hits, tf.int64))
         _EVAL_STEPS[model] = step

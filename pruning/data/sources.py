@@ -22,6 +22,7 @@ import struct
 import sys
 import threading
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class Dataset:
-    x_train: np.ndarray  # float32 (n, pixels) in [0, 1]
+    x_train: np.ndarray  # float32 (n, pixels) in [0, 1]; (n, *input_shape) in the view ``as_shaped`` gives
     y_train: np.ndarray  # int32 (n,)
     x_test: np.ndarray
     y_test: np.ndarray
@@ -87,7 +88,8 @@ class Dataset:
 
     @property
     def input_dim(self) -> int:
-        return int(self.x_train.shape[1])
+        """The values of one example (its pixels, or the product of ``input_shape``)."""
+        return int(np.prod(self.x_train.shape[1:]))
 
     def shaped(self, x: np.ndarray) -> np.ndarray:
         """``x`` (flat examples of this data set: ``x_train``, ``x_test`` or rows of them) as the network reads
@@ -98,6 +100,27 @@ class Dataset:
             model.fit(data.shaped(data.x_train), data.y_train)    # images (n, 32, 32, 3) for tfds:cifar10
         """
         return x.reshape((len(x), *self.input_shape))
+
+    def as_shaped(self) -> "Dataset":
+        """This data set with ``x_train`` and ``x_test`` in the examples' shape, ``(n, *input_shape)``, as a
+        network of the user's own reads them (views: no copy); everything else (labels, ``input_dim``,
+        ``describe()``, the fingerprint) is the same. The data set itself when its examples are flat vectors.
+        Made once per data set.
+
+        Use::
+
+            images = data.as_shaped()
+            model.fit(images.x_train, images.y_train)    # (n, 32, 32, 3) for tfds:cifar10
+        """
+        if self.input_shape == (self.input_dim,) or self.x_train.shape[1:] == self.input_shape:
+            return self
+        cached = self.__dict__.get("_shaped")
+        if cached is None:
+            cached = dataclasses.replace(self, x_train=self.shaped(self.x_train), x_test=self.shaped(self.x_test))
+            if "_fingerprint" in self.__dict__:  # the same values: the same fingerprint, not hashed again
+                cached.__dict__["_fingerprint"] = self.__dict__["_fingerprint"]
+            self.__dict__["_shaped"] = cached
+        return cached
 
     def fingerprint(self) -> str:
         """A short hash of all labels and a strided sample of the images, of the data set's name when it is

@@ -72,3 +72,34 @@ def size_report(model, sparse_path: Path, meta: dict | None = None) -> dict:
                         for l, k in zip(model_layers, kernels)},
         "units": {l.name: int(l.full_shape[-1]) for l in model_layers},  # before any shrinking
     }
+
+
+def graph_export(model, x) -> tuple:
+    """A model made by ``pruning.prunable`` (a network of the user's own, trained masked) as the plain Keras
+    network a run saves, and the largest |output difference| between the two on ``x`` (as the masked
+    network reads it): the removed channels cut out (``pruning.graph.shrink``: physically smaller, for a
+    unit-pruned network); with no channel removed (weight pruning, the dense run) that is
+    ``pruning.graph.strip``, the pruned weights baked in as zeros. Standard layers only:
+    ``keras.models.load_model`` reads it without this package.
+
+    Use::
+
+        plain, diff = graph_export(masked, x_test)    # diff: about 1e-6 (float32 sums in another order)
+        plain.save("model.keras")
+    """
+    from ..core.training import logits
+    from ..graph import shrink
+
+    plain = shrink(model)
+    diff = float(np.abs(logits(plain, x) - logits(model, x)).max()) if len(x) else 0.0
+    return plain, diff
+
+
+def graph_size_report(model) -> dict:
+    """What a run's ``pruning.prunable`` network costs (``pruning.graph.report.size_report``, on its effective
+    weights, with the removed channels' weights counted as pruned): ``params``, ``params_nonzero``,
+    ``kernel_params``, ``kernel_nonzero``, ``flops_per_example``, ``dense_flops_per_example`` and
+    ``effective_sparsity``; no sparse encoding (``model.sparse`` holds the study's own layers only)."""
+    from ..graph.report import size_report as report
+
+    return report(model)

@@ -159,6 +159,24 @@ def model_inputs(cfg, data, x):
     return data.shaped(x) if get_model(cfg.name).user else x
 
 
+def model_data(cfg, data):
+    """``data`` as the network ``cfg`` (a ModelConfig) names reads it: for a network of the user's own, the
+    view whose ``x_train`` and ``x_test`` are in the examples' shape (``Dataset.as_shaped``); ``data`` itself
+    for the registered builders, which read flat vectors. The study's runner trains and measures every run
+    on ``model_data(cfg.hyper.model, data)``, so no protocol reshapes anything."""
+    return data.as_shaped() if get_model(cfg.name).user else data
+
+
+def build_for_data(cfg, data):
+    """A fresh network ``cfg`` (a ModelConfig) names, for ``data`` (a Dataset), its weights drawn from
+    Keras' global seed: a network of the user's own is built for the data's example shape and number of
+    classes and made prunable; a registered builder's as it always was, ``build_model(data.input_dim, cfg)``
+    (its 10 outputs: the command line refuses data of more classes for it)."""
+    if get_model(cfg.name).user:
+        return build_model(data.input_dim, cfg, data.input_shape, data.num_classes)
+    return build_model(data.input_dim, cfg)
+
+
 def snapshot() -> dict[str, ModelSpec]:
     """The registry, to hand to a worker process (picklable: strings and top-level functions)."""
     return dict(MODELS)

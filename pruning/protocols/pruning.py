@@ -9,7 +9,9 @@ Each trains the dense run (sparsity 0) from a fresh initialisation for ``--epoch
 * ``scratch`` trains a fresh initialisation for ``--epochs`` under the mask of k.
 
 Before any retraining every pruned run records what pruning alone does (``pruned_test_accuracy``, and the
-dense network pruned to k: ``oneshot_*``). Unit strategies train and are saved physically shrunk.
+dense network pruned to k: ``oneshot_*``). Unit strategies train and are saved physically shrunk; a
+network of the user's own (``--model FILE.py:FUNCTION``, ``pruning.prunable``) trains masked, and the runner
+saves it as plain Keras layers (shrunk, or stripped), its masked form beside it for the runs that start from it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 from .. import paths, sparsify
 from ..config import Hyper, RunConfig, StudyConfig
 from ..core import masks
-from ..report.results import finished_result, load_parent_model
+from ..report.results import finished_result, load_parent_model, start_model_file
 from .base import Protocol, RunContext, Start
 
 
@@ -110,14 +112,14 @@ class OneShot(Protocol):
 
     # ------------------------------------------------------------------ one run
     def start(self, run: RunContext) -> Start:
-        from ..models import build_model
+        from ..models import build_for_data
 
         cfg, data = run.cfg, run.data
-        if cfg.parent is None:
-            model, parent = build_model(data.input_dim, cfg.hyper.model), None
+        if cfg.parent is None:  # a network of the user's own: for the data's shape and classes, prunable
+            model, parent = build_for_data(cfg.hyper.model, data), None
         else:
             parent = finished_result(run.logdir, cfg.parent)
-            model = load_parent_model(paths.model_file(run.logdir, cfg.parent))
+            model = load_parent_model(start_model_file(run.logdir, parent))
         epochs = self.epochs(cfg)
         return Start(model=model, data=data, epochs=epochs, parent=parent,
                      lr=self.lr(cfg) if cfg.sparsity > 0 else cfg.hyper.train.lr,
@@ -139,9 +141,13 @@ class OneShot(Protocol):
 
     def shrinks(self, run: RunContext, start: Start) -> bool:
         """Whether the run trains and is saved physically shrunk: unit strategies, unless a --sparsify method's
-        layers do not survive shrinking (``l0``'s gates: such runs train masked and are saved full size)."""
+        layers do not survive shrinking (``l0``'s gates: such runs train masked and are saved full size), or
+        the network is one of the user's own (``pruning.prunable``'s: it trains masked, and the runner saves
+        it shrunk)."""
+        from ..graph.report import is_graph_model
+
         return (start.masking is not None and masks.get(run.cfg.strategy).shrinks
-                and sparsify.trains_shrunk(run.cfg.hyper.sparsify.method))
+                and sparsify.trains_shrunk(run.cfg.hyper.sparsify.method) and not is_graph_model(start.model))
 
     def fit(self, run: RunContext, start: Start, fit_args: dict):
         """Unit strategies train on the physically shrinking network; the rest as every model trains."""

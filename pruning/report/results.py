@@ -73,6 +73,14 @@ def result_files(result: dict) -> list[str]:
     return list(result.get("files") or (paths.MODEL, paths.SPARSE_MODEL))
 
 
+def start_model_file(logdir: str | Path, result: dict) -> Path:
+    """The model file a run that starts from the finished run ``result`` loads: its masked network
+    (``masked.keras``) when it wrote one (a network of the user's own, whose ``model.keras`` is plain Keras
+    layers), else its ``model.keras``."""
+    name = paths.MASKED_MODEL if paths.MASKED_MODEL in result_files(result) else paths.MODEL
+    return paths.run_dir(logdir, result["run"]) / name
+
+
 def missing_files(logdir: str | Path, result: dict) -> list[str]:
     """The files a finished result names that are not in its run directory: such a run is not finished."""
     rdir = paths.run_dir(logdir, result["run"])
@@ -358,6 +366,7 @@ def finished_result(logdir, name: str, role: str = "parent run") -> dict:
 def load_parent_model(path: Path, role: str = "parent run"):
     """The Keras model saved at ``path`` by a finished run; ParentUnusable naming the file, not a Keras
     traceback, when it cannot be read (a result written before files were checksummed, say)."""
+    from ..graph import layers  # noqa: F401  (registers the masked twins a network of the user's own saves)
     from ..sparsify.layers import load_model  # the toolkit's loader, with the --sparsify layers registered
 
     try:

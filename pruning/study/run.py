@@ -6,6 +6,13 @@ describes: the model it starts from, its schedule and callbacks, the pruning cal
 it adds to the result. It writes ``result.json``, ``model.keras``, ``model.sparse`` and TensorBoard events into
 the run's directory, and never raises for a NaN loss or a failed parent: those are written as ``status:
 failed`` with the reason. It names no protocol.
+
+A network of the user's own (``--model FILE.py:FUNCTION`` or ``FILE.keras``: ``pruning.prunable``'s twins)
+reads the examples in their shape (``models.model_data``: every protocol gets that view as ``run.data``),
+trains masked, and is saved as plain Keras layers in ``model.keras`` (``graph_export``: shrunk when channels
+were removed, the pruned weights baked in; ``shrink_max_logit_diff`` records how far its outputs are from
+the masked network's on the test set) and with its masks in ``masked.keras`` (what the runs that start from
+it load); its size comes from ``pruning.graph``'s report, and there is no ``model.sparse``.
 """
 from __future__ import annotations
 
@@ -17,12 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from .. import paths, protocols, sparsify
+from .. import models, paths, protocols, sparsify
 from ..config import RunConfig
 from ..core.training import (EVAL_BATCH, POLICIES, compile_model, evaluate, logits, precision, save_model,  # noqa: F401
                              set_threads, versions)
 from ..files import write_json
-from ..report.results import ParentUnusable, file_checks, finished_result, load_parent_model, read_result
+from ..report.results import (ParentUnusable, file_checks, finished_result, load_parent_model, read_result,
+                              start_model_file)
 
 Progress = Callable[[dict], None]
 TIMING_KINDS = ("train", "validation", "eval", "masks", "io", "other")
@@ -99,7 +107,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
     if dense is not None and dense.get("status") == "ok":
         with clock("io"):
             finished_result(logdir, paths.DENSE, "the dense run")  # its files checked before they are read
-            dense_model = _dense_model(paths.model_file(logdir, paths.DENSE))
+            dense_model = _dense_model(start_model_file(logdir, dense))
         with clock("masks"):
             dense_masks = sparsify.compute_masks(dense_model, cfg.hyper.sparsify.method, cfg.strategy, cfg.sparsity,
                                                  cfg.hyper.train.seed)
@@ -184,11 +192,13 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
     import tensorflow as tf
 
     from ..core.callbacks import measure_sparsity
-    from ..deploy.export import size_report
+    from ..deploy.export import graph_export, graph_size_report, size_report
 
     tf.get_logger().setLevel("ERROR")  # each run compiles anew: retracing notices are expected
 
     progress = progress or (lambda event: None)
+    data = models.model_data(cfg.hyper.model, data)  # the examples as the network reads them (a view)
+    own = models.get_model(cfg.hyper.model.name).user  # a network of the user's own: pruning.prunable's
     name = cfg.name
     rdir = paths.run_dir(logdir, name)
     if rdir.exists():
@@ -222,6 +232,8 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
     # 1. the starting model and what it trains on, compiled as the run trains it
     keras.utils.set_random_seed(cfg.hyper.train.seed)
     result["files"] = protocol.files(run)
+    if own:  # no sparse encoding of its layers; its masked network beside the plain one
+        result["files"] = [f for f in result["files"] if f != paths.SPARSE_MODEL] + [paths.MASKED_MODEL]
     try:
         with clock("io"):
             start = protocol.start(run)
@@ -277,11 +289,19 @@ def _train_run(cfg: RunConfig, logdir, data, progress: Progress | None = None, x
     with clock("masks"):  # a --sparsify model as the plain network it stands for (gates folded, say)
         result["sparsity"] = measure_sparsity(sparsify.finalize(model))
     model = protocol.finish(run, start, model, history)
+    saved = model
+    if own:  # plain Keras layers, its outputs checked against the masked network's
+        with clock("eval"):
+            saved, result["shrink_max_logit_diff"] = graph_export(model, data.x_test)
     with clock("io"):  # the sizes too: the sparse encoding and the gzip measurements
-        result["size"] = size_report(sparsify.finalize(model), paths.sparse_model_file(logdir, name),
-                                     meta={"run": name})
+        if own:
+            result["size"] = {**graph_size_report(model), "saved_params": int(saved.count_params())}
+            save_model(model, rdir / paths.MASKED_MODEL)
+        else:
+            result["size"] = size_report(sparsify.finalize(model), paths.sparse_model_file(logdir, name),
+                                         meta={"run": name})
         protocol.sizes(run, start, result["size"])
-        save_model(model, paths.model_file(logdir, name))
+        save_model(saved, paths.model_file(logdir, name))
         result["checks"] = file_checks(rdir, result["files"])  # a resume tells a damaged file from this one
     result["timing"] = clock.report()
     result["wall_time_s"] = time.perf_counter() - t0
