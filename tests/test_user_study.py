@@ -278,3 +278,12 @@ def test_result_json_names_only_files_that_exist(study):
     for name in ("dense", "neuron_k90"):
         r = json.loads(paths.result_file(study["seed0"], name).read_text())
         assert all((paths.run_dir(study["seed0"], name) / f).is_file() for f in r["files"])
+
+
+def test_a_network_with_nothing_to_prune_exits_2(tmp_path, npz, capsys):
+    """tests/user_models.py:softmax_layer has the output layer alone: nothing pruning.prunable masks."""
+    logs = tmp_path / "logs"
+    assert cli.study_main_guarded(["--model", f"{FILE}:softmax_layer", "--dataset", f"npz:{npz}",
+                                   "--logdir", str(logs)]) == 2
+    err = capsys.readouterr().err
+    assert f"--model {FILE}:softmax_layer has nothing to prune" in err and not logs.exists()

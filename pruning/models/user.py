@@ -180,7 +180,8 @@ def build_prunable(name: str, input_shape, num_classes: int):
 
 
 def check_fits_data(name: str, model, input_shape, num_classes: int) -> None:
-    """ConfigError unless ``model`` reads examples of ``input_shape`` and outputs ``num_classes`` scores."""
+    """ConfigError unless ``model`` (made prunable) reads examples of ``input_shape``, outputs ``num_classes``
+    scores and has a masked kernel to prune."""
     from ..errors import ConfigError
 
     inputs = model.inputs
@@ -198,6 +199,12 @@ def check_fits_data(name: str, model, input_shape, num_classes: int) -> None:
         raise ConfigError(f"--model {name} outputs shape {out}, but the data has {num_classes} classes: the last "
                           f"layer must give one score per class, shape ({num_classes},) (a FILE.py:FUNCTION gets it "
                           f"as num_classes).")
+    from ..graph import kernel_slots
+
+    if not kernel_slots(model):
+        raise ConfigError(f"--model {name} has nothing to prune: pruning.prunable masks every Dense and convolution "
+                          f"except the output layer, and it has no other. Add a hidden Dense or convolution layer "
+                          f"before the output layer.")
 
 
 def outputs_probabilities(model) -> bool:
