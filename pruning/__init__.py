@@ -9,7 +9,8 @@ The public API (imported lazily: ``import pruning`` does not start TensorFlow)::
     pruning.export_sparse(model, "model.sparse")                     # compact, checksummed; pruning.load_sparse
 
 * ``prune(model, strategy, k, seed=0)``: prune a model's prunable layers to k % in place (one shot);
-* ``MaskingCallback(strategy, k_or_schedule, log_dir=None, seed=0)``: prune during ``fit`` (``cubic_schedule``);
+* ``MaskingCallback(strategy, k_or_schedule, log_dir=None, seed=0)``: prune during ``fit`` (``cubic_schedule`` per
+  epoch, ``PolynomialDecay`` per step: tfmot's form, in percent);
 * ``measure_sparsity(model)``; ``shrink_model(model)`` / ``expand_model(model)``: drop dead units / put them back;
 * ``export_sparse(model, path)``, ``load_sparse(path)``, ``SparseMLP(kernels, relus)``: store and run it sparse;
 * ``lottery_level(trained, rewind, strategy, fraction)``: one lottery-ticket level (prune what is alive, rewind);
@@ -50,6 +51,7 @@ _API = {
     "prune": ("core.callbacks", "apply_masks"),
     "MaskingCallback": ("core.callbacks", "MaskingCallback"),
     "cubic_schedule": ("core.callbacks", "cubic_schedule"),
+    "PolynomialDecay": ("core.callbacks", "PolynomialDecay"),
     "measure_sparsity": ("core.callbacks", "measure_sparsity"),
     "MaskedDense": ("core.layers", "MaskedDense"),
     "MaskedConv2D": ("core.layers", "MaskedConv2D"),

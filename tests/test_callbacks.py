@@ -208,3 +208,56 @@ def test_given_first_masks_are_ignored_for_another_target_and_refused_for_anothe
     m.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[MaskingCallback("weight", 80, initial=at_50)])
     assert calls == [80.0]
     assert isinstance(at_50, MaskSet) and at_50.sparsity == 50.0
+
+
+def test_polynomial_decay_prunes_on_the_optimizers_steps_in_tfmots_form():
+    import keras
+    import numpy as np
+
+    import pruning
+    from pruning.config import ModelConfig
+
+    schedule = pruning.PolynomialDecay(20, 80, begin_step=2, end_step=10, power=3, frequency=3)
+    assert schedule(0) == schedule(1) == 0.0 and schedule(2) == 20.0 and schedule(10) == schedule(50) == 80.0
+    assert schedule(6) == pytest.approx(80 + (20 - 80) * 0.5 ** 3)  # halfway: 72.5
+    assert [s for s in range(14) if schedule.due(s)] == [2, 5, 8, 10]
+    keras.utils.set_random_seed(0)
+    model = pruning.build_mlp(16, ModelConfig(hidden=(40,)))
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = {}
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):  # after the masking callback's update for this step
+            step = int(self.model.optimizer.iterations.numpy())
+            seen[step] = float(1 - np.asarray(self.model.get_layer("hidden1").mask).mean())
+
+    x = np.random.default_rng(0).normal(size=(96, 16)).astype("float32")
+    y = np.arange(96) % 10
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,
+              callbacks=[pruning.MaskingCallback("weight", schedule), Watch()])
+    expected_at = {0: 0.0, 1: 0.0, 2: 20.0, 3: 20.0, 4: 20.0, 5: schedule(5), 8: schedule(8), 9: schedule(8),
+                   10: 80.0, 11: 80.0}
+    for step, k in expected_at.items():
+        assert seen[step] == pytest.approx(round(k * 640 / 100) / 640), step  # exact counts of 16 x 40 weights
+    kernel = model.get_layer("hidden1")
+    assert np.count_nonzero(np.asarray(kernel.kernel) * np.asarray(kernel.mask)) == 640 - 512
+    with pytest.raises(ValueError, match="looks like tfmot's fraction"):
+        pruning.PolynomialDecay(0.5, 0.9, 0, 100)
+
+
+def test_polynomial_decay_prunes_a_prunable_keras_model_to_its_final_sparsity():
+    import keras
+    import numpy as np
+
+    import pruning
+
+    keras.utils.set_random_seed(0)
+    plain = keras.Sequential([keras.Input((12,)), keras.layers.Dense(32, activation="relu", name="a"),
+                              keras.layers.Dense(4, name="out")])
+    model = pruning.prunable(plain)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(1).normal(size=(64, 12)).astype("float32")
+    model.fit(x, np.arange(64) % 4, batch_size=8, epochs=2, verbose=0,
+              callbacks=[pruning.MaskingCallback("weight", pruning.PolynomialDecay(0, 75, 0, 12, frequency=4))])
+    assert pruning.measure_sparsity(model)["per_layer"]["a"] == pytest.approx(0.75)

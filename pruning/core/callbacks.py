@@ -221,13 +221,60 @@ def cubic_schedule(start: float, end: float, ramp_epochs: int) -> Callable[[int]
     return at
 
 
+class PolynomialDecay:
+    """A per-step sparsity schedule in tfmot's form (``tfmot.sparsity.keras.PolynomialDecay``), in percent like
+    every sparsity of this toolkit: no pruning before ``begin_step``; from there the target rises from
+    ``initial_sparsity`` to ``final_sparsity`` along ``final + (initial - final) x (1 - (step - begin) / (end -
+    begin)) ** power`` and stays at ``final_sparsity`` after ``end_step``. The masks are recomputed every
+    ``frequency`` optimizer steps from ``begin_step`` and at ``end_step`` (``due``). Steps are the optimizer's
+    ``iterations``, so a fit resumed on the same optimizer carries on where it stopped.
+
+    Use::
+
+        schedule = pruning.PolynomialDecay(50, 90, begin_step=0, end_step=2000, frequency=100)
+        model.fit(x, y, epochs=10, callbacks=[pruning.MaskingCallback("weight", schedule)])
+    """
+
+    per_step = True
+
+    def __init__(self, initial_sparsity: float, final_sparsity: float, begin_step: int, end_step: int,
+                 power: float = 3.0, frequency: int = 100):
+        for name, k in (("initial_sparsity", initial_sparsity), ("final_sparsity", final_sparsity)):
+            if not (isinstance(k, (int, float)) and 0 <= k < 100):
+                raise ValueError(f"PolynomialDecay: {name} {k!r} is not a percentage in [0, 100)")
+        if 0 < final_sparsity <= 1:
+            raise ValueError(f"PolynomialDecay: final_sparsity {final_sparsity} looks like tfmot's fraction; sparsities "
+                             f"are percent here: pass {100 * final_sparsity:g} for {final_sparsity:g} of the weights")
+        if final_sparsity < initial_sparsity:
+            raise ValueError("PolynomialDecay: masks only grow, so final_sparsity must be >= initial_sparsity")
+        if not (isinstance(begin_step, int) and isinstance(end_step, int) and 0 <= begin_step < end_step):
+            raise ValueError(f"PolynomialDecay: need integer steps 0 <= begin_step < end_step, got {begin_step}, "
+                             f"{end_step}")
+        if not (isinstance(frequency, int) and frequency >= 1) or not power > 0:
+            raise ValueError("PolynomialDecay: frequency must be an integer >= 1 and power > 0")
+        self.initial_sparsity, self.final_sparsity = float(initial_sparsity), float(final_sparsity)
+        self.begin_step, self.end_step, self.power, self.frequency = begin_step, end_step, float(power), frequency
+
+    def __call__(self, step: int) -> float:
+        if step < self.begin_step:
+            return 0.0
+        frac = min(1.0, (step - self.begin_step) / (self.end_step - self.begin_step))
+        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (1.0 - frac) ** self.power
+
+    def due(self, step: int) -> bool:
+        """Whether the masks are recomputed at optimizer step ``step``."""
+        return step == self.end_step or (self.begin_step <= step < self.end_step
+                                         and (step - self.begin_step) % self.frequency == 0)
+
+
 class MaskingCallback(keras.callbacks.Callback):
     """Computes and applies the pruning masks, and logs the measured sparsity.
 
     ``schedule`` maps an epoch index to a target sparsity in percent (a constant is
     accepted). The masks are computed at the start of training and again at the start
     of any epoch whose target differs from the current one, so a gradual schedule is a
-    function of the epoch. At the end of every epoch it writes ``sparsity/<layer>`` and
+    function of the epoch. A per-step schedule (``PolynomialDecay``: tfmot's form) is a function of
+    the optimizer's step instead, its masks recomputed before the steps it is ``due``. At the end of every epoch it writes ``sparsity/<layer>`` and
     ``threshold/<layer>`` to TensorBoard (under ``log_dir``, if given). ``seed`` (the run's)
     decides a random strategy's draw. ``initial``, a ``MaskSet`` already computed on the model as it
     starts training, is used (not recomputed) when the first target is its sparsity.
@@ -244,6 +291,7 @@ class MaskingCallback(keras.callbacks.Callback):
         self.strategy = strategy
         self.seed = int(seed)
         self.schedule = schedule if callable(schedule) else (lambda epoch, k=float(schedule): k)
+        self._per_step = bool(getattr(schedule, "per_step", False))
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.current: float | None = None
         self.thresholds: dict[str, float] = {}
@@ -279,14 +327,25 @@ class MaskingCallback(keras.callbacks.Callback):
         self.on_epoch_end(0)
         self.on_train_end()
 
+    def _step(self) -> int:
+        optimizer = getattr(self.model, "optimizer", None)
+        return int(optimizer.iterations.numpy()) if optimizer is not None and optimizer.built else 0
+
     def on_train_begin(self, logs=None):
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
         if self.current is None:  # a callback reused across fit() calls keeps its masks' state
-            self._update(0)
+            self._update(self._step() if self._per_step else 0)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._update(epoch)
+        if not self._per_step:
+            self._update(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._per_step:
+            step = self._step()
+            if self.schedule.due(step):
+                self._update(step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._writer is None:
