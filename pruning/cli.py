@@ -486,7 +486,11 @@ def _study(args, hyper, out, study, plots: Path, data) -> int:
         rows += lot.lottery_rows(mine, seed) if lottery else table_rows(mine, study.strategies, study.sparsities,
                                                                          seed=seed)
     write_rows(paths.results_csv(out.logdir), rows, lot.LOTTERY_COLUMNS if lottery else CSV_COLUMNS)
-    summary = (lot.summarize if lottery else summarize)(rows)
+    from .report.tables import read_csv
+
+    # summarized from results.csv as written (6 significant digits), so that the committed summary.csv is
+    # exactly what `plotting.py --from-csv results.csv` recomputes
+    summary = (lot.summarize if lottery else summarize)(read_csv(paths.results_csv(out.logdir)))
     write_rows(paths.summary_csv(out.logdir), summary, lot.SUMMARY_COLUMNS if lottery else SUMMARY_COLUMNS)
     notice = data_notice(results)
     table = (lot.format_summary(summary) if lottery else

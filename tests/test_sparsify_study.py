@@ -201,3 +201,15 @@ def test_the_cost_benchmark_times_every_method_against_plain_training(tmp_path):
     rows = tables.read_csv(out)
     assert [r["method"] for r in rows] == [label for label, _, _ in bench.CASES["mlp"]]
     assert rows[0]["ratio"] == 1.0 and all(r["median_s"] > 0 and r["examples"] == 512 for r in rows)
+
+
+def test_a_studys_summary_csv_is_exactly_its_results_csv_summarized(tmp_path, mnist_dir):
+    from pruning.report import stats, tables
+    from pruning.report.results import write_rows
+
+    logs = tmp_path / "logs"
+    two_seeds = [*STUDY[:STUDY.index("--seeds")], "--seeds", "0,1", *STUDY[STUDY.index("--seeds") + 2:]]
+    assert cli.study_main(["--data-dir", str(mnist_dir), "--logdir", str(logs), "--strategies", "weight",
+                           *two_seeds]) == 0
+    write_rows(tmp_path / "again.csv", stats.summarize(tables.read_csv(logs / "results.csv")), stats.SUMMARY_COLUMNS)
+    assert (tmp_path / "again.csv").read_text() == (logs / "summary.csv").read_text()
