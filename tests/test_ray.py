@@ -354,3 +354,29 @@ def test_a_node_removed_mid_study_is_survived_and_every_run_is_written_once(conn
     assert sorted(done) == sorted(RUNS), "each run reported done exactly once"
     assert len([line for line in out.splitlines() if ": done, test acc" in line]) == len(RUNS)
     _assert_same_numbers(logs, local_study())
+
+
+def test_a_study_of_a_users_own_network_on_ray_gives_the_local_engines_numbers(connected, tmp_path, capsys,
+                                                                                no_figures):
+    """--model FILE.py:FUNCTION and --dataset npz:PATH on the Ray engine: the workers import the file and read the
+    data themselves, and every number is the local engine's."""
+    from test_user_study import FILE, quadrants
+
+    npz = quadrants(tmp_path / "quadrants.npz")
+    argv = ["--model", f"{FILE}:residual_cnn", "--dataset", f"npz:{npz}", "--sparsities", "0,50", "--strategies",
+            "weight,neuron", "--seeds", "0", "--epochs", "1", "--retrain-epochs", "1", "--batch-size", "32"]
+    codes = [cli.study_main_guarded([*argv, "--logdir", str(tmp_path / engine), "--engine", engine])
+             for engine in ("ray", "local")]
+    out, err = capsys.readouterr()
+    assert codes == [0, 0], out + err
+    ours, theirs = _results(tmp_path / "ray"), _results(tmp_path / "local")
+    assert sorted(ours) == sorted(theirs) == ["seed0/dense", "seed0/neuron_k50", "seed0/weight_k50"]
+    threads = {run: (ours[run]["execution"]["intra_op_threads"], theirs[run]["execution"]["intra_op_threads"])
+               for run in ours}
+    for run in ours:
+        assert ours[run]["execution"]["engine"] == "ray"
+        if threads[run][0] != threads[run][1]:
+            continue  # a convolution's sums run in another order on another thread count: equal only on the same
+        for key in NUMBERS:
+            assert ours[run][key] == theirs[run][key], (run, key, threads)
+        assert ours[run]["size"]["saved_params"] == theirs[run]["size"]["saved_params"]
