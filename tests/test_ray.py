@@ -375,8 +375,8 @@ def test_a_study_of_a_users_own_network_on_ray_gives_the_local_engines_numbers(c
                for run in ours}
     for run in ours:
         assert ours[run]["execution"]["engine"] == "ray"
-        if threads[run][0] != threads[run][1]:
-            continue  # a convolution's sums run in another order on another thread count: equal only on the same
+        # a convolution's sums run in another order on another thread count (dense: 1 on Ray, 2 locally), and every
+        # run starts from the dense one: the numbers agree to float rounding, not to the last digit
         for key in NUMBERS:
-            assert ours[run][key] == theirs[run][key], (run, key, threads)
+            assert ours[run][key] == pytest.approx(theirs[run][key], abs=0.02), (run, key, threads)
         assert ours[run]["size"]["saved_params"] == theirs[run]["size"]["saved_params"]
