@@ -121,10 +121,21 @@ class ModelConfig:
         "(a unit strategy would remove classes)",
     )
 
+    exclude: tuple[str, ...] = hp(
+        (), "layers of a network of your own (--model FILE.py:FUNCTION or FILE.keras) to leave unpruned, by name, "
+        "comma-separated: their kernels get no mask and every channel they read or write is never removed; a "
+        "layer pruning.prunable has no rule for (a Lambda, a custom layer) must be named here", metavar="LAYER,...",
+        items=str)
+
     def __post_init__(self):
+        object.__setattr__(self, "exclude", tuple(str(name) for name in (self.exclude or ())))
         if models.is_user_model(self.name):
             self._check_user_model()
             return
+        if self.exclude:
+            raise ConfigError(f"--exclude applies to a network of your own (--model FILE.py:FUNCTION or FILE.keras); "
+                              f"--model {self.name} decides which of its layers are pruned itself. Leave --exclude "
+                              f"out (or keep its output layer unpruned, as it is by default).")
         _check_choice("--model", self.name, models.model_names())
         spec = models.get_model(self.name)
         if self.hidden is None:
@@ -504,7 +515,8 @@ class RunConfig:
             "model": {"hidden": list(h.model.hidden), "output_relu": h.model.output_relu,
                       **({"filters": list(h.model.filters)} if h.model.filters else {}),
                       **({"name": h.model.name} if h.model.name != models.DEFAULT else {}),
-                      **({"prune_output": True} if h.model.prune_output else {})},
+                      **({"prune_output": True} if h.model.prune_output else {}),
+                      **({"exclude": sorted(h.model.exclude)} if h.model.exclude else {})},
             # the default schedule and precision are left out, so runs written before those settings existed
             # are the same runs
             "train": {k: v for k, v in dataclasses.asdict(h.train).items()
@@ -522,7 +534,7 @@ class RunConfig:
 # The defaults ``RunConfig.identity`` leaves out (so that runs written before those settings existed are the
 # same runs), shown by ``diff`` when one side has the setting and the other does not.
 IDENTITY_DEFAULTS = {"dataset": "mnist", "model.name": models.DEFAULT, "model.filters": [],
-                     "model.prune_output": False, "train.lr_schedule": "cosine", "train.precision": "float32",
+                     "model.prune_output": False, "model.exclude": [], "train.lr_schedule": "cosine", "train.precision": "float32",
                      "sparsify": {"method": "none"}}
 _ABSENT = object()
 

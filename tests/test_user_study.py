@@ -287,3 +287,45 @@ def test_a_network_with_nothing_to_prune_exits_2(tmp_path, npz, capsys):
                                    "--logdir", str(logs)]) == 2
     err = capsys.readouterr().err
     assert f"--model {FILE}:softmax_layer has nothing to prune" in err and not logs.exists()
+
+
+def test_exclude_leaves_a_layer_without_a_rule_alone_and_the_study_runs(tmp_path, npz):
+    """tests/user_models.py:with_lambda has a Lambda between its hidden Dense and the output: refused without
+    --exclude (the message names the flag), run with --exclude double, which is part of every run's identity."""
+    logs = tmp_path / "logs"
+    argv = ["--model", f"{FILE}:with_lambda", "--dataset", f"npz:{npz}", "--sparsities", "0,50",
+            "--strategies", "weight", "--jobs", "1", "--logdir", str(logs), *STUDY]
+    assert cli.study_main_guarded(argv) == 2 and not logs.exists()
+    assert cli.study_main_guarded([*argv, "--exclude", "double"]) == 0
+    seed0 = paths.seed_dir(logs, 0)
+    r = _result(seed0, "weight_k50")
+    assert r["status"] == "ok" and r["config"]["hyper"]["model"]["exclude"] == ["double"]
+    # the hidden Dense is still pruned, to exactly half of its 64 x 5 weights
+    assert r["sparsity"]["per_layer"]["d"] == pytest.approx(0.5)
+    from pruning.config import RunConfig
+
+    assert RunConfig.from_dict(r["config"]).identity()["model"]["exclude"] == ["double"]
+
+
+def test_the_lambda_without_exclude_names_the_flag(tmp_path, npz, capsys):
+    logs = tmp_path / "logs"
+    assert cli.study_main_guarded(["--model", f"{FILE}:with_lambda", "--dataset", f"npz:{npz}",
+                                   "--logdir", str(logs)]) == 2
+    err = capsys.readouterr().err
+    assert "layer 'double' of class Lambda has no channel rule" in err and "--exclude double" in err
+    assert "Traceback" not in err and not logs.exists()
+
+
+@pytest.mark.parametrize("model, needle", [
+    (f"{FILE}:residual_cnn", "--exclude nope names layers the model does not have (nope)"),
+    ("mlp", "--exclude applies to a network of your own"),
+])
+def test_a_bad_exclude_exits_2_before_anything_is_written(model, needle, tmp_path, npz, capsys):
+    logs = tmp_path / "logs"
+    data = ["--dataset", f"npz:{npz}"] if model != "mlp" else []
+    with pytest.raises(SystemExit) as e:
+        rc = cli.study_main_guarded(["--model", model, *data, "--exclude", "nope", "--logdir", str(logs)])
+        raise SystemExit(rc)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and not logs.exists()

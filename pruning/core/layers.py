@@ -170,9 +170,10 @@ def effective_kernels(model: keras.Model) -> dict[str, np.ndarray]:
     return {l.name: np.asarray(l.effective_kernel()) for l in weight_layers(model)}
 
 
-def load_model(path) -> keras.Model:
+def load_model(path, safe_mode: bool = True) -> keras.Model:
     """A Keras model saved by the toolkit (``model.keras``: ``MaskedDense`` / ``MaskedConv2D`` layers,
-    their masks included), loaded without compiling it; plain Keras models load too.
+    their masks included), loaded without compiling it; plain Keras models load too. ``safe_mode``:
+    Keras' own (False lets a ``Lambda`` of Python code load: only for files whose code you trust).
 
     Use::
 
@@ -180,7 +181,7 @@ def load_model(path) -> keras.Model:
         pruning.measure_sparsity(model)["weight_sparsity"]                      # 0.9
     """
     return keras.models.load_model(path, custom_objects={"MaskedDense": MaskedDense, "MaskedConv2D": MaskedConv2D},
-                                   compile=False)
+                                   compile=False, safe_mode=safe_mode)
 
 
 def numpy_forward(kernels: list[np.ndarray], x: np.ndarray, output_relu: bool = False) -> np.ndarray:

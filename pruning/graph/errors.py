@@ -12,4 +12,12 @@ class UnsupportedLayerError(ValueError):
             pruning.prunable(model)
         except pruning.UnsupportedLayerError as err:
             print(err)          # ... or pass exclude=("that_layer",) to leave it alone
+
+    ``layer_name``: the name to pass in ``exclude`` (None when no single layer is to blame, e.g. a
+    subclassed model).
     """
+
+    def __init__(self, message: str, layer_name: str | None = None):
+        super().__init__(message)
+        self.layer_name = layer_name
+

@@ -85,7 +85,7 @@ def unsupported(op, why: str | None = None) -> UnsupportedLayerError:
               "input channels (a custom layer, a Lambda, a recurrent or attention layer, a subclassed model).")
     return UnsupportedLayerError(
         f"{what} {reason} Supported: {SUPPORTED}. To keep the layer as it is, pass exclude=({op.name!r},): it is "
-        f"then left unpruned and every channel it touches is pinned (never removed).")
+        f"then left unpruned and every channel it touches is pinned (never removed).", layer_name=op.name)
 
 
 def output_ops(graph: Graph) -> set[int]:

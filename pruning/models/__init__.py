@@ -43,7 +43,8 @@ class ModelSpec:
 
     def build(self, input_dim: int, cfg, input_shape: tuple[int, ...] | None = None, num_classes: int = 10):
         if self.user:
-            return _resolve(self.builder)(self.name, tuple(input_shape or (input_dim,)), int(num_classes))
+            return _resolve(self.builder)(self.name, tuple(input_shape or (input_dim,)), int(num_classes),
+                                          exclude=tuple(getattr(cfg, "exclude", ()) or ()))
         if num_classes != 10:  # the built-in builders take n_classes; check() refused those that do not
             return _resolve(self.builder)(input_dim, cfg, n_classes=int(num_classes))
         return _resolve(self.builder)(input_dim, cfg)
@@ -157,6 +158,13 @@ def model_inputs(cfg, data, x):
     reads them: in the data's shape (``data.shaped(x)``) for a network of the user's own, flat for the
     registered builders."""
     return data.shaped(x) if get_model(cfg.name).user else x
+
+
+def runs_own_code(cfg) -> bool:
+    """True when the network ``cfg`` (a ModelConfig) names is built by the user's own Python code
+    (``--model FILE.py:FUNCTION``): the study, which imported and ran that code, trusts the Python functions
+    (``Lambda`` layers) in the models it saved from it when it reads them back."""
+    return get_model(cfg.name).user and not str(cfg.name).endswith(".keras")
 
 
 def model_data(cfg, data):

@@ -161,19 +161,29 @@ def load_user_model(name: str, input_shape, num_classes: int):
     return model
 
 
-def build_prunable(name: str, input_shape, num_classes: int):
+def build_prunable(name: str, input_shape, num_classes: int, exclude=()):
     """``--model name`` built and made prunable (``pruning.prunable``: a mask on every kernel but the output
-    layer's). The weights are drawn from Keras' global seed: call ``keras.utils.set_random_seed(seed)``
-    first. ConfigError naming the file when it cannot be built or pruned."""
+    layer's and those of the layers named in ``exclude``, the study's ``--exclude``). The weights are drawn
+    from Keras' global seed: call ``keras.utils.set_random_seed(seed)`` first. ConfigError naming the file
+    when it cannot be built or pruned."""
     from ..errors import ConfigError
     from ..graph import UnsupportedLayerError, prunable
 
     model = load_user_model(name, input_shape, num_classes)
     try:
-        return prunable(model)
+        return prunable(model, exclude=tuple(exclude))
     except UnsupportedLayerError as e:
-        raise ConfigError(f"--model {name}: {e} (The study has no flag for exclude: build the network without "
-                          f"that layer, or prune it in your own code with pruning.prunable(model, exclude=...).)") from None
+        hint = (f" In the study, that is --exclude {e.layer_name}: the layer is then left as it is and the channels "
+                f"it touches are never removed." if e.layer_name else "")
+        raise ConfigError(f"--model {name}: {e}{hint}") from None
+    except ValueError as e:
+        if str(e).startswith("exclude names"):
+            layers = [layer.name for layer in model.layers]
+            raise ConfigError(f"--model {name}: --exclude {','.join(exclude)} names layers the model does not have "
+                              f"({', '.join(sorted(set(exclude) - set(layers)))}); its layers are: "
+                              f"{', '.join(layers)}. Pass their names as model.summary() prints them.") from None
+        raise ConfigError(f"--model {name}: pruning.prunable cannot read this model (ValueError: {e}). "
+                          f"Build it on keras.Input(input_shape) as a Functional or Sequential model.") from None
     except Exception as e:  # e.g. a model that was never built (no input shape)
         raise ConfigError(f"--model {name}: pruning.prunable cannot read this model ({type(e).__name__}: {e}). "
                           f"Build it on keras.Input(input_shape) as a Functional or Sequential model.") from None

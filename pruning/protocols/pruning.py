@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .. import paths, sparsify
+from .. import models, paths, sparsify
 from ..config import Hyper, RunConfig, StudyConfig
 from ..core import masks
 from ..report.results import finished_result, load_parent_model, start_model_file
@@ -119,7 +119,8 @@ class OneShot(Protocol):
             model, parent = build_for_data(cfg.hyper.model, data), None
         else:
             parent = finished_result(run.logdir, cfg.parent)
-            model = load_parent_model(start_model_file(run.logdir, parent))
+            model = load_parent_model(start_model_file(run.logdir, parent),
+                                      trusted=models.runs_own_code(cfg.hyper.model))
         epochs = self.epochs(cfg)
         return Start(model=model, data=data, epochs=epochs, parent=parent,
                      lr=self.lr(cfg) if cfg.sparsity > 0 else cfg.hyper.train.lr,

@@ -363,14 +363,16 @@ def finished_result(logdir, name: str, role: str = "parent run") -> dict:
     return result
 
 
-def load_parent_model(path: Path, role: str = "parent run"):
+def load_parent_model(path: Path, role: str = "parent run", trusted: bool = False):
     """The Keras model saved at ``path`` by a finished run; ParentUnusable naming the file, not a Keras
-    traceback, when it cannot be read (a result written before files were checksummed, say)."""
+    traceback, when it cannot be read (a result written before files were checksummed, say). ``trusted``:
+    the run's network is the user's own code (``--model FILE.py:FUNCTION``, already imported and run), so a
+    ``Lambda`` of Python code it saved loads back (Keras' ``safe_mode=False``)."""
     from ..graph import layers  # noqa: F401  (registers the masked twins a network of the user's own saves)
     from ..sparsify.layers import load_model  # the toolkit's loader, with the --sparsify layers registered
 
     try:
-        return load_model(path)
+        return load_model(path, safe_mode=not trusted)
     except Exception as e:  # Keras raises ValueError, OSError, zipfile errors... for a damaged .keras file
         raise ParentUnusable(f"{role}'s {path} cannot be read as a Keras model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else ''}). Delete its run directory and rerun the "

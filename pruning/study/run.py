@@ -77,7 +77,7 @@ class Clock:
 _DENSE: dict = {}  # the study's dense model, loaded once per process: (path, mtime, size) -> model
 
 
-def _dense_model(path: Path):
+def _dense_model(path: Path, trusted: bool = False):
     """The dense model saved at ``path``, loaded once per process (every run of a chain prunes it to
     its k for the one-shot accuracy); reloaded when the file changes. ``masks_applied`` restores its
     weights exactly after each use, so a run never sees another's masks."""
@@ -85,7 +85,7 @@ def _dense_model(path: Path):
     key = (str(path), st.st_mtime_ns, st.st_size)
     if key not in _DENSE:
         _DENSE.clear()
-        _DENSE[key] = load_parent_model(path, "the dense run")
+        _DENSE[key] = load_parent_model(path, "the dense run", trusted=trusted)
         compile_model(_DENSE[key], 1e-3, 0.0, 0)
     return _DENSE[key]
 
@@ -107,7 +107,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
     if dense is not None and dense.get("status") == "ok":
         with clock("io"):
             finished_result(logdir, paths.DENSE, "the dense run")  # its files checked before they are read
-            dense_model = _dense_model(start_model_file(logdir, dense))
+            dense_model = _dense_model(start_model_file(logdir, dense), models.runs_own_code(cfg.hyper.model))
         with clock("masks"):
             dense_masks = sparsify.compute_masks(dense_model, cfg.hyper.sparsify.method, cfg.strategy, cfg.sparsity,
                                                  cfg.hyper.train.seed)
