@@ -95,6 +95,22 @@ def test_the_study_runs_every_run_and_writes_the_table(study):
         assert np.isfinite(r["test_loss"]) and len(r["history"]["loss"]) == (2 if name == "dense" else 1)
 
 
+def test_units_kept_counts_the_channels_the_shrunk_network_keeps(study):
+    """stem and block (8 filters each, one group through the residual Add) and hidden (16 units): neuron at 90 %
+    removes round-half-up 7 of 8 and 14 of 16, so 1 + 1 + 2 of 32 hidden channels are kept; weight pruning
+    keeps every channel. The output layer's 4 units are listed last and not counted."""
+    import csv
+
+    with open(study["logs"] / "results.csv") as f:
+        rows = {(r["strategy"], r["sparsity"]): r for r in csv.DictReader(f)}
+    assert float(rows[("neuron", "90")]["units_kept"]) == 4 / 32
+    assert float(rows[("neuron", "50")]["units_kept"]) == 16 / 32
+    assert float(rows[("weight", "90")]["units_kept"]) == 1.0
+    size = _result(study["seed0"], "neuron_k90")["size"]
+    assert size["units"] == {"stem": 8, "block": 8, "hidden": 16, "out": 4}
+    assert size["units_alive"] == {"stem": 1, "block": 1, "hidden": 2, "out": 4}
+
+
 def test_weight_runs_prune_every_masked_kernel_to_k(study):
     r = _result(study["seed0"], "weight_k90")
     # stem 3x3x1x8 = 72, block 3x3x8x8 = 576, hidden (4*4*8)x16 = 2048: round half up of 90 % of each

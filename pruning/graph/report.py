@@ -60,7 +60,10 @@ def size_report(model, reference=None) -> dict:
       convolution's output height x width, 1 for a dense layer on vectors): the multiply-adds of an
       implementation that skips zeros; ``dense_flops_per_example``: the same with every entry;
     * ``effective_sparsity``: 1 - ``kernel_nonzero`` / the kernel entries of ``reference`` (the unpruned
-      model; default ``model`` itself), so a shrunk model's removed channels count as pruned.
+      model; default ``model`` itself), so a shrunk model's removed channels count as pruned;
+    * for a masked model only, ``units`` (``units(model)``: each Dense / convolution's output channels, the
+      output layer's last) and ``units_alive`` (those its shrunk model keeps), as the study's size report
+      has them for its own networks.
 
     For a masked model (``prunable``), ``flops_per_example``, ``kernel_nonzero`` and ``effective_sparsity``
     are those of its shrunk model (``pruning.graph.shrink``): a consumer's rows that read a removed channel
@@ -86,16 +89,33 @@ def size_report(model, reference=None) -> dict:
             kernel_nonzero += int(np.count_nonzero(k))
             flops += 2 * int(np.count_nonzero(k)) * positions
             dense_flops += 2 * int(k.size) * positions
+    extra = {}
     if is_graph_model(model):
         from .rebuild import shrink
 
-        shrunk = size_report(shrink(model))
+        small = shrink(model)
+        shrunk = size_report(small)
         kernel_nonzero, flops = shrunk["kernel_nonzero"], shrunk["flops_per_example"]
+        full, kept = units(model), units(small)
+        extra = {"units": full, "units_alive": {name: kept.get(name, 0) for name in full}}
     ref = kernel_params if reference is None else sum(
         int(k.size) for _, ks in _kernel_layers(trace(reference)) for k in ks.values())
     return {"params": params, "params_nonzero": nonzero, "kernel_params": kernel_params,
             "kernel_nonzero": kernel_nonzero, "flops_per_example": flops, "dense_flops_per_example": dense_flops,
-            "effective_sparsity": 1.0 - kernel_nonzero / ref if ref else 0.0}
+            "effective_sparsity": 1.0 - kernel_nonzero / ref if ref else 0.0, **extra}
+
+
+def units(model) -> dict[str, int]:
+    """The output channels (units, filters) of every Dense and convolution of ``model``, by op name, in the
+    graph's order with the layer(s) producing the model's outputs last (what ``size_report`` counts as
+    ``units``; of a shrunk model, the channels kept)."""
+    from .groups import output_ops
+
+    graph = trace(model)
+    outputs = output_ops(graph)
+    ops = [op for op in graph.ops if getattr(rule_for(op.layer), "producer", False)]
+    ops = [op for op in ops if op.index not in outputs] + [op for op in ops if op.index in outputs]
+    return {op.name: int(graph.tensors[op.outputs[0]].shape[-1]) for op in ops}
 
 
 def is_graph_model(model) -> bool:
@@ -103,4 +123,4 @@ def is_graph_model(model) -> bool:
     return any(isinstance(layer, GraphMasked) for layer in getattr(model, "layers", ()))
 
 
-__all__ = ["measure_sparsity", "size_report", "is_graph_model"]
+__all__ = ["measure_sparsity", "size_report", "is_graph_model", "units"]
