@@ -345,3 +345,21 @@ def test_a_bad_exclude_exits_2_before_anything_is_written(model, needle, tmp_pat
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and not logs.exists()
+
+
+def test_bfloat16_trains_a_network_of_your_own_and_saves_it_shrunk(tmp_path, npz):
+    """--precision bfloat16 on tests/user_models.py:residual_cnn: the neuron run trains under the mixed policy
+    and saves plain Keras layers, shrunk (hidden 16 -> 8 units at 50 %), that keep the policy."""
+    import keras
+
+    logs = tmp_path / "logs"
+    argv = ["--model", f"{FILE}:residual_cnn", "--dataset", f"npz:{npz}", "--sparsities", "0,50",
+            "--strategies", "neuron", "--jobs", "1", "--precision", "bfloat16", "--logdir", str(logs), *STUDY]
+    assert cli.study_main_guarded(argv) == 0
+    seed0 = paths.seed_dir(logs, 0)
+    r = _result(seed0, "neuron_k50")
+    assert r["status"] == "ok" and r["config"]["hyper"]["train"]["precision"] == "bfloat16"
+    plain = keras.models.load_model(paths.model_file(seed0, "neuron_k50"), compile=False)
+    assert _plain_keras_only(plain) and plain.get_layer("hidden").units == 8
+    assert plain.get_layer("hidden").dtype_policy.name == "mixed_bfloat16"
+    assert r["size"]["units_alive"]["hidden"] == 8
