@@ -539,11 +539,18 @@ def plotting_main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.from_csv:
         try:
+            lines = [t for t in (args.table_strategies or "").split(",") if t] or None
+            if args.figure in tables.STUDY_FIGURES:  # one study's figure, from its results.csv
+                from .report.plots import csv_figure
+
+                if len(args.from_csv) != 1 or args.key:
+                    p.error(f"--figure {args.figure} draws one study's figure: one --from-csv results.csv, no --key")
+                print(csv_figure(args.from_csv[0], args.figure, lines, args.figure_out))
+                return 0
             if args.figure:  # several studies in one figure
                 from .report.compare import compare_figure
 
-                print(compare_figure(args.from_csv, args.figure, args.key or "test_accuracy",
-                                     [t for t in (args.table_strategies or "").split(",") if t] or None,
+                print(compare_figure(args.from_csv, args.figure, args.key or "test_accuracy", lines,
                                      args.figure_out or f"compare_{args.figure}.png"))
                 return 0
             print(tables.render(args))

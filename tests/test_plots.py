@@ -312,3 +312,123 @@ def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_p
     with pytest.raises(SystemExit) as e:  # the committed tables predate units_kept
         cli.plotting_main(["--from-csv", csvs[0], "--figure", "units", "--figure-out", str(tmp_path / "u.png")])
     assert e.value.code == 2 and "units_kept_mean" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- a study's figure from its results.csv
+CSV_HEAD = "seed,strategy,sparsity,status,oneshot_test_accuracy,test_accuracy,train_accuracy,effective_sparsity," \
+           "params_nonzero,run,parent,model,dataset,protocol"
+CSV_ROWS = ["0,weight,0,ok,0.9,0.9,0.95,0,1000,dense,,mlp,fashion_mnist,retrain",
+            "0,weight,90,ok,0.5,0.86,0.9,0.9,100,weight_k90,dense,mlp,fashion_mnist,retrain",
+            "0,neuron,0,ok,0.9,0.9,0.95,0,1000,dense,,mlp,fashion_mnist,retrain",
+            "0,neuron,90,ok,0.3,0.7,0.75,0.99,10,neuron_k90,dense,mlp,fashion_mnist,retrain",
+            "1,weight,0,ok,0.92,0.92,0.97,0,1000,dense,,mlp,fashion_mnist,retrain",
+            "1,weight,90,ok,0.6,0.88,0.9,0.9,120,weight_k90,dense,mlp,fashion_mnist,retrain",
+            "1,neuron,0,ok,0.92,0.92,0.97,0,1000,dense,,mlp,fashion_mnist,retrain",
+            "1,neuron,90,failed,,,,,,neuron_k90,dense,mlp,fashion_mnist,retrain"]
+
+
+def _footer(fig) -> str:
+    (text,) = [t.get_text().replace("\n", " ") for t in fig.texts if t.get_text().startswith("data:")]
+    return text
+
+
+def test_a_study_figure_is_drawn_again_from_its_results_csv_and_its_footer_names_the_data_not_a_path(
+        captured, tmp_path, capsys):
+    """Issue 22: the committed figures were drawn from run directories that are gone; their results.csv
+    draws them again, and the footer names the data set, never the machine's path to the data or the table."""
+    from pruning import cli
+
+    csv = tmp_path / "study" / "results.csv"
+    csv.parent.mkdir()
+    csv.write_text("\n".join([CSV_HEAD, *CSV_ROWS]) + "\n")
+    out = tmp_path / "p.png"
+    assert cli.plotting_main(["--from-csv", str(csv), "--figure", "accuracy_vs_parameters",
+                              "--figure-out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out) and out.read_bytes()[:4] == b"\x89PNG"
+    (fig,) = captured
+    footer = _footer(fig)
+    assert footer == ("data: fashion_mnist (results.csv records neither its source nor its size); 2 seeds; "
+                      "failed runs (1): seed1/neuron_k90; drawn from results.csv")
+    assert str(tmp_path) not in footer
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    # each strategy's mean over the seeds of its rows, by k (the dense run, k = 0, first); the failed run is left
+    # out (neuron at 90 %: seed 0's alone)
+    weight, neuron = lines["weight pruning"], lines["neuron (unit) pruning"]
+    assert list(weight.get_xdata()) == pytest.approx([1000, 110]) and list(weight.get_ydata()) == pytest.approx([91, 87])
+    assert list(neuron.get_xdata()) == pytest.approx([1000, 10]) and list(neuron.get_ydata()) == pytest.approx([91, 70])
+
+
+@pytest.mark.parametrize("kind, strategies, title", [
+    ("accuracy_vs_sparsity", "neuron", "neuron (unit) pruning: accuracy against sparsity (mean of 2 seeds, 95% band)"),
+    ("compare_train", None, "weight vs neuron: train accuracy (retrained) (mean of 2 seeds, 95% band)"),
+    ("compare_test", "weight", "weight: test accuracy (retrained) (mean of 2 seeds, 95% band)"),
+    ("oneshot_vs_retrained", None, "one-shot vs retrained: test accuracy (mean of 2 seeds, 95% band)"),
+    ("accuracy_vs_effective_sparsity", None, "test accuracy against effective sparsity")])
+def test_every_figure_drawn_from_a_results_csv_is_the_study_figure_of_its_rows(kind, strategies, title, captured,
+                                                                               tmp_path):
+    csv = tmp_path / "results.csv"
+    csv.write_text("\n".join([CSV_HEAD, *CSV_ROWS]) + "\n")
+    path = plots.csv_figure(csv, kind, strategies and strategies.split(","))
+    assert path == plots.Path(plots.CSV_FIGURES[kind][1].format(s=strategies or "weight"))  # the study's own name
+    path.unlink()
+    (fig,) = captured
+    assert fig.axes[0].get_title() == title and fig.get_suptitle() == ""
+    assert _footer(fig).startswith("data: fashion_mnist (results.csv records neither its source nor its size); 2 seeds")
+
+
+def test_a_csv_figure_refuses_a_summary_an_unknown_strategy_and_several_for_one_strategys_figure(tmp_path, capsys):
+    from pathlib import Path
+
+    from pruning import cli
+
+    repo = Path(__file__).resolve().parent.parent
+    for argv, why in [([str(repo / "summary.csv"), "--figure", "compare_test"], "summary.csv is not one"),
+                      ([str(repo / "results.csv"), "--figure", "compare_test", "--strategies", "student"],
+                       "has no strategy student"),
+                      ([str(repo / "results.csv"), "--figure", "accuracy_vs_sparsity"], "draws one strategy"),
+                      ([str(repo / "results.csv"), str(repo / "results.csv"), "--figure", "compare_test"],
+                       "one --from-csv results.csv")]:
+        with pytest.raises(SystemExit) as e:
+            cli.plotting_main(["--from-csv", *argv, "--figure-out", str(tmp_path / "x.png")])
+        assert e.value.code == 2 and why in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+    from pruning.report import tables
+
+    assert tuple(plots.CSV_FIGURES) == tables.STUDY_FIGURES  # --figure offers every figure a results.csv draws
+
+
+def test_the_committed_mlp_study_is_drawn_from_its_results_csv_with_its_published_means(captured, monkeypatch,
+                                                                                        tmp_path):
+    """docs/figures/compare_test.png, as README shows it: weight pruning's mean test accuracy at each k is the one
+    the committed summary.csv publishes, and the footer names the table as the repository does."""
+    from pathlib import Path
+
+    from pruning.report.tables import read_csv
+
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)
+    plots.csv_figure("results.csv", "compare_test", out=tmp_path / "c.png")
+    (fig,) = captured
+    (weight, *_) = fig.axes[0].get_lines()
+    published = [r for r in read_csv("summary.csv") if r["strategy"] == "weight"]
+    assert list(weight.get_xdata()) == [r["sparsity"] for r in published]
+    assert list(weight.get_ydata()) == pytest.approx([100 * r["test_accuracy_mean"] for r in published], abs=1e-4)
+    assert _footer(fig) == "data: mnist (results.csv records neither its source nor its size); 3 seeds; drawn from results.csv"
+
+
+def test_a_figure_of_several_studies_names_their_tables_relative_to_the_working_directory_never_absolute(
+        tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from pruning.report import compare
+
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)
+    footers = []
+    monkeypatch.setattr(compare, "finish", lambda fig, path, footer, notice=None: footers.append(footer) or path)
+    compare.compare_figure([str(repo / "summary.csv"), "docs/figures/mlp-fashion/summary.csv"], "k",
+                           out=tmp_path / "c.png")
+    assert footers == ["mean over the seeds with 95 % confidence band (Student t); from summary.csv, "
+                       "docs/figures/mlp-fashion/summary.csv"]
+    compare.plt.close("all")
+    assert plots.shown_path("/elsewhere/study/results.csv") == "results.csv"

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..core import masks  # noqa: E402
-from .figure import finish  # noqa: E402
+from .figure import finish, shown_path  # noqa: E402
 from .tables import TITLES, read_summary, study_label  # noqa: E402
 
 AXES = {"effective": ("effective_sparsity_mean", "effective sparsity (%): weights that can reach the output, removed"),
@@ -74,7 +74,7 @@ def compare_figure(csv_paths, x: str = "effective", key: str = "test_accuracy", 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="lower left")
     footer = ("mean over the seeds with 95 % confidence band (Student t); from " +
-              ", ".join(str(p) for p in csv_paths))
+              ", ".join(shown_path(p) for p in csv_paths))
     return finish(fig, Path(out), footer)
 
 

@@ -47,6 +47,32 @@ def data_label(data: dict) -> str:
             f"{data.get('test_examples', '?')} test")
 
 
+def csv_data_label(rows: list[dict], name: str = "results.csv") -> str:
+    """The data of a results.csv's ``rows`` as a figure footer names it. The table records the data set (its
+    ``dataset`` column) but neither the kind of source nor the number of examples, which only a run's
+    result.json holds (``data_label``): the footer says so rather than guess them, and names no path.
+
+    >>> csv_data_label([{"dataset": "fashion_mnist"}, {"dataset": "fashion_mnist"}])
+    'fashion_mnist (results.csv records neither its source nor its size)'
+    """
+    sets = list(dict.fromkeys(str(r["dataset"]) for r in rows if r.get("dataset") not in (None, "")))
+    return f"{'+'.join(sets) or 'not recorded'} ({name} records neither its source nor its size)"
+
+
+def shown_path(path) -> str:
+    """A file as a figure footer names it: relative to the working directory when it lies inside it, else by its
+    name alone, never by an absolute path of the machine that drew the figure.
+
+    >>> shown_path("docs/figures/cnn-mnist/results.csv"), shown_path("/elsewhere/study/results.csv")
+    ('docs/figures/cnn-mnist/results.csv', 'results.csv')
+    """
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (OSError, ValueError):
+        return p.name
+
+
 FOOTER_PT = 7
 MISSING_SHOWN = 8  # a footer names this many missing (or failed) runs, then counts the rest
 

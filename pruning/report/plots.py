@@ -17,7 +17,7 @@ import matplotlib.ticker  # noqa: E402
 
 from .. import paths  # noqa: E402
 from ..core import masks  # noqa: E402
-from .figure import FOOTER_PT, MISSING_SHOWN, data_label, data_notice  # noqa: E402,F401
+from .figure import FOOTER_PT, MISSING_SHOWN, csv_data_label, data_label, data_notice, shown_path  # noqa: E402,F401
 from .figure import finish as _finish, runs_list as _runs_list  # noqa: E402
 from .results import read_replicates, strategies_found  # noqa: E402
 from .stats import mean_ci  # noqa: E402
@@ -395,6 +395,75 @@ def make_figures(logdir, out) -> tuple[list[Path], list[str]]:
         if masks.get(s).scope == "global":
             files.append(layer_sparsity_figure(results, s, out / paths.LAYER_SPARSITY_PNG.format(s=s), footer))
     return files, missing + failed
+
+
+def csv_results(rows: list[dict]) -> list[dict]:
+    """A results.csv's rows (``tables.read_csv``) as the results the figures read (``read_all_results``'): one per
+    row, that is per (seed, strategy, k), with the row's accuracies, its effective sparsity and nonzero weights.
+    The table lists the dense run under each strategy at k = 0, so each strategy's curve starts from it, as in
+    the figures drawn from the runs."""
+    return [{"run": r.get("run"), "status": r.get("status"),
+             "config": {"strategy": r["strategy"], "sparsity": float(r["sparsity"]), "parent": r.get("parent"),
+                        "hyper": {"train": {"seed": r.get("seed")}}},
+             **{k: r.get(k) for k in ("test_accuracy", "train_accuracy", "oneshot_test_accuracy")},
+             "size": {k: r.get(k) for k in ("effective_sparsity", "params_nonzero")}} for r in rows]
+
+
+# plotting.py --from-csv results.csv --figure KIND (tables.STUDY_FIGURES): the columns it reads, its file name among
+# a study's figures, and how it is drawn (results, strategies, out, footer)
+CSV_FIGURES = {
+    "accuracy_vs_parameters": (("test_accuracy", "params_nonzero"), paths.PARAMS_PNG, params_figure),
+    "accuracy_vs_sparsity": (("train_accuracy", "test_accuracy"), paths.SPARSITY_PNG,
+                             lambda res, st, out, footer: sparsity_figure(res, st[0], out, footer)),
+    "compare_train": (("train_accuracy",), paths.COMPARE_TRAIN_PNG,
+                      lambda res, st, out, footer: compare_figure(res, st, "train_accuracy", out, footer)),
+    "compare_test": (("test_accuracy",), paths.COMPARE_TEST_PNG,
+                     lambda res, st, out, footer: compare_figure(res, st, "test_accuracy", out, footer)),
+    "oneshot_vs_retrained": (("oneshot_test_accuracy", "test_accuracy"), paths.ONESHOT_PNG, oneshot_figure),
+    "accuracy_vs_effective_sparsity": (("effective_sparsity", "test_accuracy"), paths.EFFECTIVE_PNG, effective_figure),
+}
+
+
+def csv_figure(csv_path, kind: str, strategies=None, out=None) -> Path:
+    """One of a study's figures (``kind``, a key of ``CSV_FIGURES``) drawn again from its results.csv alone, as
+    ``make_figures`` draws it from the runs: every seed's row, their mean and 95 % band. ``strategies``: the
+    lines, in this order (default: the table's, in its order; ``accuracy_vs_sparsity`` draws exactly one).
+    ``out``: the PNG (default: the study's own file name). The footer names the data set from the table's
+    ``dataset`` column (``csv_data_label``: the table records neither the source nor the size of the data),
+    the seeds, the failed runs and the table, never an absolute path. Returns ``out``."""
+    from .tables import read_csv
+
+    columns, name, draw = CSV_FIGURES[kind]
+    rows = read_csv(csv_path)
+    shown = shown_path(csv_path)
+    if not rows or "seed" not in rows[0] or "role" in rows[0]:
+        raise ValueError(f"--figure {kind} draws a study's figure from its results.csv (one row per seed, strategy "
+                         f"and k); {shown} is not one (a summary.csv has no seeds to draw the band from; a "
+                         f"lottery study's figures are drawn from its log directory)")
+    lacking = [c for c in columns if c not in rows[0]]
+    if lacking:
+        raise ValueError(f"--figure {kind} needs the column(s) {', '.join(lacking)}, which {shown} has not")
+    found = list(dict.fromkeys(r["strategy"] for r in rows))
+    strategies = list(strategies or found)
+    unknown = [s for s in strategies if s not in found]
+    if unknown:
+        raise ValueError(f"{shown} has no strategy {', '.join(unknown)} (it has {', '.join(found)})")
+    if kind == "accuracy_vs_sparsity" and len(strategies) != 1:
+        raise ValueError(f"--figure {kind} draws one strategy: name it with --strategies (one of {', '.join(found)})")
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    parts = [f"data: {csv_data_label(rows, Path(csv_path).name)}"]
+    methods = [m for m in dict.fromkeys(r.get("sparsify") for r in rows) if m not in (None, "", "none")]
+    if methods:
+        parts.append(f"trained with --sparsify {'+'.join(methods)}")
+    if len(seeds) > 1:
+        parts.append(f"{len(seeds)} seeds")
+    failed = [f"seed{r['seed']}/{r['run']}" if len(seeds) > 1 else str(r["run"]) for r in rows
+              if r.get("status") != "ok" and r["strategy"] in strategies]
+    if failed:
+        parts.append(_runs_list("failed", list(dict.fromkeys(failed))))
+    parts.append(f"drawn from {shown}")
+    out = Path(out) if out else Path(name.format(s=strategies[0]))
+    return draw(csv_results(rows), strategies, out, "; ".join(parts))
 
 
 def speedup_figure(rows: list[dict], path: Path, footer: str = "") -> Path:

@@ -37,6 +37,11 @@ DATASET_LABELS = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 TITLES = {"test_accuracy": "Test accuracy after retraining",
           "oneshot_test_accuracy": "Test accuracy one-shot (the dense network pruned to k, not retrained)",
           "effective_sparsity": "Effective sparsity (weights that can no longer reach the output count as pruned)"}
+# plotting.py --from-csv ... --figure KIND: several studies in one figure (pruning.report.compare), or one study's
+# own figure of that file name drawn again from its results.csv (pruning.report.plots.csv_figure)
+COMPARE_FIGURES = ("effective", "units", "k")
+STUDY_FIGURES = ("accuracy_vs_parameters", "accuracy_vs_sparsity", "compare_train", "compare_test",
+                 "oneshot_vs_retrained", "accuracy_vs_effective_sparsity")
 _TEXT = {"strategy", "status", "run", "parent", "model", "dataset", "protocol", "role", "sparsify"}
 MARKER = re.compile(r"^<!-- table: (?P<command>.*?) -->\s*$")
 
@@ -174,11 +179,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
     p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed; with a benchmark.csv: their speedups")
     p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
-    p.add_argument("--figure", choices=("effective", "units", "k"),
-                   help="with --from-csv: draw the studies in one figure instead (--figure-out), --key (default: "
-                   "test_accuracy) against the effective sparsity, the hidden units kept, or k; --strategies: "
-                   "which lines")
-    p.add_argument("--figure-out", metavar="FILE.png", help="with --figure: the PNG written (default: compare_FIGURE.png)")
+    p.add_argument("--figure", choices=(*COMPARE_FIGURES, *STUDY_FIGURES),
+                   help="with --from-csv: draw a figure instead (--figure-out). effective, units, k: the studies "
+                   "in one figure, --key (default: test_accuracy) against the effective sparsity, the hidden units "
+                   "kept, or k. " + ", ".join(STUDY_FIGURES) + ": that figure of one study, drawn again from its "
+                   "results.csv as plotting.py --logdir draws it (accuracy_vs_sparsity: of the one strategy "
+                   "--strategies names). --strategies: which lines")
+    p.add_argument("--figure-out", metavar="FILE.png", help="with --figure: the PNG written (default: compare_FIGURE.png "
+                   "for several studies, the study's own file name for one)")
 
 
 def render(args) -> str:
