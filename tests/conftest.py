@@ -18,6 +18,18 @@ def _no_mnist_env(monkeypatch):
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture
+def fresh_model_registry():
+    """Networks registered on the fly by a test (``--model FILE.py:FUNCTION`` registers one) do not outlive
+    it: ``pruning.models.MODELS`` is restored afterwards."""
+    from pruning import models
+
+    before = dict(models.MODELS)
+    yield
+    models.MODELS.clear()
+    models.MODELS.update(before)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """600 train / 200 test synthetic 28x28 digits as the four gzipped IDX files."""

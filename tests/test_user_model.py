@@ -17,13 +17,7 @@ FILE = REPO / "tests" / "user_models.py"
 SHAPE, CLASSES = (8, 8, 3), 4
 
 
-@pytest.fixture(autouse=True)
-def _registry():
-    """Networks registered on the fly by a test do not outlive it."""
-    before = dict(models.MODELS)
-    yield
-    models.MODELS.clear()
-    models.MODELS.update(before)
+pytestmark = pytest.mark.usefixtures("fresh_model_registry")  # networks registered by a test do not outlive it
 
 
 @pytest.fixture

@@ -18,13 +18,7 @@ SHAPE, CLASSES = (8, 8, 1), 4
 STUDY = ["--epochs", "2", "--retrain-epochs", "1", "--batch-size", "32", "--lr", "0.01"]
 
 
-@pytest.fixture(autouse=True)
-def _registry():
-    """Networks registered on the fly by a test do not outlive it."""
-    before = dict(models.MODELS)
-    yield
-    models.MODELS.clear()
-    models.MODELS.update(before)
+pytestmark = pytest.mark.usefixtures("fresh_model_registry")  # networks registered by a test do not outlive it
 
 
 def quadrants(path, n_train=300, n_test=100, seed=0):
