@@ -270,22 +270,35 @@ def compute_masks(
     infos = infos or [LayerInfo(index=i) for i in range(n_layers)]
     scores = [strat.score(k, info) for k, info in zip(kernels, infos)]
     alive = [None if c is None else _alive(strat, np.asarray(c)) for c in currents]
-    if strat.scope == "layer":
-        keeps = [lowest_mask(s, max(0, n_pruned(s.size + r, sparsity) - r), a)
-                 for s, r, a in zip(scores, removed, alive)]
-    else:
-        if strat.granularity == "unit":
-            scores = keep_one_unit_per_layer(scores, alive)
-        flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
-        flat_alive = None if all(a is None for a in alive) else np.concatenate(
-            [np.ones(s.size, bool) if a is None else a.ravel() for s, a in zip(scores, alive)])
-        n = max(0, n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
-        if strat.granularity == "unit":  # every layer keeps one unit
-            n = min(n, flat.size - sum(1 for sc in scores if sc.size))
-        joint = lowest_mask(flat, n, flat_alive)
-        bounds = np.cumsum([0] + [s.size for s in scores])
-        keeps = [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]
+    keeps = select(scores, sparsity, strat.scope, strat.granularity, alive, removed)
     return [np.broadcast_to(keep, k.shape).astype(np.float32) for keep, k in zip(keeps, kernels)]
+
+
+def select(scores: list[np.ndarray], sparsity: float, scope: str, granularity: str,
+           alive: list | None = None, removed: list[int] | None = None) -> list[np.ndarray]:
+    """Which items to keep (bool arrays shaped like ``scores``: one entry per weight, or per unit) so that
+    ``sparsity`` percent go, the lowest scores first. ``scope`` "layer": each layer loses exactly
+    ``n_pruned`` of its own items; "global": that many of all layers' items together, the lowest over all
+    of them (for units, every layer keeps its best unit: ``keep_one_unit_per_layer``). ``alive[i]``
+    (None: all) marks items already pruned, which go first; ``removed[i]`` items of layer i are physically
+    gone and count as pruned. ``compute_masks`` scores with the strategy; ``pruning.sparsify`` with a
+    method's own scores (gates, log alpha)."""
+    alive = alive or [None] * len(scores)
+    removed = removed or [0] * len(scores)
+    if scope == "layer":
+        return [lowest_mask(s, max(0, n_pruned(s.size + r, sparsity) - r), a)
+                for s, r, a in zip(scores, removed, alive)]
+    if granularity == "unit":
+        scores = keep_one_unit_per_layer(scores, alive)
+    flat = np.concatenate([s.ravel().astype(np.float64) for s in scores])
+    flat_alive = None if all(a is None for a in alive) else np.concatenate(
+        [np.ones(s.size, bool) if a is None else a.ravel() for s, a in zip(scores, alive)])
+    n = max(0, n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
+    if granularity == "unit":  # every layer keeps one unit
+        n = min(n, flat.size - sum(1 for sc in scores if sc.size))
+    joint = lowest_mask(flat, n, flat_alive)
+    bounds = np.cumsum([0] + [s.size for s in scores])
+    return [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]
 
 
 def compute_mask(strategy: str, kernel: np.ndarray, sparsity: float, current: np.ndarray | None = None,

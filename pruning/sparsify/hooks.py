@@ -88,19 +88,7 @@ def compute_masks(model, method: str, strategy: str, sparsity: float, seed: int 
         full = int(layer.full_shape[-1])
         removed.append(full - int(layer.units) if unit
                        else int(np.prod(layer.kernel.shape[:-1])) * full - int(np.prod(layer.kernel.shape)))
-    if strat.scope == "layer":
-        keeps = [pmasks.lowest_mask(s, max(0, pmasks.n_pruned(s.size + r, sparsity) - r), a)
-                 for s, r, a in zip(scores, removed, alive)]
-    else:
-        if unit:
-            scores = pmasks.keep_one_unit_per_layer(scores, alive)
-        flat = np.concatenate([s.ravel() for s in scores])
-        n = max(0, pmasks.n_pruned(flat.size + sum(removed), sparsity) - sum(removed))
-        if unit:  # every layer keeps one unit
-            n = min(n, flat.size - sum(1 for sc in scores if sc.size))
-        joint = pmasks.lowest_mask(flat, n, np.concatenate([a.ravel() for a in alive]))
-        bounds = np.cumsum([0] + [s.size for s in scores])
-        keeps = [joint[a:b].reshape(s.shape) for a, b, s in zip(bounds[:-1], bounds[1:], scores)]
+    keeps = pmasks.select(scores, sparsity, strat.scope, strat.granularity, alive, removed)
     new, thresholds = {}, {}
     for layer, s, keep in zip(layers, scores, keeps):
         new[layer.name] = np.broadcast_to(keep, tuple(layer.kernel.shape)).astype(np.float32)
