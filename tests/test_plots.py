@@ -327,6 +327,28 @@ CSV_ROWS = ["0,weight,0,ok,0.9,0.9,0.95,0,1000,dense,,mlp,fashion_mnist,retrain"
             "1,neuron,90,failed,,,,,,neuron_k90,dense,mlp,fashion_mnist,retrain"]
 
 
+def test_a_results_csv_with_the_data_columns_names_the_data_as_the_runs_do(captured, tmp_path):
+    """A table written now has data_kind, train_examples and test_examples: the footer of a figure drawn from it
+    names the data as one drawn from the runs does (kind, data set, sizes), not "records neither"."""
+    from pruning import cli
+
+    csv = tmp_path / "results.csv"
+    csv.write_text("\n".join([CSV_HEAD + ",data_kind,train_examples,test_examples",
+                              *(r + ",idx,60000,10000" for r in CSV_ROWS)]) + "\n")
+    assert cli.plotting_main(["--from-csv", str(csv), "--figure", "accuracy_vs_parameters",
+                              "--figure-out", str(tmp_path / "p.png")]) == 0
+    (fig,) = captured
+    assert _footer(fig).startswith("data: idx: fashion_mnist, 60000 train / 10000 test; 2 seeds;")
+
+
+def test_results_csv_gets_the_data_columns_from_each_result():
+    from pruning.report.results import data_columns
+
+    r = {"data": {"source": "idx:/home/me/mnist", "dataset": "mnist", "train_examples": 60000, "test_examples": 10000}}
+    assert data_columns(r) == {"data_kind": "idx", "train_examples": 60000, "test_examples": 10000}
+    assert data_columns({}) == {"data_kind": None, "train_examples": None, "test_examples": None}
+
+
 def _footer(fig) -> str:
     (text,) = [t.get_text().replace("\n", " ") for t in fig.texts if t.get_text().startswith("data:")]
     return text

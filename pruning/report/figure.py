@@ -48,13 +48,22 @@ def data_label(data: dict) -> str:
 
 
 def csv_data_label(rows: list[dict], name: str = "results.csv") -> str:
-    """The data of a results.csv's ``rows`` as a figure footer names it. The table records the data set (its
-    ``dataset`` column) but neither the kind of source nor the number of examples, which only a run's
-    result.json holds (``data_label``): the footer says so rather than guess them, and names no path.
+    """The data of a results.csv's ``rows`` as a figure footer names it: as ``data_label`` does, from the
+    ``data_kind``, ``dataset``, ``train_examples`` and ``test_examples`` columns. A table written before those
+    columns existed records only the data set: the footer says so rather than guess the rest, and names no
+    path.
+
+    >>> csv_data_label([{"dataset": "mnist", "data_kind": "idx", "train_examples": "60000", "test_examples": "10000"}])
+    'idx: mnist, 60000 train / 10000 test'
 
     >>> csv_data_label([{"dataset": "fashion_mnist"}, {"dataset": "fashion_mnist"}])
     'fashion_mnist (results.csv records neither its source nor its size)'
     """
+    if rows and all(r.get(c) not in (None, "") for r in rows for c in ("data_kind", "train_examples", "test_examples")):
+        labels = dict.fromkeys(data_label({"source": r["data_kind"], "dataset": r.get("dataset") or "mnist",
+                                           "train_examples": int(float(r["train_examples"])),
+                                           "test_examples": int(float(r["test_examples"]))}) for r in rows)
+        return "; ".join(labels)
     sets = list(dict.fromkeys(str(r["dataset"]) for r in rows if r.get("dataset") not in (None, "")))
     return f"{'+'.join(sets) or 'not recorded'} ({name} records neither its source nor its size)"
 

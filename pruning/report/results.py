@@ -48,6 +48,9 @@ CSV_COLUMNS = (
     "parent",
     *IDENTITY_COLUMNS,
     "units_kept",
+    "data_kind",  # the data's source kind (idx, npz, tfds, sample), never its path; with the sizes below, what a
+    "train_examples",  # figure drawn from the table alone names in its footer (figure.csv_data_label)
+    "test_examples",
 )
 
 
@@ -247,6 +250,15 @@ def read_study_results(logdir: str | Path) -> list[dict]:
     return [r for d in dirs for r in read_all_results(d)]
 
 
+def data_columns(result: dict) -> dict:
+    """``data_kind`` (the kind of source: "idx:/home/me/mnist" gives "idx"), ``train_examples`` and
+    ``test_examples`` of a run's result; None each where the result does not say."""
+    data = result.get("data") or {}
+    source = data.get("source")
+    return {"data_kind": str(source).split(":", 1)[0] if source else None,
+            "train_examples": data.get("train_examples"), "test_examples": data.get("test_examples")}
+
+
 def units_kept(result: dict) -> float | None:
     """The fraction of the hidden units (every weight layer's but the last, the output) that are alive in a run's
     final network (``size.units_alive`` over ``size.units``); None for results written before those counts."""
@@ -287,6 +299,7 @@ def table_rows(results: list[dict], strategies, sparsities, seed: int | None = N
                     "parent": r["config"].get("parent"),
                     **identity(r),
                     "units_kept": units_kept(r),
+                    **data_columns(r),
                 }
             )
     return rows
@@ -308,7 +321,8 @@ def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
-OPTIONAL_COLUMNS = ("sparsify", "units_kept", "units_kept_mean", "units_kept_sd", "units_kept_ci95")  # left out of a table none of whose rows has one (tables made before it existed)
+OPTIONAL_COLUMNS = ("sparsify", "units_kept", "units_kept_mean", "units_kept_sd", "units_kept_ci95", "data_kind",
+                    "train_examples", "test_examples")  # left out of a table none of whose rows has one (tables made before it existed)
 
 
 def write_rows(path: str | Path, rows: list[dict], columns=None) -> None:

@@ -107,7 +107,9 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
     if dense is not None and dense.get("status") == "ok":
         with clock("io"):
             finished_result(logdir, paths.DENSE, "the dense run")  # its files checked before they are read
-            dense_model = _dense_model(start_model_file(logdir, dense), models.runs_own_code(cfg.hyper.model))
+            path = start_model_file(logdir, dense)
+            # a network built by the user's own Python code may hold a Lambda: trusted (safe_mode off)
+            dense_model = _dense_model(path, trusted=True) if models.runs_own_code(cfg.hyper.model) else _dense_model(path)
         with clock("masks"):
             dense_masks = sparsify.compute_masks(dense_model, cfg.hyper.sparsify.method, cfg.strategy, cfg.sparsity,
                                                  cfg.hyper.train.seed)
