@@ -241,6 +241,20 @@ def test_targeted_candidates_are_the_smallest_weights_or_units_with_ties_by_posi
                                   [1] * 5 + [0] * 15)
 
 
+def test_the_smallest_n_by_bisection_equal_a_stable_argsorts_first_n_ties_and_zeros_included():
+    """targeted_candidates finds a layer's smallest weights without sorting (sl._smallest_n); what it picks is
+    exactly a stable argsort's first n, on values with many ties, many zeros, and every n from 0 to the size."""
+    rng = np.random.default_rng(3)
+    cases = [np.abs(rng.normal(size=97)), rng.integers(0, 4, 97) * 0.25,
+             np.where(rng.random(97) < 0.5, 0.0, np.abs(rng.normal(size=97))), np.zeros(97), np.full(97, 1e-30)]
+    for values in cases:
+        values = values.astype(np.float32)
+        for n in range(0, 98, 4):
+            expect = np.zeros(97, np.float32)
+            expect[np.argsort(values, kind="stable")[:n]] = 1
+            np.testing.assert_array_equal(sl._smallest_n(tf.constant(values), n).numpy(), expect)
+
+
 @pytest.mark.parametrize("granularity, alpha", (("weight", 0.5), ("weight", 0.2), ("unit", 0.5)))
 def test_targeted_dropout_drops_only_candidates_at_rate_alpha(granularity, alpha):
     kernel = tf.constant(_distinct_kernel((20, 50)))

@@ -260,6 +260,30 @@ class GatedConv2D(_Gated, MaskedConv2D):
 
 
 # --------------------------------------------------------------------------- targeted dropout
+def _smallest_n(values, n: int):
+    """0/1 float32 vector: the ``n`` smallest of ``values`` (a flat float32 tensor >= 0), ties to the lower
+    index: what a stable argsort's first ``n`` give, without sorting. A float32 >= 0 orders as its bits read
+    as an int32, so a bisection over the bits finds the n-th smallest value T in at most 31 counting passes;
+    every value below T is taken, and of those equal to T the first ones, by index, up to n."""
+    size = int(values.shape[0])
+    if n <= 0:
+        return tf.zeros((size,), "float32")
+    if n >= size:
+        return tf.ones((size,), "float32")
+    bits = tf.bitcast(values, tf.int32)
+
+    def narrower(lo, hi):
+        mid = lo + (hi - lo) // 2
+        enough = tf.reduce_sum(tf.cast(bits <= mid, tf.int32)) >= n
+        return tf.where(enough, lo, mid + 1), tf.where(enough, mid, hi)
+
+    _, t = tf.while_loop(lambda lo, hi: lo < hi, narrower, (tf.constant(0, tf.int32), tf.reduce_max(bits)))
+    below = bits < t
+    ties = tf.cast(bits == t, tf.int32)
+    room = n - tf.reduce_sum(tf.cast(below, tf.int32))
+    return tf.cast(below | ((ties > 0) & (tf.cumsum(ties) <= room)), "float32")
+
+
 def targeted_candidates(kernel, gamma: float, granularity: str):
     """0/1 tensor of the kernel's shape: the ``n_pruned(count, 100 gamma)`` smallest |w| of the layer
     (granularity "weight"), or the whole columns of its smallest-L2-norm units ("unit"); ties go to the
@@ -269,9 +293,7 @@ def targeted_candidates(kernel, gamma: float, granularity: str):
     if granularity == "weight":
         size = int(np.prod(shape))
         n = pmasks.n_pruned(size, 100.0 * gamma)
-        order = tf.argsort(tf.reshape(tf.abs(k32), (-1,)), stable=True)[:n]
-        flat = tf.scatter_nd(order[:, None], tf.ones((n,), "float32"), (size,))
-        return tf.reshape(flat, shape)
+        return tf.reshape(_smallest_n(tf.reshape(tf.abs(k32), (-1,)), n), shape)
     if granularity == "unit":
         units = shape[-1]
         n = pmasks.n_pruned(units, 100.0 * gamma)
