@@ -282,6 +282,11 @@ def test_data_label_names_the_source_kind_and_size_not_a_path():
     assert plots.data_label({"dataset": "fashion_mnist", "source": "tfds:fashion_mnist", "train_examples": 60000,
                              "test_examples": 10000}) == "tfds: fashion_mnist, 60000 train / 10000 test"
     assert plots.data_label(SAMPLE) == "sample: mnist, 4000 train / 1000 test"
+    # data of one's own: the file's name, not its path; a tensorflow-datasets set by its name
+    assert plots.data_label({"dataset": "npz:/home/me/data/mine.npz", "source": "npz:/home/me/data/mine.npz",
+                             "train_examples": 300, "test_examples": 100}) == "npz: mine.npz, 300 train / 100 test"
+    assert plots.data_label({"dataset": "tfds:cifar10", "source": "tfds:cifar10", "train_examples": 50000,
+                             "test_examples": 10000}) == "tfds: cifar10, 50000 train / 10000 test"
 
 
 def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_path, capsys, monkeypatch):

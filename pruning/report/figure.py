@@ -41,10 +41,18 @@ def data_notice(results) -> str | None:
 
 def data_label(data: dict) -> str:
     """A run's data as a figure footer names it: the kind of source, the data set and its size, never a
-    path of the machine that drew it ("idx:/home/me/mnist" is "idx: mnist, 60000 train / 10000 test")."""
+    path of the machine that drew it ("idx:/home/me/mnist" is "idx: mnist, 60000 train / 10000 test"; a data
+    set of one's own named by its file, "npz:/home/me/mine.npz", is "npz: mine.npz, ...").
+
+    >>> data_label({"source": "npz:/home/me/mine.npz", "dataset": "npz:/home/me/mine.npz", "train_examples": 300,
+    ...             "test_examples": 100})
+    'npz: mine.npz, 300 train / 100 test'
+    """
     kind = str(data.get("source") or "?").split(":", 1)[0]
-    return (f"{kind}: {data.get('dataset') or 'mnist'}, {data.get('train_examples', '?')} train / "
-            f"{data.get('test_examples', '?')} test")
+    name = str(data.get("dataset") or "mnist")
+    if ":" in name:  # npz:PATH, tfds:NAME: the kind is said already; of a path, the file's name only
+        name = name.split(":", 1)[1].replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or name
+    return f"{kind}: {name}, {data.get('train_examples', '?')} train / {data.get('test_examples', '?')} test"
 
 
 def csv_data_label(rows: list[dict], name: str = "results.csv") -> str:
