@@ -428,9 +428,9 @@ def csv_figure(csv_path, kind: str, strategies=None, out=None) -> Path:
     """One of a study's figures (``kind``, a key of ``CSV_FIGURES``) drawn again from its results.csv alone, as
     ``make_figures`` draws it from the runs: every seed's row, their mean and 95 % band. ``strategies``: the
     lines, in this order (default: the table's, in its order; ``accuracy_vs_sparsity`` draws exactly one).
-    ``out``: the PNG (default: the study's own file name). The footer names the data set from the table's
-    ``dataset`` column (``csv_data_label``: the table records neither the source nor the size of the data),
-    the seeds, the failed runs and the table, never an absolute path. Returns ``out``."""
+    ``out``: the PNG (default: the study's own file name). The footer names the data as the table records it
+    (``csv_data_label``: kind, data set and size; the data set alone in a table written before the data
+    columns), the seeds, the failed runs and the table, never an absolute path. Returns ``out``."""
     from .tables import read_csv
 
     columns, name, draw = CSV_FIGURES[kind]
