@@ -157,6 +157,8 @@ def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writ
     assert set(accs) == {0.0, 10.0}
     assert written["chosen"] == max(accs, key=lambda s: (accs[s], -s))
     assert written["heldout"] == 100 and written["strength_flag"] == "--l1-lambda"
+    # the command as one would type it again, not the path Python gives the module on this machine
+    assert written["command"].startswith("python -m pruning.sparsify.choose --sparsify l1 --candidates 0,10 ")
     assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out
     assert choose.main(["--sparsify", "targeted_dropout", "--candidates", "1"]) == 2
 

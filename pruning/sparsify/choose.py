@@ -44,6 +44,7 @@ def main(argv=None) -> int:
 
     p = parser()
     args = p.parse_args(argv)
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]  # the command, as written to --out
     try:
         hyper = hyper_from_args(args)
         if hyper.sparsify.method == "none":
@@ -114,7 +115,7 @@ def choose(hyper, args) -> int:
     write_json(out, {"method": method, "strength_flag": flag, "chosen": chosen, "at": args.at,
                      "strategy": args.strategy, "heldout": args.heldout, "seed": train.seed,
                      "candidates": [{"strength": s, **r} for s, r in rows.items()],
-                     "hyper": dataclasses.asdict(hyper), "command": " ".join(sys.argv)})
+                     "hyper": dataclasses.asdict(hyper), "command": " ".join(["python -m pruning.sparsify.choose", *args.argv])})
     print(f"chosen: {flag} {chosen:g} (held-out accuracy at {args.at:g} %: {100 * best:.2f} %); written to {out}\n"
           f"use it: python main.py --sparsify {method} {flag} {chosen:g} ...", flush=True)
     return 0
