@@ -145,3 +145,19 @@ def test_plotting_prints_a_published_table_from_a_committed_csv(capsys, monkeypa
     with pytest.raises(SystemExit) as e:
         plotting_main(["--from-csv", "summary.csv", "results.csv"])  # several files need --columns
     assert e.value.code == 2
+
+
+def test_the_cost_and_strength_tables_are_printed_from_their_files(tmp_path):
+    cost = tmp_path / "cost.csv"
+    cost.write_text("model,method,examples,rounds,median_s,min_s,ratio\nmlp,plain,100,3,1.5,1.4,1.0\n"
+                    "mlp,targeted_dropout (weights),100,3,3.0,2.9,2.0\nlenet5,plain,100,3,2.0,1.9,1.0\n"
+                    "lenet5,l0,100,3,2.2,2.1,1.1\n")
+    assert tables.cost_table(cost).splitlines() == [
+        "| network | plain | targeted dropout, weights | L0 gates |", "|---|---:|---:|---:|",
+        "| MLP | 1.500 s | 2.00x |  |", "| LeNet-5 | 2.000 s |  | 1.10x |"]
+    choice = tmp_path / "strength.json"
+    choice.write_text('{"chosen": 0.003, "at": 95.0, "strategy": "neuron", "candidates": ['
+                      '{"strength": 0.0001, "dense": 0.98, "pruned": 0.125}, {"strength": 0.003, "dense": 0.97, "pruned": 0.5}]}')
+    assert tables.strength_table(choice).splitlines() == [
+        "| lambda | held-out accuracy, dense | held-out, neuron at 95 % one-shot |", "|---|---:|---:|",
+        "| 1e-4 | 98.00 % | 12.50 % |", "| 3e-3 | 97.00 % | 50.00 % (chosen) |"]

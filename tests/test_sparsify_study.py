@@ -160,6 +160,8 @@ def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writ
     # the command as one would type it again, not the path Python gives the module on this machine
     assert written["command"].startswith("python -m pruning.sparsify.choose --sparsify l1 --candidates 0,10 ")
     assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out
+    # the settings written are the study's with the strength chosen, not the flag's default
+    assert written["hyper"]["sparsify"]["params"]["l1_lambda"] == written["chosen"]
     assert choose.main(["--sparsify", "targeted_dropout", "--candidates", "1"]) == 2
 
 

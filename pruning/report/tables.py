@@ -162,11 +162,55 @@ def speedup_table(benchmark_csv, runs: list[tuple[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def cost_table(cost_csv) -> str:
+    """One row per network of a cost.csv (``benchmarks/sparsify_cost.py``): plain training's median seconds
+    per epoch, then each method's ratio to it (a blank cell: the method was not timed on that network)."""
+    from ..sparsify import methods
+
+    rows = read_csv(cost_csv)
+    names = list(dict.fromkeys(r["method"] for r in rows if r["method"] != "plain"))
+
+    def header(name: str) -> str:  # "targeted_dropout (weights)" -> "targeted dropout, weights"
+        base, _, target = name.partition(" (")
+        label = methods.get(base).label if base in methods.METHODS else base
+        return f"{label}, {target.rstrip(')')}" if target else label
+
+    lines = ["| network | plain | " + " | ".join(map(header, names)) + " |", "|---|" + "---:|" * (len(names) + 1)]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        at = {r["method"]: r for r in rows if r["model"] == model}
+        cells = [f"{at['plain']['median_s']:.3f} s", *(f"{at[n]['ratio']:.2f}x" if n in at else "" for n in names)]
+        lines.append(f"| {MODEL_LABELS.get(model, model)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _strength(x: float) -> str:
+    """A penalty's strength as people write it: 1e-5, 3e-3, 0."""
+    mantissa, exponent = f"{x:e}".split("e")
+    return "0" if x == 0 else f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def strength_table(strength_json) -> str:
+    """The candidates of a strength.json (``python -m pruning.sparsify.choose``): each strength's held-out
+    accuracy, dense and pruned one-shot, and which one was chosen."""
+    import json
+
+    with open(strength_json) as f:
+        choice = json.load(f)
+    at = f"{choice['strategy']} at {paths.format_sparsity(float(choice['at']))} % one-shot"
+    lines = [f"| lambda | held-out accuracy, dense | held-out, {at} |", "|---|---:|---:|"]
+    for c in choice["candidates"]:
+        mark = " (chosen)" if c["strength"] == choice["chosen"] else ""
+        lines.append(f"| {_strength(c['strength'])} | {100 * c['dense']:.2f} % | {100 * c['pruned']:.2f} %{mark} |")
+    return "\n".join(lines)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``plotting.py --from-csv`` (and of a table marker)."""
     p.add_argument("--from-csv", nargs="+", metavar="CSV",
                    help="print the Markdown tables from a committed summary.csv (or results.csv) instead of a "
-                   "log directory; several files with --columns: one row per study")
+                   "log directory; several files with --columns: one row per study. Also a benchmark.csv (with "
+                   "--runs), a cost.csv of benchmarks/sparsify_cost.py, or a strength.json of "
+                   "python -m pruning.sparsify.choose")
     p.add_argument("--key", choices=(*SUMMARY_KEYS, "early_stop_test_accuracy"),
                    help="with --from-csv: only this table (a lottery study's: test_accuracy, the default, or "
                    "early_stop_test_accuracy)")
@@ -192,6 +236,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def render(args) -> str:
     """What ``plotting.py --from-csv ...`` prints."""
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
+    if str(args.from_csv[0]).endswith(".json"):  # a strength.json of pruning.sparsify.choose
+        return strength_table(args.from_csv[0])
+    if "ratio" in read_csv(args.from_csv[0])[0] and "method" in read_csv(args.from_csv[0])[0]:  # a cost.csv
+        return cost_table(args.from_csv[0])
     if args.runs:
         if "flop_ratio" in read_csv(args.from_csv[0])[0]:  # a benchmark.csv
             return speedup_table(args.from_csv[0], parse_columns(args.runs))

@@ -112,10 +112,12 @@ def choose(hyper, args) -> int:
     chosen = next(s for s, r in rows.items() if r["pruned"] == best)
     flag = "--" + methods.get(method).strength.replace("_", "-")
     out = args.out or f"strength-{method}.json"
+    settings = dataclasses.asdict(hyper)  # the study's settings, with the strength chosen (not the flag's default)
+    settings["sparsify"]["params"][methods.get(method).strength] = chosen
     write_json(out, {"method": method, "strength_flag": flag, "chosen": chosen, "at": args.at,
                      "strategy": args.strategy, "heldout": args.heldout, "seed": train.seed,
                      "candidates": [{"strength": s, **r} for s, r in rows.items()],
-                     "hyper": dataclasses.asdict(hyper), "command": " ".join(["python -m pruning.sparsify.choose", *args.argv])})
+                     "hyper": settings, "command": " ".join(["python -m pruning.sparsify.choose", *args.argv])})
     print(f"chosen: {flag} {chosen:g} (held-out accuracy at {args.at:g} %: {100 * best:.2f} %); written to {out}\n"
           f"use it: python main.py --sparsify {method} {flag} {chosen:g} ...", flush=True)
     return 0
