@@ -241,6 +241,36 @@ def test_targeted_candidates_are_the_smallest_weights_or_units_with_ties_by_posi
                                   [1] * 5 + [0] * 15)
 
 
+def test_a_shrunk_layers_candidates_are_what_the_full_size_masked_layer_would_drop():
+    """A unit-pruned network retrains physically shrunk: its removed units, zero columns at full size, are
+    the first candidates there, so the shrunk layer's candidates are only what is left of gamma's count."""
+    kernel = _distinct_kernel((20, 10))
+    removed = [2, 5, 7]
+    masked = kernel.copy()
+    masked[:, removed] = 0.0
+    kept = [j for j in range(10) if j not in removed]
+    full = sl.targeted_candidates(tf.constant(masked), 0.5, "unit").numpy()  # 5 units: the 3 zeros and 2 more
+    assert full[0, removed].sum() == 3 and full[0].sum() == 5
+    shrunk = sl.targeted_candidates(tf.constant(kernel[:, kept]), 0.5, "unit", full_shape=(20, 10)).numpy()
+    np.testing.assert_array_equal(shrunk, full[:, kept])
+    assert shrunk[0].sum() == 2
+    # 100 gamma % or more removed: nothing left to drop (before, half of the 7 survivors were candidates)
+    assert sl.targeted_candidates(tf.constant(kernel[:, kept]), 0.2, "unit", full_shape=(20, 10)).numpy().sum() == 0
+    assert sl.targeted_candidates(tf.constant(kernel[:, kept]), 0.2, "unit").numpy()[0].sum() == 1
+    weights = sl.targeted_candidates(tf.constant(kernel[:, kept]), 0.5, "weight", full_shape=(20, 10)).numpy()
+    assert weights.sum() == 100 - 60  # 100 of 200 at full size, 60 of them removed
+
+
+def test_a_unit_pruned_targeted_dropout_network_retrains_shrunk_without_dropping_its_survivors():
+    model = sparsify.apply(_mlp(hidden=(30, 20), input_dim=8), "targeted_dropout", strategy="neuron")
+    assign_masks(model, sparsify.compute_masks(model, "targeted_dropout", "neuron", 60))  # past gamma = 0.5: at full size the pruned units are all the candidates
+    smaller, _ = shrink_model(model)
+    layer = masked_layers(smaller)[0]
+    assert isinstance(layer, sl.TargetedDropoutDense) and layer.units == 12 and layer.full_shape == (8, 30)
+    for _ in range(5):
+        np.testing.assert_array_equal(layer.training_kernel(True).numpy(), layer.effective_kernel().numpy())
+
+
 def test_the_smallest_n_by_bisection_equal_a_stable_argsorts_first_n_ties_and_zeros_included():
     """targeted_candidates finds a layer's smallest weights without sorting (sl._smallest_n); what it picks is
     exactly a stable argsort's first n, on values with many ties, many zeros, and every n from 0 to the size."""

@@ -284,19 +284,27 @@ def _smallest_n(values, n: int):
     return tf.cast(below | ((ties > 0) & (tf.cumsum(ties) <= room)), "float32")
 
 
-def targeted_candidates(kernel, gamma: float, granularity: str):
+def targeted_candidates(kernel, gamma: float, granularity: str, full_shape=None):
     """0/1 tensor of the kernel's shape: the ``n_pruned(count, 100 gamma)`` smallest |w| of the layer
     (granularity "weight"), or the whole columns of its smallest-L2-norm units ("unit"); ties go to the
-    lower flat index, as ``pruning.core.masks.lowest_mask`` breaks them."""
+    lower flat index, as ``pruning.core.masks.lowest_mask`` breaks them.
+
+    ``full_shape`` is the kernel shape of the unpruned layer when ``kernel`` is a physically shrunk one
+    (``pruning.deploy.shrink``). The count is then taken of the full layer, and the removed weights (units)
+    fill it first, as their zeros would in the full-size masked layer: the shrunk layer's candidates are
+    only what is left of the count (none once 100 gamma % or more is removed). For units, training shrunk
+    then drops what training masked at full size would. (For weights the match is not exact: a removed
+    unit's outgoing weights are not zeros in the full-size network, only unused.)""" 
     shape = tuple(int(d) for d in kernel.shape)
+    full = shape if full_shape is None else tuple(int(d) for d in full_shape)
     k32 = tf.stop_gradient(tf.cast(kernel, "float32"))
     if granularity == "weight":
-        size = int(np.prod(shape))
-        n = pmasks.n_pruned(size, 100.0 * gamma)
+        size, full_size = int(np.prod(shape)), int(np.prod(full))
+        n = max(0, pmasks.n_pruned(full_size, 100.0 * gamma) - (full_size - size))
         return tf.reshape(_smallest_n(tf.reshape(tf.abs(k32), (-1,)), n), shape)
     if granularity == "unit":
         units = shape[-1]
-        n = pmasks.n_pruned(units, 100.0 * gamma)
+        n = max(0, pmasks.n_pruned(full[-1], 100.0 * gamma) - (full[-1] - units))
         norms = tf.reduce_sum(tf.square(_columns(k32)), axis=0)
         order = tf.argsort(norms, stable=True)[:n]
         per_unit = tf.scatter_nd(order[:, None], tf.ones((n,), "float32"), (units,))
@@ -304,11 +312,12 @@ def targeted_candidates(kernel, gamma: float, granularity: str):
     raise ValueError(f"granularity must be weight or unit, got {granularity!r}")
 
 
-def targeted_drop(kernel, gamma: float, alpha: float, granularity: str, seed):
+def targeted_drop(kernel, gamma: float, alpha: float, granularity: str, seed, full_shape=None):
     """0/1 tensor of the kernel's shape, 1 where an entry is dropped this step: each candidate
-    (``targeted_candidates``) independently with probability ``alpha`` (a unit as a whole)."""
+    (``targeted_candidates``, ``full_shape`` as there) independently with probability ``alpha`` (a unit as a
+    whole)."""
     shape = tuple(int(d) for d in kernel.shape)
-    candidates = targeted_candidates(kernel, gamma, granularity)
+    candidates = targeted_candidates(kernel, gamma, granularity, full_shape)
     noise_shape = shape if granularity == "weight" else (shape[-1],)
     hit = tf.cast(keras.random.uniform(noise_shape, seed=seed) < alpha, "float32")
     return candidates * tf.broadcast_to(hit, shape)
@@ -328,7 +337,8 @@ class _Targeted:
         kernel = self.effective_kernel()
         if not training:
             return kernel
-        drop = targeted_drop(kernel, self.td_gamma, self.td_alpha, self.td_granularity, self.seed_generator)
+        drop = targeted_drop(kernel, self.td_gamma, self.td_alpha, self.td_granularity, self.seed_generator,
+                             self.full_shape)
         return kernel * tf.cast(1.0 - drop, kernel.dtype)
 
     def get_config(self):
