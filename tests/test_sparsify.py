@@ -220,6 +220,43 @@ def test_l0_prunes_exactly_the_units_with_the_smallest_gate_probabilities_and_sh
     assert not sparsify.uses_method_scores("l0", "random_neuron") and sparsify.uses_method_scores("l0", "filter")
 
 
+def test_a_gated_network_shrinks_with_its_gates_and_their_optimizer_moments_and_expands_back():
+    """l0's unit runs retrain physically shrunk, as every unit method: shrink_model keeps the surviving units'
+    gate parameters (the gated network's deterministic logits are unchanged), carry_optimizer_state their Adam
+    moments, and expand_model puts them back at their units' places."""
+    from pruning.core.training import compile_model
+    from pruning.deploy.shrink import carry_optimizer_state, expand_model
+
+    gated = sparsify.apply(_mlp(hidden=(10, 8)), "l0", strategy="neuron")
+    _set_gates(gated, seed=3)
+    compile_model(gated, 1e-2, 0.0, 4)
+    x, y = _x(), np.arange(16) % 10
+    gated.fit(x, y, epochs=1, batch_size=8, verbose=0)  # the optimizer has moments to carry
+    assign_masks(gated, sparsify.compute_masks(gated, "l0", "neuron", 50))
+    want = gated(x, training=False).numpy()
+    smaller, keep = shrink_model(gated)
+    assert [type(l) for l in smaller.layers] == [type(l) for l in gated.layers]
+    for old, new, kept in zip(masked_layers(gated), masked_layers(smaller), keep):
+        assert new.units == len(kept) == old.units // 2
+        np.testing.assert_array_equal(new.log_alpha.numpy(), old.log_alpha.numpy()[kept])
+    np.testing.assert_allclose(smaller(x, training=False).numpy(), want, rtol=1e-5, atol=1e-5)
+    compile_model(smaller, 1e-2, 0.0, 4)
+    carry_optimizer_state(gated, smaller, keep)
+    old_opt, new_opt = gated.optimizer, smaller.optimizer
+    for old, new, kept in zip(masked_layers(gated), masked_layers(smaller), keep):
+        for slots in ("_momentums", "_velocities"):
+            moved = getattr(old_opt, slots)[old_opt._get_variable_index(old.log_alpha)].numpy()
+            assert np.any(moved != 0)
+            np.testing.assert_array_equal(getattr(new_opt, slots)[new_opt._get_variable_index(new.log_alpha)].numpy(),
+                                          moved[kept])
+    smaller.fit(x, y, epochs=1, batch_size=8, verbose=0)  # and it trains on
+    full = expand_model(smaller)
+    np.testing.assert_allclose(full(x, training=False).numpy(), smaller(x, training=False).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    for small, big in zip(masked_layers(smaller), masked_layers(full)):
+        np.testing.assert_array_equal(big.log_alpha.numpy()[small.kept_units], small.log_alpha.numpy())
+
+
 # --------------------------------------------------------------------------- targeted dropout
 def _distinct_kernel(shape, seed=0):
     rng = np.random.default_rng(seed)
@@ -582,21 +619,14 @@ def test_the_runner_hooks_in_order_dense_prune_retrain_shrunk_finalize_save(meth
     with masks_applied(model, mask_set):
         one_shot = sparsify.heldout_accuracy(model, data.x_test, data.y_test)
     assert measure_sparsity(model)["weight_sparsity"] == 0 and 0 <= one_shot <= 1  # restored after the block
-    if method == "l0":  # the gates chose the units: fold them, retrain the plain network under the mask
-        assign_masks(model, mask_set)
-        model = sparsify.finalize(model)
-        retrain_method, schedule = "none", k
-    else:
-        retrain_method, schedule = method, cubic_schedule(0, k, 2)
-    masking = sparsify.masking_callback(retrain_method, strategy, schedule, seed=0, initial=mask_set)
+    masking = sparsify.masking_callback(method, strategy, cubic_schedule(0, k, 2), seed=0, initial=mask_set)
     if masks.get(strategy).shrinks:
         masking.set_model(model)
         masking.update(0)
         smaller, keep = shrink_model(model)
         compile_model(smaller, 1e-2, 0.5, steps=12)
         sparsify.exclude_from_weight_decay(smaller)
-        if getattr(model, "optimizer", None) is not None and model.optimizer.built:  # a finalized l0 model: fresh
-            carry_optimizer_state(model, smaller, keep)
+        carry_optimizer_state(model, smaller, keep)  # l0's gate parameters and their moments too
         assert [type(l) for l in smaller.layers] == [type(l) for l in model.layers]
         model = smaller
     else:

@@ -103,7 +103,7 @@ def test_a_tiny_study_of_each_method_runs_end_to_end_and_resumes(method, strateg
     assert "no run was trained by this command" in capsys.readouterr().out
 
 
-def test_l0_prunes_the_units_of_smallest_gate_probability_and_retrains_masked_at_full_size(tmp_path, mnist_dir):
+def test_l0_prunes_the_units_of_smallest_gate_probability_and_saves_them_shrunk_with_their_gates(tmp_path, mnist_dir):
     import pruning
     from pruning.sparsify import layers
 
@@ -114,11 +114,13 @@ def test_l0_prunes_the_units_of_smallest_gate_probability_and_retrains_masked_at
     dense = pruning.load_model(paths.model_file(seed, "dense"))
     pruned = pruning.load_model(paths.model_file(seed, "neuron_k50"))
     probs = layers.gate_scores(dense)
-    for l in pruned.layers[1:-1]:
-        kept = np.asarray(l.mask).any(axis=0)
+    for d, l in zip(dense.layers[1:-1], pruned.layers[1:-1]):
+        assert isinstance(l, layers.GatedDense) and l.units == d.units // 2  # physically half, gates kept
+        kept = np.asarray(l.kept_units)
         p = probs[l.name]
-        assert kept.sum() == len(p) // 2  # full size: gates are not carried by shrinking
-        assert p[kept].min() >= p[~kept].max()
+        assert p[kept].min() >= np.delete(p, kept).max()
+        np.testing.assert_array_equal(l.log_alpha.numpy(), d.log_alpha.numpy()[kept])  # one-shot: untrained since
+    assert json.loads(paths.result_file(seed, "neuron_k50").read_text())["shrink_max_logit_diff"] < 1e-4
 
 
 def test_a_shrunk_group_lasso_run_keeps_its_penalty_and_the_logits_of_the_masked_network(tmp_path, mnist_dir):

@@ -163,7 +163,16 @@ def shrink_model(model):
                                    kept=[int(j) for j in kept])
     smaller = rebuild(model, changes)
     _assign(smaller, kernels, masks)
+    _carry_unit_variables(layers, _layer_arrays(smaller)[0], [*keep, slice(None)])
     return smaller, keep
+
+
+def _carry_unit_variables(old_layers, new_layers, units) -> None:
+    """Copy each layer's per-unit variables (its class's ``UNIT_VARIABLES``, one value per unit: ``l0``'s gate
+    parameters, say) from ``old_layers`` to ``new_layers``, keeping ``units[i]`` of layer i."""
+    for old, new, keep in zip(old_layers, new_layers, units):
+        for name in getattr(old, "UNIT_VARIABLES", ()):
+            getattr(new, name).assign(np.asarray(getattr(old, name))[keep])
 
 
 def _assign(model, kernels, masks) -> None:
@@ -219,6 +228,11 @@ def expand_model(model):
     kernels, masks = expand_arrays(model)
     full = rebuild(model, {l.name: dict(units=int(l.full_shape[-1]), full_shape=None, kept=None) for l in layers})
     _assign(full, kernels, masks)
+    for small, big in zip(layers, _layer_arrays(full)[0]):  # per-unit variables at their units' places
+        for name in getattr(small, "UNIT_VARIABLES", ()):
+            value = np.asarray(getattr(big, name)).copy()  # a removed unit's value never matters: its column is 0
+            value[small.kept_units] = np.asarray(getattr(small, name))
+            getattr(big, name).assign(value)
     return full
 
 
@@ -226,16 +240,25 @@ def carry_optimizer_state(old_model, new_model, keep: list[np.ndarray]) -> None:
     """Copy Adam's step count and the moments of the surviving weights from ``old_model``'s
     optimizer into ``new_model``'s (compiled, not yet stepped), so training goes on as if the
     removed units had only been masked."""
+    from ..core.layers import weight_layers
+
     old_opt, new_opt = old_model.optimizer, new_model.optimizer
     new_opt.build(new_model.trainable_variables)
     new_opt.iterations.assign(old_opt.iterations)
+    old_layers, new_layers = weight_layers(old_model), weight_layers(new_model)
     rows, cols = [slice(None)] + list(keep), list(keep) + [slice(None)]
-    pairs = [(o, n) for o, n in zip(old_model.trainable_variables, new_model.trainable_variables)]
-    if len(pairs) != len(rows):
-        raise ValueError("carry_optimizer_state expects one trainable kernel per layer")
-    channels = in_channels([np.asarray(o) for o, _ in pairs])
+    if len(old_layers) != len(rows) or len(new_layers) != len(rows):
+        raise ValueError("carry_optimizer_state expects the layers shrink_model shrank, one keep per hidden layer")
+    channels = in_channels([np.asarray(l.kernel) for l in old_layers])
+    pairs = []  # (old variable, new variable, how its moments are cut)
+    for old, new, ch, r, c in zip(old_layers, new_layers, channels, rows, cols):
+        pairs.append((old.kernel, new.kernel, lambda v, ch=ch, r=r, c=c: cut(v, ch, r, c)))
+        pairs += [(getattr(old, n), getattr(new, n), lambda v, c=c: np.asarray(v)[c])
+                  for n in getattr(old, "UNIT_VARIABLES", ())]
+    if {id(n) for _, n, _ in pairs} != {id(v) for v in new_model.trainable_variables}:
+        raise ValueError("carry_optimizer_state: the model has trainable variables besides the kernels and the "
+                         "layers' UNIT_VARIABLES; their moments cannot be carried")
     for slots in ("_momentums", "_velocities"):
         old_slots, new_slots = getattr(old_opt, slots), getattr(new_opt, slots)
-        for (o, n), ch, r, c in zip(pairs, channels, rows, cols):
-            value = cut(old_slots[old_opt._get_variable_index(o)], ch, r, c)
-            new_slots[new_opt._get_variable_index(n)].assign(value)
+        for o, n, take in pairs:
+            new_slots[new_opt._get_variable_index(n)].assign(take(old_slots[old_opt._get_variable_index(o)]))

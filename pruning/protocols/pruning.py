@@ -142,7 +142,7 @@ class OneShot(Protocol):
 
     def shrinks(self, run: RunContext, start: Start) -> bool:
         """Whether the run trains and is saved physically shrunk: unit strategies, unless a --sparsify method's
-        layers do not survive shrinking (``l0``'s gates: such runs train masked and are saved full size), or
+        layers do not survive shrinking (``sparsify.trains_shrunk``: none registered today), or
         the network is one of the user's own (``pruning.prunable``'s: it trains masked, and the runner saves
         it shrunk)."""
         from ..graph.report import is_graph_model

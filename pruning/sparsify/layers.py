@@ -192,6 +192,8 @@ EPS = 1e-6  # the uniform noise stays in [EPS, 1 - EPS], as in the paper's code
 class _Gated:
     """A hard-concrete gate per unit (one sample per training step, shared by the batch)."""
 
+    UNIT_VARIABLES = ("log_alpha",)  # one value per unit: shrink_model keeps the surviving units' values
+
     def _init_gates(self, strength, beta, gamma, zeta, droprate_init, per_weight, seed):
         self.strength, self.beta, self.gamma, self.zeta = float(strength), float(beta), float(gamma), float(zeta)
         self.droprate_init, self.per_weight, self.seed = float(droprate_init), bool(per_weight), int(seed)

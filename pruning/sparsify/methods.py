@@ -225,8 +225,7 @@ register(Method("group_lasso", "lambda x the sum of each unit's incoming-weight 
 register(Method("l1", "lambda x the sum of |w|, for weight strategies", "L1", "tab:cyan", ("weight",), L1Params,
                 "l1_lambda", _prepare_penalty("l1")))
 register(Method("l0", "hard-concrete L0 gates on units (Louizos et al. 2018); units go by gate probability",
-                "L0 gates", "tab:olive", ("unit",), L0Params, "l0_lambda", _prepare_l0, _l0_scores,
-                trains_shrunk=False))
+                "L0 gates", "tab:olive", ("unit",), L0Params, "l0_lambda", _prepare_l0, _l0_scores))
 register(Method("targeted_dropout", "drop the smallest weights or units at random while training (Gomez et al. "
                 "2019)", "targeted dropout", "gold", ("weight", "unit"), TargetedDropoutParams, None,
                 _prepare_td))
