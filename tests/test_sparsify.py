@@ -121,13 +121,13 @@ LOG_ALPHA = np.array([-4.0, -1.0, 0.0, 1.5, 4.0], dtype=np.float32)
 def _gated_dense(log_alpha=LOG_ALPHA, strength=0.1, per_weight=False, fan_in=3):
     layer = sl.GatedDense(len(log_alpha), strength=strength, per_weight=per_weight)
     layer.build((None, fan_in))
-    layer.log_alpha.assign(log_alpha)
+    layer.set_log_alpha(log_alpha)
     return layer
 
 
 def test_expected_l0_is_its_closed_form_and_its_gradient_p_times_one_minus_p():
     layer = _gated_dense()
-    value, grad = _value_and_grad(layer, layer.log_alpha)
+    value, grad = _value_and_grad(layer, layer.gate_variable)  # m = 1: the variable is log alpha
     shift = (2.0 / 3.0) * math.log(0.1 / 1.1)  # beta log(-gamma / zeta) = -1.598597
     assert shift == pytest.approx(-1.598597, abs=1e-6)
     p = [1.0 / (1.0 + math.exp(-(a - shift))) for a in LOG_ALPHA.astype(float)]
@@ -167,7 +167,7 @@ def _set_gates(model, seed=0):
         la = rng.uniform(-3.0, 3.0, layer.units).astype(np.float32)
         la[0] = -5.0  # a gate exactly 0 at inference
         la[-1] = 5.0  # one exactly 1
-        layer.log_alpha.assign(la)
+        layer.set_log_alpha(la)
 
 
 @pytest.mark.parametrize("network", ("mlp", "lenet5"))
@@ -220,6 +220,42 @@ def test_l0_prunes_exactly_the_units_with_the_smallest_gate_probabilities_and_sh
     assert not sparsify.uses_method_scores("l0", "random_neuron") and sparsify.uses_method_scores("l0", "filter")
 
 
+def test_the_gates_learn_gate_lr_mult_times_faster_and_compute_the_same_at_equal_log_alpha(tmp_path):
+    """--l0-gate-lr-mult: the variable holds log alpha / m. At equal log alpha the gates, the penalty and the
+    logits are those of m = 1; one Adam step moves log alpha m times as far; saving keeps m."""
+    from pruning.core.training import compile_model
+
+    x, y = _x(), np.arange(16) % 10
+    la = np.random.default_rng(0).normal(0, 2, 10).astype(np.float32)
+    models, moved = {}, {}
+    for m in (1.0, 10.0):
+        model = sparsify.apply(_mlp(hidden=(10, 8)), "l0", sparsify.L0Params(l0_lambda=1e-2, l0_gate_lr_mult=m),
+                               strategy="neuron")
+        layer = masked_layers(model)[0]
+        assert layer.gate_lr_mult == m
+        layer.set_log_alpha(la)
+        np.testing.assert_allclose(layer.log_alpha.numpy(), la, rtol=1e-6)
+        np.testing.assert_allclose(layer.gate_variable.numpy(), la / m, rtol=1e-6)
+        models[m] = model
+    (a, b) = (masked_layers(models[1.0])[0], masked_layers(models[10.0])[0])
+    np.testing.assert_allclose(a.gate(False).numpy(), b.gate(False).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(float(a.penalty_value()), float(b.penalty_value()), rtol=1e-6)
+    np.testing.assert_allclose(models[1.0](x, training=False).numpy(), models[10.0](x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    for m, model in models.items():
+        layer = masked_layers(model)[0]
+        before = layer.log_alpha.numpy()
+        compile_model(model, 1e-3, 0.0, 1)
+        model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # one Adam step: about lr per variable
+        moved[m] = np.abs(layer.log_alpha.numpy() - before)
+    assert np.all(moved[1.0] < 1.01e-3) and np.max(moved[1.0]) > 0.9e-3
+    assert np.all(moved[10.0] < 1.01e-2) and np.max(moved[10.0]) > 0.9e-2
+    models[10.0].save(tmp_path / "gated.keras")
+    loaded = load_model(tmp_path / "gated.keras")
+    assert masked_layers(loaded)[0].gate_lr_mult == 10.0
+    np.testing.assert_allclose(masked_layers(loaded)[0].log_alpha.numpy(), masked_layers(models[10.0])[0].log_alpha.numpy())
+
+
 def test_a_gated_network_shrinks_with_its_gates_and_their_optimizer_moments_and_expands_back():
     """l0's unit runs retrain physically shrunk, as every unit method: shrink_model keeps the surviving units'
     gate parameters (the gated network's deterministic logits are unchanged), carry_optimizer_state their Adam
@@ -245,9 +281,9 @@ def test_a_gated_network_shrinks_with_its_gates_and_their_optimizer_moments_and_
     old_opt, new_opt = gated.optimizer, smaller.optimizer
     for old, new, kept in zip(masked_layers(gated), masked_layers(smaller), keep):
         for slots in ("_momentums", "_velocities"):
-            moved = getattr(old_opt, slots)[old_opt._get_variable_index(old.log_alpha)].numpy()
+            moved = getattr(old_opt, slots)[old_opt._get_variable_index(old.gate_variable)].numpy()
             assert np.any(moved != 0)
-            np.testing.assert_array_equal(getattr(new_opt, slots)[new_opt._get_variable_index(new.log_alpha)].numpy(),
+            np.testing.assert_array_equal(getattr(new_opt, slots)[new_opt._get_variable_index(new.gate_variable)].numpy(),
                                           moved[kept])
     smaller.fit(x, y, epochs=1, batch_size=8, verbose=0)  # and it trains on
     full = expand_model(smaller)
@@ -369,6 +405,7 @@ def test_targeted_dropout_drops_nothing_at_inference_and_only_candidates_while_t
     (sparsify.L0Params, "l0_gamma", 0.1, "--l0-gamma"),
     (sparsify.L0Params, "l0_zeta", 1.0, "--l0-zeta"),
     (sparsify.L0Params, "l0_droprate_init", 1.0, "--l0-droprate-init"),
+    (sparsify.L0Params, "l0_gate_lr_mult", 0.0, "--l0-gate-lr-mult"),
     (sparsify.TargetedDropoutParams, "td_gamma", 1.0, "--td-gamma"),
     (sparsify.TargetedDropoutParams, "td_gamma", 0.0, "--td-gamma"),
     (sparsify.TargetedDropoutParams, "td_alpha", 1.5, "--td-alpha"),

@@ -17,7 +17,7 @@ def test_sparsify_flags_make_a_validated_config_with_every_default_filled_in():
     h = hyper_from_args(_args("--sparsify", "l0", "--l0-lambda", "0.01"))
     assert h.sparsify.method == "l0"
     assert h.sparsify.params == {"l0_lambda": 0.01, "l0_beta": pytest.approx(2 / 3), "l0_gamma": -0.1, "l0_zeta": 1.1,
-                                 "l0_droprate_init": 0.5, "l0_per_weight": False}
+                                 "l0_droprate_init": 0.5, "l0_per_weight": False, "l0_gate_lr_mult": 1.0}
     assert hyper_from_args(_args()).sparsify == SparsifyConfig()
 
 
@@ -179,7 +179,7 @@ def test_l0_with_global_neuron_ranks_every_layers_units_by_gate_probability_toge
     gated = [l for l in model.layers if isinstance(l, layers.GatedDense)]
     rng = np.random.default_rng(1)
     for l in gated:
-        l.log_alpha.assign(rng.normal(0, 2, l.log_alpha.shape).astype("float32"))
+        l.set_log_alpha(rng.normal(0, 2, l.log_alpha.shape).astype("float32"))
     mask_set = sparsify.compute_masks(model, "l0", "global_neuron", 50.0, 0)
     probs = layers.gate_scores(model)
     kept = {l.name: np.asarray(mask_set.masks[l.name]).any(axis=0) for l in gated}

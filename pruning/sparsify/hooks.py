@@ -142,12 +142,12 @@ def _MethodMaskingCallback(*args, **kwargs):
 
 
 def no_decay_variables(model) -> list:
-    """The method's own trainable variables that weight decay must not touch: ``l0``'s ``log_alpha``
+    """The method's own trainable variables that weight decay must not touch: ``l0``'s gates (log alpha)
     (decay would pull every gate toward log alpha 0, a gate of 0.5) and ``sparse_vd``'s ``log_sigma2``
     (decay would pull the noise variance up toward exp(0) = 1)."""
     out = []
     for layer in model.layers:
-        for name in ("log_alpha", "log_sigma2"):
+        for name in ("gate_variable", "log_sigma2"):
             variable = getattr(layer, name, None)
             if variable is not None and hasattr(variable, "assign"):
                 out.append(variable)

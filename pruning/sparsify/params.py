@@ -81,6 +81,11 @@ class L0Params:
         False, "weigh each gate's expected-L0 term by the number of weights it gates (its fan-in), so that "
         "the penalty is the expected number of nonzero weights, as the paper's group-sparsity form; default: "
         "each gate counts once")
+    l0_gate_lr_mult: float = hp(
+        1.0, "the gates learn this many times faster than the weights, > 0 (1: the paper's, which trains for 200 "
+        "epochs). Adam moves log alpha by about the learning rate per step: at --lr 1e-3 along the cosine schedule "
+        "10 epochs move it by at most about 1.2 from its start, and a gate is exactly 0 only below about -2.4, "
+        "so with 1 no gate closes in the study's 10 epochs; 10 lets them", metavar="M")
 
     def __post_init__(self):
         _check_strength("--l0-lambda", self.l0_lambda, "1e-3")
@@ -93,6 +98,9 @@ class L0Params:
         if not (_finite(self.l0_zeta) and self.l0_zeta > 1):
             raise ConfigError(f"--l0-zeta must be > 1: the stretched interval (gamma, zeta) must reach above 1 so "
                               f"that a gate can be exactly 1, got {self.l0_zeta!r}; e.g. --l0-zeta 1.1.")
+        if not (_finite(self.l0_gate_lr_mult) and self.l0_gate_lr_mult > 0):
+            raise ConfigError(f"--l0-gate-lr-mult must be a positive factor (how many times faster than the weights "
+                              f"the gates learn), got {self.l0_gate_lr_mult!r}; e.g. --l0-gate-lr-mult 10.")
         if not (_finite(self.l0_droprate_init) and 0 < self.l0_droprate_init < 1):
             raise ConfigError(f"--l0-droprate-init must be a probability strictly between 0 and 1 (the gates' "
                               f"initial drop rate), got {self.l0_droprate_init!r}; e.g. --l0-droprate-init 0.5.")
