@@ -159,6 +159,8 @@ def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writ
     assert set(accs) == {0.0, 10.0}
     assert written["chosen"] == max(accs, key=lambda s: (accs[s], -s))
     assert written["heldout"] == 100 and written["strength_flag"] == "--l1-lambda"
+    alive = {c["strength"]: c["units_alive"] for c in written["candidates"]}
+    assert alive[0.0] == 16 and 0 <= alive[10.0] <= 16  # plain training leaves every hidden unit alive
     # the command as one would type it again, not the path Python gives the module on this machine
     assert written["command"].startswith("python -m pruning.sparsify.choose --sparsify l1 --candidates 0,10 ")
     assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out

@@ -103,11 +103,14 @@ def choose(hyper, args) -> int:
         hooks.exclude_from_weight_decay(model)
         model.fit(rest.x_train, rest.y_train, batch_size=train.batch_size, epochs=train.epochs, verbose=0)
         dense = hooks.heldout_accuracy(model, x_held, y_held)
+        alive, units = _units_alive(hooks.finalize(model))
         with masks_applied(model, hooks.compute_masks(model, method, args.strategy, args.at, train.seed)):
             pruned = hooks.heldout_accuracy(model, x_held, y_held)
-        rows[float(strength)] = {"dense": dense, "pruned": pruned, "seconds": time.perf_counter() - t0}
+        rows[float(strength)] = {"dense": dense, "pruned": pruned, "units_alive": alive,
+                                 "seconds": time.perf_counter() - t0}
         print(f"  {m_name(method)} {strength:g}: held-out accuracy dense {100 * dense:.2f} %, at {args.at:g} % "
-              f"{100 * pruned:.2f} % ({rows[float(strength)]['seconds']:.0f} s)", flush=True)
+              f"{100 * pruned:.2f} %; hidden units alive in the dense network {alive} of {units} "
+              f"({rows[float(strength)]['seconds']:.0f} s)", flush=True)
     best = max(r["pruned"] for r in rows.values())
     chosen = next(s for s, r in rows.items() if r["pruned"] == best)
     flag = "--" + methods.get(method).strength.replace("_", "-")
@@ -121,6 +124,17 @@ def choose(hyper, args) -> int:
     print(f"chosen: {flag} {chosen:g} (held-out accuracy at {args.at:g} %: {100 * best:.2f} %); written to {out}\n"
           f"use it: python main.py --sparsify {method} {flag} {chosen:g} ...", flush=True)
     return 0
+
+
+def _units_alive(model) -> tuple[int, int]:
+    """(hidden units on an input-to-output path of nonzero weights, hidden units) of a plain network: what
+    the method has already removed before any pruning (l0's closed gates, say)."""
+    from ..core.layers import weight_layers
+    from ..deploy.shrink import alive_units
+
+    kernels = [l.kernel.numpy() * (1 if l.mask is None else l.mask.numpy()) for l in weight_layers(model)]
+    alive = alive_units(kernels)
+    return int(sum(a.sum() for a in alive)), int(sum(a.size for a in alive))
 
 
 def m_name(method: str) -> str:
