@@ -57,8 +57,8 @@ def compare_figure(csv_paths, x: str = "effective", key: str = "test_accuracy", 
             color = f"C{drawn % 10}"
             ax.plot(xs, ys, STYLES[i % len(STYLES)], marker="o", ms=3.5, color=color,
                     label=f"{label} · {strat.label if strat else s}")
-            ax.fill_between(xs, [y - h for y, h in zip(ys, hw)], [y + h for y, h in zip(ys, hw)], color=color,
-                            alpha=0.15, lw=0)
+            ax.fill_between(xs, [max(0.0, y - h) for y, h in zip(ys, hw)], [min(100.0, y + h) for y, h in zip(ys, hw)],
+                            color=color, alpha=0.15, lw=0)  # an accuracy's band, clipped to 0-100 %
             drawn += 1
     if not drawn:
         plt.close(fig)

@@ -131,7 +131,8 @@ def _sparsity_plot(series, title: str, path: Path, footer: str, notice: str | No
         for (xs, ys, style, color, label), band in zip(series, bands):
             ax.plot(xs, ys, style, marker="o", color=color, label=label)
             if band is not None:
-                ax.fill_between(xs, band[0], band[1], color=color, alpha=0.18, lw=0)
+                ax.fill_between(xs, [max(0.0, v) for v in band[0]], [min(100.0, v) for v in band[1]], color=color,
+                                alpha=0.18, lw=0)  # clipped to 0-100 %
         ax.set_xlabel("sparsity of each hidden layer (% of weights or units removed)")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
