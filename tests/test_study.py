@@ -812,7 +812,7 @@ def test_a_run_computes_the_same_whatever_its_process_ran_before(study, tmp_path
     run_module._DENSE.clear()
     cached = run_module._dense_model(paths.model_file(logdir, "dense"))  # as in a worker that ran others
 
-    def busy_dense_model(path):
+    def busy_dense_model(path, trusted=False):
         tf.random.uniform((7,)), keras.random.uniform((7,)), np.random.random(7)  # draws the study never made
         return cached
 

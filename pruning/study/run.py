@@ -109,7 +109,7 @@ def _pruned_accuracies(model, cfg: RunConfig, logdir, data, start_masks, clock: 
             finished_result(logdir, paths.DENSE, "the dense run")  # its files checked before they are read
             path = start_model_file(logdir, dense)
             # a network built by the user's own Python code may hold a Lambda: trusted (safe_mode off)
-            dense_model = _dense_model(path, trusted=True) if models.runs_own_code(cfg.hyper.model) else _dense_model(path)
+            dense_model = _dense_model(path, trusted=models.runs_own_code(cfg.hyper.model))
         with clock("masks"):
             dense_masks = sparsify.compute_masks(dense_model, cfg.hyper.sparsify.method, cfg.strategy, cfg.sparsity,
                                                  cfg.hyper.train.seed)
