@@ -161,3 +161,8 @@ def test_the_cost_and_strength_tables_are_printed_from_their_files(tmp_path):
     assert tables.strength_table(choice).splitlines() == [
         "| lambda | held-out accuracy, dense | held-out, neuron at 95 % one-shot |", "|---|---:|---:|",
         "| 1e-4 | 98.00 % | 12.50 % |", "| 3e-3 | 97.00 % | 50.00 % (chosen) |"]
+    choice.write_text('{"chosen": 0.003, "at": 90.0, "strategy": "neuron", "candidates": ['
+                      '{"strength": 0.003, "dense": 0.97, "pruned": 0.5, "units_alive": 1149}]}')
+    assert tables.strength_table(choice).splitlines()[::2] == [
+        "| lambda | held-out accuracy, dense | held-out, neuron at 90 % one-shot | hidden units alive, dense |",
+        "| 3e-3 | 97.00 % | 50.00 % (chosen) | 1,149 |"]

@@ -191,16 +191,20 @@ def _strength(x: float) -> str:
 
 def strength_table(strength_json) -> str:
     """The candidates of a strength.json (``python -m pruning.sparsify.choose``): each strength's held-out
-    accuracy, dense and pruned one-shot, and which one was chosen."""
+    accuracy, dense and pruned one-shot, which one was chosen, and (where recorded) the hidden units alive in
+    each dense network."""
     import json
 
     with open(strength_json) as f:
         choice = json.load(f)
     at = f"{choice['strategy']} at {paths.format_sparsity(float(choice['at']))} % one-shot"
-    lines = [f"| lambda | held-out accuracy, dense | held-out, {at} |", "|---|---:|---:|"]
+    alive = all("units_alive" in c for c in choice["candidates"])  # recorded since 2026-12-07
+    lines = [f"| lambda | held-out accuracy, dense | held-out, {at} |" + (" hidden units alive, dense |" if alive else ""),
+             "|---|---:|---:|" + ("---:|" if alive else "")]
     for c in choice["candidates"]:
         mark = " (chosen)" if c["strength"] == choice["chosen"] else ""
-        lines.append(f"| {_strength(c['strength'])} | {100 * c['dense']:.2f} % | {100 * c['pruned']:.2f} %{mark} |")
+        lines.append(f"| {_strength(c['strength'])} | {100 * c['dense']:.2f} % | {100 * c['pruned']:.2f} %{mark} |"
+                     + (f" {c['units_alive']:,} |" if alive else ""))
     return "\n".join(lines)
 
 
