@@ -141,14 +141,13 @@ class OneShot(Protocol):
                                          initial=start_masks)
 
     def shrinks(self, run: RunContext, start: Start) -> bool:
-        """Whether the run trains and is saved physically shrunk: unit strategies, unless a --sparsify method's
-        layers do not survive shrinking (``sparsify.trains_shrunk``: none registered today), or
-        the network is one of the user's own (``pruning.prunable``'s: it trains masked, and the runner saves
-        it shrunk)."""
+        """Whether the run trains and is saved physically shrunk: unit strategies (every --sparsify method's
+        layers survive shrinking, with their per-unit variables), unless the network is one of the user's own
+        (``pruning.prunable``'s: it trains masked, and the runner saves it shrunk)."""
         from ..graph.report import is_graph_model
 
         return (start.masking is not None and masks.get(run.cfg.strategy).shrinks
-                and sparsify.trains_shrunk(run.cfg.hyper.sparsify.method) and not is_graph_model(start.model))
+                and not is_graph_model(start.model))
 
     def fit(self, run: RunContext, start: Start, fit_args: dict):
         """Unit strategies train on the physically shrinking network; the rest as every model trains."""

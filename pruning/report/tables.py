@@ -242,10 +242,11 @@ def render(args) -> str:
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
     if str(args.from_csv[0]).endswith(".json"):  # a strength.json of pruning.sparsify.choose
         return strength_table(args.from_csv[0])
-    if "ratio" in read_csv(args.from_csv[0])[0] and "method" in read_csv(args.from_csv[0])[0]:  # a cost.csv
+    first = read_csv(args.from_csv[0])[0]  # its columns say what kind of table it is
+    if "ratio" in first and "method" in first:  # a cost.csv
         return cost_table(args.from_csv[0])
     if args.runs:
-        if "flop_ratio" in read_csv(args.from_csv[0])[0]:  # a benchmark.csv
+        if "flop_ratio" in first:  # a benchmark.csv
             return speedup_table(args.from_csv[0], parse_columns(args.runs))
         return sizes_table(args.from_csv[0], parse_columns(args.runs), args.table_seed)
     if args.columns or len(args.from_csv) > 1:

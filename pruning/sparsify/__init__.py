@@ -66,7 +66,7 @@ reports the held-out accuracies of all candidates beside the test results.
 """
 from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, exclude_from_weight_decay, finalize,
                     heldout_accuracy, is_prepared, masking_callback, no_decay_variables, penalty, prepare_run,
-                    trains_shrunk, unit_scores, uses_method_scores)
+                    unit_scores, uses_method_scores)
 from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, SparseVDParams, TargetedDropoutParams,
                       add_sparsify_flags, check_fits, check_params, get, granularity_of, identity, names,
                       target_granularity,
@@ -92,4 +92,4 @@ __all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "Tar
            "heldout_accuracy", "add_gates", "fold_gates", "add_sparsify_flags", "params_from_args", "check_fits",
            "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of", "target_granularity",
            "uses_method_scores", "masking_callback", "exclude_from_weight_decay",
-           "no_decay_variables", "is_prepared", "prepare_run", "trains_shrunk"]
+           "no_decay_variables", "is_prepared", "prepare_run"]

@@ -260,11 +260,3 @@ def prepare_run(model, sparsify, strategy: str, seed: int):
         return model
     return apply(model, sparsify.method, sparsify.typed(), strategy=strategy if strategy != "none" else None,
                  seed=seed)
-
-
-def trains_shrunk(method: str) -> bool:
-    """Whether a unit-pruned run of ``method`` may retrain physically shrunk: ``shrink_model`` keeps its layers,
-    with their per-unit variables (``l0``'s gate parameters, their optimizer moments carried too). Every method
-    registered today may; a method whose layers hold state shrinking cannot cut would set
-    ``Method.trains_shrunk`` False and retrain masked, at full size."""
-    return method == "none" or methods.get(method).trains_shrunk

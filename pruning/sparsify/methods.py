@@ -46,7 +46,6 @@ class Method:
     strength: str | None
     prepare: Callable
     scores: Callable | None = None
-    trains_shrunk: bool = True  # a unit-pruned run may retrain physically shrunk (its layers survive shrink_model)
 
     def __post_init__(self):
         if not self.granularities or any(g not in GRANULARITIES for g in self.granularities):
