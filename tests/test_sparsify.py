@@ -527,6 +527,23 @@ def test_choose_strength_picks_the_best_held_out_accuracy_at_k(tiny_data):
         sparsify.choose_strength("group_lasso", [1e-4], train, heldout, 50, "weight")
 
 
+def test_pick_strength_keeps_penalties_that_cost_the_dense_network_out_when_asked():
+    # the LeNet-5 L0 choice of 2026-12-07: 1e-2 survives pruning best but costs the dense network 2.9 points
+    pruned = {1e-4: 0.2584, 1e-3: 0.5156, 1e-2: 0.6852}
+    dense = {1e-4: 0.9870, 1e-3: 0.9836, 1e-2: 0.9578}
+    assert sparsify.pick_strength(pruned) == 1e-2
+    assert sparsify.pick_strength(pruned, dense, max_dense_drop=None) == 1e-2
+    assert sparsify.pick_strength(pruned, dense, max_dense_drop=1.0) == 1e-3  # 0.34 points below the best dense
+    assert sparsify.pick_strength(pruned, dense, max_dense_drop=0.34) == 1e-3  # the boundary is inclusive
+    assert sparsify.pick_strength(pruned, dense, max_dense_drop=0.3) == 1e-4
+    assert sparsify.pick_strength(pruned, dense, max_dense_drop=3.0) == 1e-2
+    assert sparsify.pick_strength({1.0: 0.5, 2.0: 0.5}) == 1.0  # ties: the earlier candidate
+    with pytest.raises(ConfigError, match="dense held-out accuracy"):
+        sparsify.pick_strength(pruned, {1e-4: 0.9}, max_dense_drop=1.0)
+    with pytest.raises(ConfigError, match=">= 0"):
+        sparsify.pick_strength(pruned, dense, max_dense_drop=-1.0)
+
+
 def test_the_masking_callback_of_l0_prunes_by_gates_and_the_others_are_the_plain_one():
     gated = sparsify.apply(_mlp(hidden=(10, 8)), "l0", strategy="neuron")
     _set_gates(gated, seed=5)

@@ -161,12 +161,16 @@ def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writ
     assert written["heldout"] == 100 and written["strength_flag"] == "--l1-lambda"
     alive = {c["strength"]: c["units_alive"] for c in written["candidates"]}
     assert alive[0.0] == 16 and 0 <= alive[10.0] <= 16  # plain training leaves every hidden unit alive
+    assert {c["strength"]: c["units_alive_per_layer"] for c in written["candidates"]}[0.0] == [16]
+    assert written["max_dense_drop"] is None
     # the command as one would type it again, not the path Python gives the module on this machine
     assert written["command"].startswith("python -m pruning.sparsify.choose --sparsify l1 --candidates 0,10 ")
     assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out
     # the settings written are the study's with the strength chosen, not the flag's default
     assert written["hyper"]["sparsify"]["params"]["l1_lambda"] == written["chosen"]
     assert choose.main(["--sparsify", "targeted_dropout", "--candidates", "1"]) == 2
+    assert choose.main(["--sparsify", "l1", "--candidates", "1", "--max-dense-drop", "-1"]) == 2
+    assert "--max-dense-drop must be between 0 and 100" in capsys.readouterr().err
 
 
 def test_l0_with_global_neuron_ranks_every_layers_units_by_gate_probability_together():

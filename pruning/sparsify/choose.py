@@ -5,7 +5,10 @@ holds out ``--heldout`` training examples (chosen by ``--seed``, as the lottery 
 ``--validation-size``), trains one network per candidate on the rest with the study's flags (``--epochs``,
 ``--lr``, ...), prunes each one-shot to ``--at`` percent with ``--strategy`` (by the method's own scores where
 it has them: ``l0``'s gates, ``sparse_vd``'s log alpha), and prints each candidate's held-out accuracy, dense
-and pruned. The most accurate pruned network wins (ties: the earlier candidate); the test set is never read.
+and pruned. The most accurate pruned network wins (ties: the earlier candidate); with ``--max-dense-drop P``
+only candidates whose dense held-out accuracy is within P points of the best candidate's dense accuracy
+compete (one-shot accuracy alone favours penalties that cost the dense and the retrained network). The
+test set is never read.
 It writes the choice, every accuracy and the command to ``--out`` (JSON) and prints the study command that
 uses it. The choice is made once, on one seed, and used unchanged for every seed of the study.
 """
@@ -31,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
                    help="the strategy whose one-shot pruned accuracy decides (default: %(default)s)")
     g.add_argument("--at", type=float, default=90.0, metavar="K",
                    help="the sparsity (percent) at which the pruned networks are compared (default: %(default)s)")
+    g.add_argument("--max-dense-drop", type=float, default=None, metavar="P",
+                   help="only candidates whose dense held-out accuracy is within P percentage points of the best "
+                        "candidate's compete (default: no limit; 1 keeps a penalty from buying one-shot "
+                        "robustness with the dense network's accuracy)")
     g.add_argument("--heldout", type=int, default=5000, metavar="N",
                    help="training examples held out to compare on (default: %(default)s, as --validation-size)")
     g.add_argument("--out", default=None, metavar="FILE.json",
@@ -59,6 +66,10 @@ def main(argv=None) -> int:
         hyper = check_sparsify(hyper, [args.strategy], "--strategy")
         if any(c < 0 for c in args.candidates) or not args.candidates:
             raise ConfigError(f"--candidates must be strengths >= 0, got {args.candidates}.")
+        if args.max_dense_drop is not None and not 0 <= args.max_dense_drop <= 100:
+            raise ConfigError(f"--max-dense-drop must be between 0 and 100 percentage points, got "
+                              f"{args.max_dense_drop:g}; e.g. --max-dense-drop 1 lets only candidates within one "
+                              f"point of the best dense held-out accuracy compete.")
     except ConfigError as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
@@ -77,6 +88,7 @@ def choose(hyper, args) -> int:
     from ..protocols.lottery import split
     from ..tfsetup import import_tensorflow
     from . import hooks, methods
+    from .hooks import pick_strength
 
     import_tensorflow(False)
     import keras
@@ -103,22 +115,24 @@ def choose(hyper, args) -> int:
         hooks.exclude_from_weight_decay(model)
         model.fit(rest.x_train, rest.y_train, batch_size=train.batch_size, epochs=train.epochs, verbose=0)
         dense = hooks.heldout_accuracy(model, x_held, y_held)
-        alive, units = _units_alive(hooks.finalize(model))
+        alive, units, per_layer = _units_alive(hooks.finalize(model))
         with masks_applied(model, hooks.compute_masks(model, method, args.strategy, args.at, train.seed)):
             pruned = hooks.heldout_accuracy(model, x_held, y_held)
         rows[float(strength)] = {"dense": dense, "pruned": pruned, "units_alive": alive,
-                                 "seconds": time.perf_counter() - t0}
+                                 "units_alive_per_layer": per_layer, "seconds": time.perf_counter() - t0}
         print(f"  {m_name(method)} {strength:g}: held-out accuracy dense {100 * dense:.2f} %, at {args.at:g} % "
               f"{100 * pruned:.2f} %; hidden units alive in the dense network {alive} of {units} "
+              f"({'-'.join(map(str, per_layer))}) "
               f"({rows[float(strength)]['seconds']:.0f} s)", flush=True)
-    best = max(r["pruned"] for r in rows.values())
-    chosen = next(s for s, r in rows.items() if r["pruned"] == best)
+    chosen = pick_strength({s: r["pruned"] for s, r in rows.items()}, {s: r["dense"] for s, r in rows.items()},
+                           args.max_dense_drop)
+    best = rows[chosen]["pruned"]
     flag = "--" + methods.get(method).strength.replace("_", "-")
     out = args.out or f"strength-{method}.json"
     settings = dataclasses.asdict(hyper)  # the study's settings, with the strength chosen (not the flag's default)
     settings["sparsify"]["params"][methods.get(method).strength] = chosen
     write_json(out, {"method": method, "strength_flag": flag, "chosen": chosen, "at": args.at,
-                     "strategy": args.strategy, "heldout": args.heldout, "seed": train.seed,
+                     "strategy": args.strategy, "max_dense_drop": args.max_dense_drop, "heldout": args.heldout, "seed": train.seed,
                      "candidates": [{"strength": s, **r} for s, r in rows.items()],
                      "hyper": settings, "command": " ".join(["python -m pruning.sparsify.choose", *args.argv])})
     print(f"chosen: {flag} {chosen:g} (held-out accuracy at {args.at:g} %: {100 * best:.2f} %); written to {out}\n"
@@ -126,15 +140,16 @@ def choose(hyper, args) -> int:
     return 0
 
 
-def _units_alive(model) -> tuple[int, int]:
-    """(hidden units on an input-to-output path of nonzero weights, hidden units) of a plain network: what
-    the method has already removed before any pruning (l0's closed gates, say)."""
+def _units_alive(model) -> tuple[int, int, list[int]]:
+    """(hidden units on an input-to-output path of nonzero weights, hidden units, the first per hidden
+    layer) of a plain network: what the method has already removed before any pruning (l0's closed gates,
+    say)."""
     from ..core.layers import weight_layers
     from ..deploy.shrink import alive_units
 
     kernels = [l.kernel.numpy() * (1 if l.mask is None else l.mask.numpy()) for l in weight_layers(model)]
     alive = alive_units(kernels)
-    return int(sum(a.sum() for a in alive)), int(sum(a.size for a in alive))
+    return int(sum(a.sum() for a in alive)), int(sum(a.size for a in alive)), [int(a.sum()) for a in alive]
 
 
 def m_name(method: str) -> str:

@@ -3,7 +3,7 @@ and choose a penalty's strength on a held-out split."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -190,6 +190,26 @@ class StrengthChoice:
 
     strength: float
     accuracies: dict  # candidate strength -> held-out accuracy at k
+    dense: dict = field(default_factory=dict)  # candidate -> dense held-out accuracy (if measured)
+
+
+def pick_strength(pruned: dict, dense: dict | None = None, max_dense_drop: float | None = None) -> float:
+    """The candidate with the most accurate pruned network (``pruned``: strength -> held-out accuracy at
+    k); ties go to the earlier candidate. With ``max_dense_drop`` (percentage points), only candidates whose
+    *dense* held-out accuracy is within that many points of the best candidate's dense accuracy compete:
+    a penalty strong enough to cost the dense network more than that is not chosen however well its
+    network survives one-shot pruning (one-shot accuracy alone favours such penalties, and retraining
+    cannot recover what the penalty keeps costing)."""
+    eligible = list(pruned)
+    if max_dense_drop is not None:
+        if max_dense_drop < 0:
+            raise ConfigError(f"max_dense_drop must be >= 0 percentage points, got {max_dense_drop:g}.")
+        if dense is None or set(dense) != set(pruned):
+            raise ConfigError("max_dense_drop needs every candidate's dense held-out accuracy.")
+        floor = max(dense.values()) - max_dense_drop / 100 - 1e-12
+        eligible = [s for s in pruned if dense[s] >= floor]
+    best = max(pruned[s] for s in eligible)
+    return next(s for s in eligible if pruned[s] == best)
 
 
 def heldout_accuracy(model, x, y, batch: int = 1000) -> float:
@@ -202,7 +222,8 @@ def heldout_accuracy(model, x, y, batch: int = 1000) -> float:
 
 
 def choose_strength(method: str, candidates: Sequence[float], train: Callable, heldout, sparsity: float,
-                    strategy: str, params=None, seed: int = 0, prune: bool = True) -> StrengthChoice:
+                    strategy: str, params=None, seed: int = 0, prune: bool = True,
+                    max_dense_drop: float | None = None) -> StrengthChoice:
     """The candidate strength (lambda) of ``method`` whose network is most accurate on the held-out split
     at ``sparsity`` percent, pruned with ``strategy``.
 
@@ -213,7 +234,9 @@ def choose_strength(method: str, candidates: Sequence[float], train: Callable, h
     with ``method`` at ``params`` (``params`` with each candidate strength) on the training set *without*
     the held-out examples; each is pruned to ``sparsity`` with ``compute_masks`` (one shot; pass
     ``prune=False`` when ``train`` already prunes and retrains at that k) and scored by its accuracy on
-    ``heldout = (x, y)``. Ties go to the earlier candidate. The chosen strength is then used, unchanged,
+    ``heldout = (x, y)``. Ties go to the earlier candidate. With ``max_dense_drop`` (points) only the
+    candidates whose dense held-out accuracy is within that of the best dense one compete
+    (``pick_strength``). The chosen strength is then used, unchanged,
     for the study's runs of every seed, trained on the whole training set, and reported with the
     held-out accuracies.
 
@@ -230,16 +253,17 @@ def choose_strength(method: str, candidates: Sequence[float], train: Callable, h
         raise ConfigError("choose_strength needs at least one candidate strength.")
     methods.check_fits(method, strategy)
     x, y = heldout
-    accuracies = {}
+    accuracies, dense = {}, {}
     for strength in candidates:
         model = train(methods.with_strength(method, params, strength))
+        if max_dense_drop is not None:
+            dense[float(strength)] = heldout_accuracy(model, x, y)
         if prune and sparsity > 0:
             with masks_applied(model, compute_masks(model, method, strategy, sparsity, seed)):
                 accuracies[float(strength)] = heldout_accuracy(model, x, y)
         else:
             accuracies[float(strength)] = heldout_accuracy(model, x, y)
-    best = max(accuracies.values())
-    return StrengthChoice(next(s for s, a in accuracies.items() if a == best), accuracies)
+    return StrengthChoice(pick_strength(accuracies, dense, max_dense_drop), accuracies, dense)
 
 
 # --------------------------------------------------------------------------- the study's runner
