@@ -123,6 +123,16 @@ def test_l0_prunes_the_units_of_smallest_gate_probability_and_saves_them_shrunk_
     assert json.loads(paths.result_file(seed, "neuron_k50").read_text())["shrink_max_logit_diff"] < 1e-4
 
 
+def _table_args(csv, runs):
+    import argparse
+
+    from pruning.report import tables
+
+    p = argparse.ArgumentParser()
+    tables.add_arguments(p)
+    return p.parse_args(["--from-csv", str(csv), "--runs", runs, "--units"])
+
+
 def test_a_shrunk_group_lasso_run_keeps_its_penalty_and_the_logits_of_the_masked_network(tmp_path, mnist_dir):
     import pruning
 
@@ -140,6 +150,12 @@ def test_a_shrunk_group_lasso_run_keeps_its_penalty_and_the_logits_of_the_masked
     assert rows["neuron_k50"]["units_kept"] == 0.5 and rows["dense"]["units_kept"] == 1.0  # of the 40 hidden units
     summary = {r["sparsity"]: r for r in tables.read_csv(logs / "summary.csv")}
     assert summary[80.0]["units_kept_mean"] == pytest.approx(8 / 40)  # round half up: 5 of 24 and 3 of 16 kept
+    assert rows["neuron_k50"]["units_alive"] == "12-8" and rows["dense"]["units_alive"] == "24-16"
+    assert rows["neuron_k80"]["units_alive"] == "5-3"
+    table = tables.render(_table_args(logs / "results.csv", "neuron@50,neuron@80"))
+    assert table.splitlines()[2].startswith("| neuron k = 50 | 0 | 12-8 | ")
+    assert table.splitlines()[3].startswith("| neuron k = 80 | 0 | 5-3 | ")
+    assert len(table.splitlines()) == 4  # one seed: one row per run
     model = pruning.load_model(paths.model_file(seed, "neuron_k50"))
     assert [l.units for l in model.layers[1:-1]] == [12, 8]  # physically half
     assert type(model.layers[1]).__name__ == "PenalizedDense" and model.layers[1].strength == 1e-3
@@ -225,3 +241,13 @@ def test_a_studys_summary_csv_is_exactly_its_results_csv_summarized(tmp_path, mn
                            *two_seeds]) == 0
     write_rows(tmp_path / "again.csv", stats.summarize(tables.read_csv(logs / "results.csv")), stats.SUMMARY_COLUMNS)
     assert (tmp_path / "again.csv").read_text() == (logs / "summary.csv").read_text()
+
+
+def test_the_units_table_of_an_older_results_csv_says_how_to_get_the_counts():
+    from pathlib import Path
+
+    from pruning.report import tables
+
+    older = Path(__file__).resolve().parent.parent / "docs" / "figures" / "cnn-mnist" / "results.csv"
+    with pytest.raises(ValueError, match="no units_alive column.*rewrites an older one"):
+        tables.units_table(older, [("neuron", 90.0)])

@@ -48,6 +48,7 @@ CSV_COLUMNS = (
     "parent",
     *IDENTITY_COLUMNS,
     "units_kept",
+    "units_alive",  # hidden units alive per hidden layer, "8-13-88" (a shrunk or gated network's per-layer widths)
     "data_kind",  # the data's source kind (idx, npz, tfds, sample), never its path; with the sizes below, what a
     "train_examples",  # figure drawn from the table alone names in its footer (figure.csv_data_label)
     "test_examples",
@@ -270,6 +271,16 @@ def units_kept(result: dict) -> float | None:
     return sum(alive[n] for n in hidden) / sum(full[n] for n in hidden)
 
 
+def units_alive(result: dict) -> str | None:
+    """The hidden units alive in each hidden layer of a run's final network, in layer order, joined by "-"
+    ("8-13-88"); None for results written before those counts."""
+    size = result.get("size") or {}
+    alive, full = size.get("units_alive"), size.get("units")
+    if not alive or not full or len(full) < 2:
+        return None
+    return "-".join(str(int(alive[n])) for n in list(full)[:-1])
+
+
 def table_rows(results: list[dict], strategies, sparsities, seed: int | None = None) -> list[dict]:
     """One row per (strategy, sparsity) that has a result, of one seed's runs; sparsity 0 is the
     shared dense run. ``seed`` (default: the runs' own) fills the ``seed`` column."""
@@ -299,6 +310,7 @@ def table_rows(results: list[dict], strategies, sparsities, seed: int | None = N
                     "parent": r["config"].get("parent"),
                     **identity(r),
                     "units_kept": units_kept(r),
+                    "units_alive": units_alive(r),
                     **data_columns(r),
                 }
             )
@@ -321,7 +333,7 @@ def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
-OPTIONAL_COLUMNS = ("sparsify", "units_kept", "units_kept_mean", "units_kept_sd", "units_kept_ci95", "data_kind",
+OPTIONAL_COLUMNS = ("sparsify", "units_kept", "units_alive", "units_kept_mean", "units_kept_sd", "units_kept_ci95", "data_kind",
                     "train_examples", "test_examples")  # left out of a table none of whose rows has one (tables made before it existed)
 
 

@@ -42,7 +42,7 @@ TITLES = {"test_accuracy": "Test accuracy after retraining",
 COMPARE_FIGURES = ("effective", "units", "k")
 STUDY_FIGURES = ("accuracy_vs_parameters", "accuracy_vs_sparsity", "compare_train", "compare_test",
                  "oneshot_vs_retrained", "accuracy_vs_effective_sparsity")
-_TEXT = {"strategy", "status", "run", "parent", "model", "dataset", "protocol", "role", "sparsify"}
+_TEXT = {"strategy", "status", "run", "parent", "model", "dataset", "protocol", "role", "sparsify", "units_alive"}
 MARKER = re.compile(r"^<!-- table: (?P<command>.*?) -->\s*$")
 
 
@@ -147,6 +147,27 @@ def sizes_table(results_csv, runs: list[tuple[str, float]], seed: int | None = N
     return "\n".join(lines)
 
 
+def units_table(results_csv, runs: list[tuple[str, float]]) -> str:
+    """One row per (strategy, k) of ``runs`` and seed of a results.csv: the hidden units alive in each hidden
+    layer of the run's final network (its ``units_alive`` column, "8-13-88"), its test accuracy after
+    retraining and one-shot. What a per-layer target ("at most 8 and 13 filters") is read from."""
+    rows = read_csv(results_csv)
+    if not rows or "units_alive" not in rows[0]:
+        raise ValueError(f"{results_csv} has no units_alive column (results.csv files written since 2026-12-07 "
+                         f"have it; python main.py with the study's command rewrites an older one from its runs)")
+    lines = ["| run | seed | hidden units alive, per layer | test acc. | one-shot test acc. |",
+             "|---|---:|---|---:|---:|"]
+    for s, k in runs:
+        found = [r for r in rows if r["strategy"] == s and float(r["sparsity"]) == k]
+        if not found:
+            raise ValueError(f"{results_csv} has no run {s}@{paths.format_sparsity(k)}")
+        for r in sorted(found, key=lambda r: r["seed"]):
+            one = r.get("oneshot_test_accuracy")
+            lines.append(f"| {s} k = {paths.format_sparsity(k)} | {r['seed']} | {r['units_alive']} | "
+                         f"{100 * r['test_accuracy']:.2f} % | " + (f"{100 * one:.2f} % |" if one not in (None, "") else "|"))
+    return "\n".join(lines)
+
+
 def speedup_table(benchmark_csv, runs: list[tuple[str, float]]) -> str:
     """One row per (strategy, k) of ``runs`` of a benchmark.csv (``benchmark.py``): the FLOP ratio and the
     speedups over dense NumPy of the sparse engine and the shrunk network at batch 100 and 1000, and of
@@ -227,6 +248,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
     p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed; with a benchmark.csv: their speedups")
     p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
+    p.add_argument("--units", action="store_true",
+                   help="with a results.csv and --runs: every seed's hidden units alive per layer and accuracies, "
+                   "instead of the sizes table")
     p.add_argument("--figure", choices=(*COMPARE_FIGURES, *STUDY_FIGURES),
                    help="with --from-csv: draw a figure instead (--figure-out). effective, units, k: the studies "
                    "in one figure, --key (default: test_accuracy) against the effective sparsity, the hidden units "
@@ -248,6 +272,8 @@ def render(args) -> str:
     if args.runs:
         if "flop_ratio" in first:  # a benchmark.csv
             return speedup_table(args.from_csv[0], parse_columns(args.runs))
+        if args.units:
+            return units_table(args.from_csv[0], parse_columns(args.runs))
         return sizes_table(args.from_csv[0], parse_columns(args.runs), args.table_seed)
     if args.columns or len(args.from_csv) > 1:
         if not args.columns:
