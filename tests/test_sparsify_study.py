@@ -251,3 +251,20 @@ def test_the_units_table_of_an_older_results_csv_says_how_to_get_the_counts():
     older = Path(__file__).resolve().parent.parent / "docs" / "figures" / "cnn-mnist" / "results.csv"
     with pytest.raises(ValueError, match="no units_alive column.*rewrites an older one"):
         tables.units_table(older, [("neuron", 90.0)])
+
+
+def test_the_strength_table_chooses_again_with_max_dense_drop_from_the_recorded_accuracies(tmp_path):
+    from pruning.report import tables
+
+    recorded = {"method": "l0", "strategy": "neuron", "at": 90.0, "chosen": 0.01, "candidates": [
+        {"strength": 1e-4, "dense": 0.9870, "pruned": 0.2584, "units_alive": 495},
+        {"strength": 1e-3, "dense": 0.9836, "pruned": 0.5156, "units_alive": 403, "units_alive_per_layer": [9, 14, 380]},
+        {"strength": 1e-2, "dense": 0.9578, "pruned": 0.6852, "units_alive": 73}]}
+    path = tmp_path / "strength.json"
+    path.write_text(json.dumps(recorded))
+    as_chosen = tables.strength_table(path).splitlines()
+    assert as_chosen[4] == "| 1e-2 | 95.78 % | 68.52 % (chosen) | 73 |"
+    again = tables.strength_table(path, max_dense_drop=1).splitlines()
+    assert again[3] == "| 1e-3 | 98.36 % | 51.56 % (chosen) | 403 (9-14-380) |"
+    assert again[4] == "| 1e-2 | 95.78 % (> 1 points below the best: left out) | 68.52 % | 73 |"
+    assert "(chosen)" not in again[2] and "left out" not in again[2]

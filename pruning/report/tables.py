@@ -210,22 +210,36 @@ def _strength(x: float) -> str:
     return "0" if x == 0 else f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def strength_table(strength_json) -> str:
+def strength_table(strength_json, max_dense_drop: float | None = None) -> str:
     """The candidates of a strength.json (``python -m pruning.sparsify.choose``): each strength's held-out
     accuracy, dense and pruned one-shot, which one was chosen, and (where recorded) the hidden units alive in
-    each dense network."""
+    each dense network, in all and per hidden layer. With ``max_dense_drop`` the choice is made again from
+    the recorded accuracies by that rule (``pruning.sparsify.pick_strength``), and the candidates it leaves
+    out are marked."""
     import json
+
+    from ..sparsify.hooks import pick_strength
 
     with open(strength_json) as f:
         choice = json.load(f)
+    rows = choice["candidates"]
+    if max_dense_drop is not None:
+        choice["chosen"] = pick_strength({c["strength"]: c["pruned"] for c in rows},
+                                         {c["strength"]: c["dense"] for c in rows}, max_dense_drop)
+        best_dense = max(c["dense"] for c in rows)
     at = f"{choice['strategy']} at {paths.format_sparsity(float(choice['at']))} % one-shot"
     alive = all("units_alive" in c for c in choice["candidates"])  # recorded since 2026-12-07
     lines = [f"| lambda | held-out accuracy, dense | held-out, {at} |" + (" hidden units alive, dense |" if alive else ""),
              "|---|---:|---:|" + ("---:|" if alive else "")]
-    for c in choice["candidates"]:
+    for c in rows:
         mark = " (chosen)" if c["strength"] == choice["chosen"] else ""
-        lines.append(f"| {_strength(c['strength'])} | {100 * c['dense']:.2f} % | {100 * c['pruned']:.2f} %{mark} |"
-                     + (f" {c['units_alive']:,} |" if alive else ""))
+        dense_mark = ""
+        if max_dense_drop is not None and c["dense"] < best_dense - max_dense_drop / 100 - 1e-12:
+            dense_mark = f" (> {max_dense_drop:g} points below the best: left out)"
+        per_layer = c.get("units_alive_per_layer")
+        lines.append(f"| {_strength(c['strength'])} | {100 * c['dense']:.2f} %{dense_mark} | {100 * c['pruned']:.2f} %{mark} |"
+                     + (f" {c['units_alive']:,}" + (f" ({'-'.join(map(str, per_layer))})" if per_layer else "") + " |"
+                        if alive else ""))
     return "\n".join(lines)
 
 
@@ -248,6 +262,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--columns", metavar="S@K,S@K", help="with several --from-csv files: the (strategy, k) columns")
     p.add_argument("--runs", metavar="S@K,S@K", help="with a results.csv: the sizes table of these runs of one seed; with a benchmark.csv: their speedups")
     p.add_argument("--seed", dest="table_seed", type=int, help="with --runs: the seed (default: the file's first)")
+    p.add_argument("--max-dense-drop", dest="table_max_dense_drop", type=float, metavar="P",
+                   help="with a strength.json: choose again from its recorded accuracies, letting only candidates "
+                   "within P points of the best dense held-out accuracy compete (choose's --max-dense-drop)")
     p.add_argument("--units", action="store_true",
                    help="with a results.csv and --runs: every seed's hidden units alive per layer and accuracies, "
                    "instead of the sizes table")
@@ -265,7 +282,7 @@ def render(args) -> str:
     """What ``plotting.py --from-csv ...`` prints."""
     split = lambda text: [t for t in (text or "").split(",") if t]  # noqa: E731
     if str(args.from_csv[0]).endswith(".json"):  # a strength.json of pruning.sparsify.choose
-        return strength_table(args.from_csv[0])
+        return strength_table(args.from_csv[0], args.table_max_dense_drop)
     first = read_csv(args.from_csv[0])[0]  # its columns say what kind of table it is
     if "ratio" in first and "method" in first:  # a cost.csv
         return cost_table(args.from_csv[0])
