@@ -308,6 +308,7 @@ def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_p
 
     def keep(fig, path, footer, notice=None):
         drawn["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        drawn["footer"] = footer
         drawn["band"] = [(v[:, 1].min(), v[:, 1].max()) for c in fig.axes[0].collections for v in
                          (p.vertices for p in c.get_paths())]
         return real(fig, path, footer, notice)
@@ -323,6 +324,12 @@ def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_p
     with pytest.raises(SystemExit) as e:  # the committed tables predate units_kept
         cli.plotting_main(["--from-csv", csvs[0], "--figure", "units", "--figure-out", str(tmp_path / "u.png")])
     assert e.value.code == 2 and "units_kept_mean" in capsys.readouterr().err
+    # with a table that has units kept beside one that has not, the footer names only the file drawn
+    l0 = str(repo / "docs/figures/sparsify-mlp-l0-m10/summary.csv")
+    compare.compare_figure([csvs[0], l0], "units", "test_accuracy", ["neuron"], tmp_path / "u.png")
+    plt.close("all")
+    assert drawn["labels"] == ["MLP, MNIST, L0 gates · neuron (unit) pruning"]
+    assert drawn["footer"].endswith("from docs/figures/sparsify-mlp-l0-m10/summary.csv")
 
 
 # ----------------------------------------------------------------------------- a study's figure from its results.csv

@@ -38,7 +38,7 @@ def compare_figure(csv_paths, x: str = "effective", key: str = "test_accuracy", 
         raise ValueError(f"--figure {x!r}: choose one of {', '.join(AXES)}")
     column, xlabel = AXES[x]
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
-    drawn = 0
+    drawn, used = 0, []
     for i, path in enumerate(csv_paths):
         rows = read_summary(path)
         label = study_label(rows, path)
@@ -60,6 +60,8 @@ def compare_figure(csv_paths, x: str = "effective", key: str = "test_accuracy", 
             ax.fill_between(xs, [max(0.0, y - h) for y, h in zip(ys, hw)], [min(100.0, y + h) for y, h in zip(ys, hw)],
                             color=color, alpha=0.15, lw=0)  # an accuracy's band, clipped to 0-100 %
             drawn += 1
+            if path not in used:
+                used.append(path)
     if not drawn:
         plt.close(fig)
         raise ValueError(f"no study of {', '.join(map(str, csv_paths))} has {column} and {key} to draw (units kept "
@@ -73,8 +75,8 @@ def compare_figure(csv_paths, x: str = "effective", key: str = "test_accuracy", 
     ax.set_ylabel(f"{TITLES.get(key, key).split(' (')[0]} (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="lower left")
-    footer = ("mean over the seeds with 95 % confidence band (Student t); from " +
-              ", ".join(shown_path(p) for p in csv_paths))
+    footer = ("mean over the seeds with 95 % confidence band (Student t); from " +  # the files drawn, only
+              ", ".join(shown_path(p) for p in used))
     return finish(fig, Path(out), footer)
 
 
