@@ -309,6 +309,7 @@ def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_p
     def keep(fig, path, footer, notice=None):
         drawn["labels"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         drawn["footer"] = footer
+        drawn["x"] = [x for line in fig.axes[0].get_lines() for x in line.get_xdata()]
         drawn["band"] = [(v[:, 1].min(), v[:, 1].max()) for c in fig.axes[0].collections for v in
                          (p.vertices for p in c.get_paths())]
         return real(fig, path, footer, notice)
@@ -324,6 +325,11 @@ def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_p
     with pytest.raises(SystemExit) as e:  # the committed tables predate units_kept
         cli.plotting_main(["--from-csv", csvs[0], "--figure", "units", "--figure-out", str(tmp_path / "u.png")])
     assert e.value.code == 2 and "units_kept_mean" in capsys.readouterr().err
+    # LeNet-5's filter pruning at k = 99 removes every filter (effective sparsity 100 %): not drawn on the log axis
+    cnn = str(repo / "docs/figures/cnn-mnist/summary.csv")
+    compare.compare_figure([cnn], "effective", "test_accuracy", ["neuron"], tmp_path / "e.png")
+    plt.close("all")
+    assert len(drawn["x"]) == 8 and max(drawn["x"]) == pytest.approx(99.90, abs=0.01)  # k = 25 ... 97
     # with a table that has units kept beside one that has not, the footer names only the file drawn
     l0 = str(repo / "docs/figures/sparsify-mlp-l0-m10/summary.csv")
     compare.compare_figure([csvs[0], l0], "units", "test_accuracy", ["neuron"], tmp_path / "u.png")

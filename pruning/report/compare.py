@@ -46,8 +46,9 @@ def compare_figure(csv_paths, x: str = "effective", key: str = "test_accuracy", 
         for s in [s for s in (strategies or names) if s in names]:
             pts = sorted((r for r in rows if r["strategy"] == s and _finite(r.get(column))
                           and _finite(r.get(f"{key}_mean"))), key=lambda r: r[column])
-            if x == "effective":
-                pts = [r for r in pts if float(r["sparsity"]) > 0] or pts
+            if x == "effective":  # the dense point, and a network with nothing left (every unit of a layer
+                # removed: a constant, which would stretch the log axis to 99.9999 %), are not drawn
+                pts = [r for r in pts if float(r["sparsity"]) > 0 and r[column] < 0.99995] or pts
             if not pts:
                 continue
             xs = [100 * r[column] if x != "k" else r[column] for r in pts]
