@@ -538,6 +538,8 @@ def test_pick_strength_keeps_penalties_that_cost_the_dense_network_out_when_aske
     assert sparsify.pick_strength(pruned, dense, max_dense_drop=0.3) == 1e-4
     assert sparsify.pick_strength(pruned, dense, max_dense_drop=3.0) == 1e-2
     assert sparsify.pick_strength({1.0: 0.5, 2.0: 0.5}) == 1.0  # ties: the earlier candidate
+    assert sparsify.eligible_strengths(dense, 0.34) == [1e-4, 1e-3]  # the rule's candidates, in order
+    assert sparsify.eligible_strengths(dense, 0.0) == [1e-4]
     with pytest.raises(ConfigError, match="dense held-out accuracy"):
         sparsify.pick_strength(pruned, {1e-4: 0.9}, max_dense_drop=1.0)
     with pytest.raises(ConfigError, match=">= 0"):

@@ -218,15 +218,16 @@ def strength_table(strength_json, max_dense_drop: float | None = None) -> str:
     out are marked."""
     import json
 
-    from ..sparsify.hooks import pick_strength
+    from ..sparsify.hooks import eligible_strengths, pick_strength
 
     with open(strength_json) as f:
         choice = json.load(f)
     rows = choice["candidates"]
+    left_out = set()
     if max_dense_drop is not None:
-        choice["chosen"] = pick_strength({c["strength"]: c["pruned"] for c in rows},
-                                         {c["strength"]: c["dense"] for c in rows}, max_dense_drop)
-        best_dense = max(c["dense"] for c in rows)
+        dense = {c["strength"]: c["dense"] for c in rows}
+        choice["chosen"] = pick_strength({c["strength"]: c["pruned"] for c in rows}, dense, max_dense_drop)
+        left_out = set(dense) - set(eligible_strengths(dense, max_dense_drop))
     at = f"{choice['strategy']} at {paths.format_sparsity(float(choice['at']))} % one-shot"
     alive = all("units_alive" in c for c in choice["candidates"])  # recorded since 2026-12-07
     lines = [f"| lambda | held-out accuracy, dense | held-out, {at} |" + (" hidden units alive, dense |" if alive else ""),
@@ -234,7 +235,7 @@ def strength_table(strength_json, max_dense_drop: float | None = None) -> str:
     for c in rows:
         mark = " (chosen)" if c["strength"] == choice["chosen"] else ""
         dense_mark = ""
-        if max_dense_drop is not None and c["dense"] < best_dense - max_dense_drop / 100 - 1e-12:
+        if c["strength"] in left_out:
             dense_mark = f" (> {max_dense_drop:g} points below the best: left out)"
         per_layer = c.get("units_alive_per_layer")
         lines.append(f"| {_strength(c['strength'])} | {100 * c['dense']:.2f} %{dense_mark} | {100 * c['pruned']:.2f} %{mark} |"

@@ -64,7 +64,7 @@ target k, and keep the lambda whose pruned network is most accurate on the held-
 (``choose_strength``); the study then trains every seed on the full training set with that lambda and
 reports the held-out accuracies of all candidates beside the test results.
 """
-from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, pick_strength, exclude_from_weight_decay, finalize,
+from .hooks import (StrengthChoice, apply, choose_strength, compute_masks, eligible_strengths, pick_strength, exclude_from_weight_decay, finalize,
                     heldout_accuracy, is_prepared, masking_callback, no_decay_variables, penalty, prepare_run,
                     unit_scores, uses_method_scores)
 from .methods import (METHODS, GroupLassoParams, L0Params, L1Params, Method, SparseVDParams, TargetedDropoutParams,
@@ -88,7 +88,7 @@ def fold_gates(model):
 
 
 __all__ = ["METHODS", "Method", "GroupLassoParams", "L1Params", "L0Params", "TargetedDropoutParams", "SparseVDParams", "apply",
-           "unit_scores", "compute_masks", "finalize", "penalty", "choose_strength", "pick_strength", "StrengthChoice",
+           "unit_scores", "compute_masks", "finalize", "penalty", "choose_strength", "eligible_strengths", "pick_strength", "StrengthChoice",
            "heldout_accuracy", "add_gates", "fold_gates", "add_sparsify_flags", "params_from_args", "check_fits",
            "check_params", "identity", "with_strength", "get", "names", "register", "granularity_of", "target_granularity",
            "uses_method_scores", "masking_callback", "exclude_from_weight_decay",

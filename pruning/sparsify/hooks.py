@@ -193,21 +193,29 @@ class StrengthChoice:
     dense: dict = field(default_factory=dict)  # candidate -> dense held-out accuracy (if measured)
 
 
+def eligible_strengths(dense: dict, max_dense_drop: float) -> list:
+    """The candidates (keys of ``dense``: strength -> dense held-out accuracy, a fraction) whose dense
+    accuracy is within ``max_dense_drop`` percentage points of the best one's, the bound included, in
+    ``dense``'s order: the ones ``pick_strength`` lets compete under ``--max-dense-drop``."""
+    if max_dense_drop < 0:
+        raise ConfigError(f"max_dense_drop must be >= 0 percentage points, got {max_dense_drop:g}.")
+    floor = max(dense.values()) - max_dense_drop / 100 - 1e-12
+    return [s for s in dense if dense[s] >= floor]
+
+
 def pick_strength(pruned: dict, dense: dict | None = None, max_dense_drop: float | None = None) -> float:
     """The candidate with the most accurate pruned network (``pruned``: strength -> held-out accuracy at
     k); ties go to the earlier candidate. With ``max_dense_drop`` (percentage points), only candidates whose
-    *dense* held-out accuracy is within that many points of the best candidate's dense accuracy compete:
-    a penalty strong enough to cost the dense network more than that is not chosen however well its
-    network survives one-shot pruning (one-shot accuracy alone favours such penalties, and retraining
-    cannot recover what the penalty keeps costing)."""
+    *dense* held-out accuracy is within that many points of the best candidate's dense accuracy compete
+    (``eligible_strengths``): a penalty strong enough to cost the dense network more than that is not
+    chosen however well its network survives one-shot pruning (one-shot accuracy alone favours such
+    penalties, and retraining cannot recover what the penalty keeps costing)."""
     eligible = list(pruned)
     if max_dense_drop is not None:
-        if max_dense_drop < 0:
-            raise ConfigError(f"max_dense_drop must be >= 0 percentage points, got {max_dense_drop:g}.")
         if dense is None or set(dense) != set(pruned):
             raise ConfigError("max_dense_drop needs every candidate's dense held-out accuracy.")
-        floor = max(dense.values()) - max_dense_drop / 100 - 1e-12
-        eligible = [s for s in pruned if dense[s] >= floor]
+        kept = set(eligible_strengths(dense, max_dense_drop))
+        eligible = [s for s in pruned if s in kept]
     best = max(pruned[s] for s in eligible)
     return next(s for s in eligible if pruned[s] == best)
 
