@@ -181,12 +181,23 @@ def test_choose_picks_the_candidate_most_accurate_on_the_held_out_split_and_writ
     assert written["max_dense_drop"] is None
     # the command as one would type it again, not the path Python gives the module on this machine
     assert written["command"].startswith("python -m pruning.sparsify.choose --sparsify l1 --candidates 0,10 ")
-    assert f"--l1-lambda {written['chosen']:g}" in capsys.readouterr().out
+    study = (f"python main.py --sparsify l1 --data-dir {mnist_dir} --hidden 16 --epochs 1 "
+             f"--l1-lambda {written['chosen']:g} --strategies weight")
+    assert written["study"] == study and study in capsys.readouterr().out
     # the settings written are the study's with the strength chosen, not the flag's default
     assert written["hyper"]["sparsify"]["params"]["l1_lambda"] == written["chosen"]
     assert choose.main(["--sparsify", "targeted_dropout", "--candidates", "1"]) == 2
     assert choose.main(["--sparsify", "l1", "--candidates", "1", "--max-dense-drop", "-1"]) == 2
     assert "--max-dense-drop must be between 0 and 100" in capsys.readouterr().err
+
+
+def test_the_study_command_of_a_choice_drops_what_only_the_choice_uses():
+    from pruning.sparsify import choose
+
+    argv = ["--model", "lenet5", "--cand", "1e-4,1e-3", "--sparsify", "l0", "--at=90", "--l0-lambda", "5",
+            "--no-overwrite", "--seed", "3", "--l0-gate-lr-mult", "10", "--max-dense-drop", "1", "--out", "x.json"]
+    assert choose.study_command(choose.parser(), argv, "l0_lambda", "--l0-lambda", 1e-3, "neuron") == (
+        "python main.py --model lenet5 --sparsify l0 --l0-gate-lr-mult 10 --l0-lambda 0.001 --strategies neuron")
 
 
 def test_l0_with_global_neuron_ranks_every_layers_units_by_gate_probability_together():

@@ -10,7 +10,7 @@ only candidates whose dense held-out accuracy is within P points of the best can
 compete (one-shot accuracy alone favours penalties that cost the dense and the retrained network). The
 test set is never read.
 It writes the choice, every accuracy and the command to ``--out`` (JSON) and prints the study command that
-uses it. The choice is made once, on one seed, and used unchanged for every seed of the study.
+uses it (``python main.py`` with choose's flags but the choice's own, the chosen strength and ``--strategies``). The choice is made once, on one seed, and used unchanged for every seed of the study.
 """
 from __future__ import annotations
 
@@ -44,6 +44,32 @@ def parser() -> argparse.ArgumentParser:
                    help="where the choice is written (default: strength-METHOD.json in the current directory)")
     add_hyper_flags(p)
     return p
+
+
+CHOICE_ONLY = ("candidates", "strategy", "at", "max_dense_drop", "heldout", "out", "seed", "logdir", "overwrite")
+
+
+def study_command(p: argparse.ArgumentParser, argv: list[str], strength_dest: str, flag: str, chosen: float,
+                  strategy: str) -> str:
+    """The ``python main.py`` command of a study with the chosen strength: ``argv`` (choose's command line)
+    without the options that only the choice uses (``CHOICE_ONLY``: the candidates, the held-out split, its
+    seed, the output) and without any value of the strength flag, then ``flag chosen`` and ``--strategies
+    strategy``. Abbreviated options (``--cand``) are recognised as argparse recognises them."""
+    actions = p._option_string_actions
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name.startswith("--"):
+            hits = [actions[name]] if name in actions else \
+                list({id(a): a for o, a in actions.items() if o.startswith(name)}.values())
+            if len(hits) == 1 and hits[0].dest in (*CHOICE_ONLY, strength_dest):
+                skip = "=" not in token and hits[0].nargs != 0
+                continue
+        kept.append(token)
+    return " ".join(["python main.py", *kept, flag, f"{chosen:g}", "--strategies", strategy])
 
 
 def main(argv=None) -> int:
@@ -131,12 +157,14 @@ def choose(hyper, args) -> int:
     out = args.out or f"strength-{method}.json"
     settings = dataclasses.asdict(hyper)  # the study's settings, with the strength chosen (not the flag's default)
     settings["sparsify"]["params"][methods.get(method).strength] = chosen
+    study = study_command(parser(), args.argv, methods.get(method).strength, flag, chosen, args.strategy)
     write_json(out, {"method": method, "strength_flag": flag, "chosen": chosen, "at": args.at,
                      "strategy": args.strategy, "max_dense_drop": args.max_dense_drop, "heldout": args.heldout, "seed": train.seed,
                      "candidates": [{"strength": s, **r} for s, r in rows.items()],
-                     "hyper": settings, "command": " ".join(["python -m pruning.sparsify.choose", *args.argv])})
+                     "hyper": settings, "command": " ".join(["python -m pruning.sparsify.choose", *args.argv]),
+                     "study": study})
     print(f"chosen: {flag} {chosen:g} (held-out accuracy at {args.at:g} %: {100 * best:.2f} %); written to {out}\n"
-          f"use it: python main.py --sparsify {method} {flag} {chosen:g} ...", flush=True)
+          f"the study with it (add --seeds, --logdir): {study}", flush=True)
     return 0
 
 
