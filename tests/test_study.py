@@ -342,6 +342,10 @@ def test_results_table_has_one_row_per_strategy_and_sparsity(study):
     assert [r["epochs"] for r in rows] == [3, 1, 1, 3, 1]
     # what the table describes, from each run's configuration
     assert {(r["model"], r["dataset"], r["protocol"]) for r in rows} == {("mlp", "mnist", "retrain")}
+    # the threads each run trained with, as its result records them
+    assert [r["threads"] for r in rows] == [r["execution"]["intra_op_threads"] for r in
+                                            [{x["run"]: x for x in found}[row["run"]] for row in rows]]
+    assert all(isinstance(r["threads"], int) and r["threads"] >= 0 for r in rows)  # 0: TensorFlow's default
     path = study["logdir"].parent / "table.csv"
     results.write_table(path, rows)
     lines = path.read_text().splitlines()

@@ -52,6 +52,7 @@ CSV_COLUMNS = (
     "data_kind",  # the data's source kind (idx, npz, tfds, sample), never its path; with the sizes below, what a
     "train_examples",  # figure drawn from the table alone names in its footer (figure.csv_data_label)
     "test_examples",
+    "threads",  # TensorFlow's intra-op threads the run trained with (execution.intra_op_threads; 0: its default)
 )
 
 
@@ -312,6 +313,7 @@ def table_rows(results: list[dict], strategies, sparsities, seed: int | None = N
                     "units_kept": units_kept(r),
                     "units_alive": units_alive(r),
                     **data_columns(r),
+                    "threads": (r.get("execution") or {}).get("intra_op_threads"),
                 }
             )
     return rows
