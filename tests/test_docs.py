@@ -121,6 +121,11 @@ def test_summary_rows_carry_the_study_s_identity():
     assert row["test_accuracy_ci95"] == pytest.approx(4.302653 * 0.01 / 3 ** 0.5)
     (mixed,) = stats.summarize([dict(rows[0], dataset="fashion_mnist"), *rows[1:]])
     assert mixed["dataset"] == "fashion_mnist+mnist"
+    # a --sparsify study's strength names its rows: two strengths of one method are two rows, told apart
+    (gl,) = stats.summarize([dict(r, sparsify="group_lasso", sparsify_strength=0.0003) for r in rows])
+    assert float(gl["sparsify_strength"]) == 0.0003
+    assert tables.study_label([gl], "x") == "LeNet-5, MNIST, group lasso 3e-4"
+    assert tables.study_label([dict(gl, sparsify_strength="")], "x") == "LeNet-5, MNIST, group lasso"  # older tables
 
 
 def test_a_table_across_studies_names_each_row_by_its_network_and_data_set(tmp_path):

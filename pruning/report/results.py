@@ -29,7 +29,7 @@ SIZE_COLUMNS = (
 )
 # what a table describes, from each run's configuration: the network, the data set, the protocol and --sparsify
 # (tables written before these columns existed have none of them and read as before)
-IDENTITY_COLUMNS = ("model", "dataset", "protocol", "sparsify")
+IDENTITY_COLUMNS = ("model", "dataset", "protocol", "sparsify", "sparsify_strength")
 CSV_COLUMNS = (
     "seed",
     "strategy",
@@ -60,16 +60,31 @@ def identity(result: dict) -> dict:
     """The ``IDENTITY_COLUMNS`` of a run's result: ``model`` (``config.hyper.model.name``), ``dataset``
     (``config.hyper.data.dataset``, else the data's own name, else "mnist": runs made before --dataset
     were MNIST), ``protocol`` (``config.hyper.prune.protocol``; None where a result does not say) and
-    ``sparsify`` (the ``--sparsify`` method; "none" for runs made before it existed).
+    ``sparsify`` (the ``--sparsify`` method; "none" for runs made before it existed) and
+    ``sparsify_strength`` (the method's strength, its lambda; None for a method without one, or none).
 
     >>> identity({"config": {"hyper": {"model": {"name": "lenet5"}, "prune": {"protocol": "retrain"}}}})
-    {'model': 'lenet5', 'dataset': 'mnist', 'protocol': 'retrain', 'sparsify': 'none'}
+    {'model': 'lenet5', 'dataset': 'mnist', 'protocol': 'retrain', 'sparsify': 'none', 'sparsify_strength': None}
+    >>> identity({"config": {"hyper": {"sparsify": {"method": "l1", "params": {"l1_lambda": 1e-05}}}}})["sparsify_strength"]
+    1e-05
     """
     hyper = (result.get("config") or {}).get("hyper") or {}
+    sparsify = hyper.get("sparsify") or {}
     return {"model": (hyper.get("model") or {}).get("name"),
             "dataset": (hyper.get("data") or {}).get("dataset") or (result.get("data") or {}).get("dataset") or "mnist",
             "protocol": (hyper.get("prune") or {}).get("protocol"),
-            "sparsify": (hyper.get("sparsify") or {}).get("method") or "none"}
+            "sparsify": sparsify.get("method") or "none",
+            "sparsify_strength": _strength_of(sparsify)}
+
+
+def _strength_of(sparsify: dict):
+    """The strength (lambda) of a run's ``--sparsify`` settings, None when the method has none."""
+    from ..sparsify import methods
+
+    method = methods.METHODS.get(sparsify.get("method") or "none")
+    if method is None or method.strength is None:
+        return None
+    return (sparsify.get("params") or {}).get(method.strength)
 
 
 def result_files(result: dict) -> list[str]:
@@ -335,7 +350,7 @@ def _ratio(a, b) -> str:
     return f"{a / b:.1f}x" if a and b else ""
 
 
-OPTIONAL_COLUMNS = ("sparsify", "units_kept", "units_alive", "units_kept_mean", "units_kept_sd", "units_kept_ci95", "data_kind",
+OPTIONAL_COLUMNS = ("sparsify", "sparsify_strength", "threads", "units_kept", "units_alive", "units_kept_mean", "units_kept_sd", "units_kept_ci95", "data_kind",
                     "train_examples", "test_examples")  # left out of a table none of whose rows has one (tables made before it existed)
 
 

@@ -91,7 +91,8 @@ def study_tables(rows: list[dict], key: str | None = None, strategies=None, spar
 
 def study_label(rows: list[dict], path) -> str:
     """"MLP, MNIST": a summary's network and data set from its ``model`` and ``dataset`` columns (the
-    file's path when it has none), and its ``--sparsify`` method when it has one ("MLP, MNIST, L1")."""
+    file's path when it has none), and its ``--sparsify`` method when it has one, with its strength when
+    the table records it ("MLP, MNIST, L1 1e-5"; "MLP, MNIST, L1" from a table made before that column)."""
     model, dataset, method = (_names(rows, c) for c in ("model", "dataset", "sparsify"))
     if len(model) != 1 or len(dataset) != 1 or None in model + dataset:
         return str(path)
@@ -100,6 +101,9 @@ def study_label(rows: list[dict], path) -> str:
         from ..sparsify import methods
 
         label += f", {methods.METHODS[method[0]].label if method[0] in methods.METHODS else method[0]}"
+        strength = _names(rows, "sparsify_strength")
+        if len(strength) == 1 and strength[0] not in (None, ""):
+            label += f" {_strength(float(strength[0]))}"
     return label
 
 
