@@ -135,6 +135,9 @@ def _engine_options(args) -> dict:
                               f"only; add --engine ray, or leave {'it' if len(given) == 1 else 'them'} out to run on "
                               f"this machine's process pool.")
         return {"engine": "local"}
+    if getattr(args, "threads", None) is not None:
+        raise ConfigError("--threads applies to the local engine only; with --engine ray a run uses the threads of "
+                          "the CPUs it reserves: pass --cpus-per-run N instead.")
     cpus = 1.0 if args.cpus_per_run is None else args.cpus_per_run
     gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
     if not (cpus >= 1e-4 and cpus < float("inf")):  # also false for nan

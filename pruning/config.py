@@ -331,6 +331,11 @@ class StudyConfig:
         + "; ".join(f"{s.name} ({s.help})" for s in masks.STRATEGIES.values()).replace("%", "%%"),
         metavar="S1,S2", aliases=("--strategy",))
     jobs: int = hp(2, "models trained concurrently (each in its own process, sharing the CPU cores)")
+    threads: int | None = hp(
+        None, "TensorFlow threads of every run (local engine; default: a share of the CPU cores, all of them for "
+        "a run or chain that trains alone, so it depends on --jobs and on how many chains run side by side). "
+        "A retrained accuracy can differ in its last digits between thread counts: to repeat a run digit for "
+        "digit, give it the threads column of its results.csv row", metavar="N", scalar=int)
     seeds: tuple[int, ...] | None = hp(
         None, "replicates: run the whole study once per seed, each with its own dense network, into "
         "LOGDIR/seed<N>/; results.csv has a row per seed, summary.csv the mean and 95%% confidence interval "
@@ -357,6 +362,8 @@ class StudyConfig:
             _check_choice("--strategies", s, masks.names())
         _check_unique("--strategies", list(self.strategies))
         _check_positive("--jobs", self.jobs)
+        if self.threads is not None:
+            _check_positive("--threads", self.threads)
 
 
 @dataclass(frozen=True)

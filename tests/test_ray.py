@@ -160,6 +160,8 @@ def test_engine_ray_without_ray_installed_says_what_to_install(tmp_path, capsys,
     (["--cpus-per-run", "2", "--gpus-per-run", "1"],
      ("--cpus-per-run and --gpus-per-run apply to the Ray engine only",)),
     (["--engine", "dask"], ("argument --engine", "'dask'")),
+    (["--engine", "ray", "--threads", "2"], ("--threads applies to the local engine only", "--cpus-per-run")),
+    (["--threads", "0"], ("--threads must be > 0", "got 0")),
 ])
 @pytest.mark.parametrize("main", [cli.study_main_guarded, cli.alternate_main_guarded], ids=["main", "alternate"])
 def test_bad_engine_flags_exit_2_naming_the_flag_before_anything_is_written(tmp_path, capsys, argv, needles, main):

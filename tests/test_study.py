@@ -528,6 +528,12 @@ def test_a_chain_running_alone_gets_every_core():
     assert worker_plan([dense], [weight, neuron], jobs=1, cores=2) == [[([dense, weight, neuron], 1, 2)]]
     many = [[RunConfig(_hyper(), "weight", k, None).to_dict()] for k in (50, 60, 70)]
     assert worker_plan([], many, jobs=2, cores=4)[1] == [(many, 2, 2)]
+    # --threads N: every worker N threads, whatever the study's shape (to repeat a run digit for digit)
+    assert worker_plan([dense], [weight, neuron], jobs=2, cores=2, threads=1) == [
+        [([dense], 1, 1)], [([weight], 1, 1), ([neuron], 1, 1)]]
+    assert worker_plan([dense], [weight], jobs=1, cores=8, threads=3) == [[([dense, weight], 1, 3)]]
+    with pytest.raises(ConfigError, match="--threads"):
+        StudyConfig(threads=0)
 
 
 def test_retraining_with_a_ramp_raises_sparsity_each_epoch_to_the_exact_target(study, tmp_path):

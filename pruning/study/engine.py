@@ -329,7 +329,7 @@ def run_graph(seeded: list[Hyper], study: StudyConfig, logdir, overwrite: bool =
         return planned
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = max(1, min(study.jobs, len(tasks)))
-    threads = max(1, cores // workers)
+    threads = study.threads or max(1, cores // workers)
     printer = ProgressPrinter([c for c, _ in tasks.values()], workers, out, names=list(tasks))
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -394,7 +394,7 @@ def run_study(hyper: Hyper, study: StudyConfig, logdir, overwrite: bool = False,
     stop = threading.Event()
     drainer = threading.Thread(target=_drain, args=(queue, printer, stop), daemon=True)
     drainer.start()
-    phases = worker_plan(first, rest, study.jobs, cores)
+    phases = worker_plan(first, rest, study.jobs, cores, study.threads)
     pools: list = []
     try:
         for phase in phases:

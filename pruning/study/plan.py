@@ -199,16 +199,21 @@ def chain_threads(chains: list[list[RunConfig]], cores: int) -> list[int]:
     return [max(1, min(cores, round(cores * c / total))) for c in costs]
 
 
-def worker_plan(first: list, rest: list, jobs: int, cores: int) -> list[list[tuple[list, int, int]]]:
+def worker_plan(first: list, rest: list, jobs: int, cores: int,
+                threads: int | None = None) -> list[list[tuple[list, int, int]]]:
     """Phases of (chains, worker processes, threads per worker); a phase's pools run concurrently.
     ``first`` holds the dense chain (if it is to run), ``rest`` the pruned chains (lists of RunConfig
     dicts). The cores go to the workers that run: a chain left alone (a resume, one strategy) gets
-    all of them; one worker per chain shares them by the chains' cost (``chain_threads``)."""
+    all of them; one worker per chain shares them by the chains' cost (``chain_threads``). ``threads``
+    (``--threads``) gives every worker that many instead, whatever the study's shape."""
     if jobs == 1:
-        return [[(first + rest, 1, cores)]]
-    workers = min(jobs, max(1, len(rest)))
-    phases = [[(first, 1, cores)], [(rest, workers, max(1, cores // workers))]]
-    if 1 < len(rest) <= jobs:
-        costs = chain_threads([[RunConfig.from_dict(d) for d in c] for c in rest], cores)
-        phases[1] = [([c], 1, t) for c, t in zip(rest, costs)]
+        phases = [[(first + rest, 1, cores)]]
+    else:
+        workers = min(jobs, max(1, len(rest)))
+        phases = [[(first, 1, cores)], [(rest, workers, max(1, cores // workers))]]
+        if 1 < len(rest) <= jobs:
+            costs = chain_threads([[RunConfig.from_dict(d) for d in c] for c in rest], cores)
+            phases[1] = [([c], 1, t) for c, t in zip(rest, costs)]
+    if threads:
+        phases = [[(chains, n, threads) for chains, n, _ in phase] for phase in phases]
     return phases
