@@ -334,7 +334,7 @@ def test_several_studies_are_drawn_in_one_figure_from_their_committed_csvs(tmp_p
     l0 = str(repo / "docs/figures/sparsify-mlp-l0-m10/summary.csv")
     compare.compare_figure([csvs[0], l0], "units", "test_accuracy", ["neuron"], tmp_path / "u.png")
     plt.close("all")
-    assert drawn["labels"] == ["MLP, MNIST, L0 gates · neuron (unit) pruning"]
+    assert drawn["labels"] == ["MLP, MNIST, L0 gates 1e-3 · neuron (unit) pruning"]  # named by its strength
     assert drawn["footer"].endswith("from docs/figures/sparsify-mlp-l0-m10/summary.csv")
 
 
