@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 from .. import paths
+from .results import IDENTITY_COLUMNS  # what a table describes; summary rows carry it as results.csv rows do
 
 SUMMARY_KEYS = ("test_accuracy", "oneshot_test_accuracy", "effective_sparsity")
-IDENTITY_COLUMNS = ("model", "dataset", "protocol", "sparsify", "sparsify_strength")  # as pruning.report.results.IDENTITY_COLUMNS
 SUMMARY_COLUMNS = ("strategy", "sparsity", "seeds", "n_ok",
                    *(f"{key}_{stat}" for key in SUMMARY_KEYS for stat in ("mean", "sd", "ci95")), *IDENTITY_COLUMNS,
                    "units_kept_mean", "units_kept_sd", "units_kept_ci95")  # units: only when results.csv has them
